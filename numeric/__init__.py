@@ -1,0 +1,53 @@
+"""chainrule.numeric: compiled torch gradients, the autograd reference, verification, torch import, CLI.
+
+The names below are imported on first use (PEP 562), so ``chainrule derive``, which only typesets,
+never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "compile_gradients": "._compile",
+    "CompiledGradients": "._compile",
+    "FORMS": "._compile",
+    "autograd_gradients": "._torch_models",
+    "autograd_loss_and_gradients": "._torch_models",
+    "from_torch": "._torch_models",
+    "to_torch": "._torch_models",
+    "REFERENCE_LOSSES": "._torch_models",
+    "verify": "._verify",
+    "Report": "._verify",
+    "Comparison": "._verify",
+    "random_values": "._verify",
+    "as_tensors": "._verify",
+    "check_with_gradcheck": "._verify",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from ._compile import FORMS as FORMS
+    from ._compile import CompiledGradients as CompiledGradients
+    from ._compile import compile_gradients as compile_gradients
+    from ._torch_models import REFERENCE_LOSSES as REFERENCE_LOSSES
+    from ._torch_models import autograd_gradients as autograd_gradients
+    from ._torch_models import autograd_loss_and_gradients as autograd_loss_and_gradients
+    from ._torch_models import from_torch as from_torch
+    from ._torch_models import to_torch as to_torch
+    from ._verify import Comparison as Comparison
+    from ._verify import Report as Report
+    from ._verify import as_tensors as as_tensors
+    from ._verify import check_with_gradcheck as check_with_gradcheck
+    from ._verify import random_values as random_values
+    from ._verify import verify as verify
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'numeric' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

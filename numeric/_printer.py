@@ -1,0 +1,84 @@
+"""SymPy → torch code: subclasses of SymPy's TorchPrinter.
+
+SymPy 1.14's printer prints element-wise functions as ``Lambda(...)`` and transposes as
+``torch.transpose(A).t()``, neither of which runs, and knows no sigmoid (shared/design-notes.md).
+Instead of patching its output we subclass it: ``_print_<Class>`` methods for chainrule's functions,
+dispatched on the class the way SymPy's own printers are, and one table for the plain function names.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import sympy
+from sympy.printing.pytorch import TorchPrinter
+
+from symbolic import relu, sigmoid, softplus
+
+# The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
+TORCH_FUNCTIONS = {
+    sigmoid: "torch.sigmoid",
+    relu: "torch.relu",
+    softplus: "torch.nn.functional.softplus",
+}
+
+
+class MatrixTorchPrinter(TorchPrinter):
+    """Prints the matrix program: every symbol is a whole tensor, ``*`` is element-wise."""
+
+    printmethod = "_chainrule_torch"
+    mapping: ClassVar[dict] = {**TorchPrinter.mapping, **TORCH_FUNCTIONS}
+
+    def _print_Pow(self, expr):
+        base, exponent = expr.args
+        if exponent.is_Integer and exponent > 0:
+            return f"{self.parenthesize(base, 60)}**{exponent}"
+        if exponent == -1:
+            return f"1/{self.parenthesize(base, 60)}"
+        return super()._print_Pow(expr)
+
+    def _print_step(self, expr):
+        # relu'(z): 1 where z > 0, else 0 (torch's relu has gradient 0 at 0 too)
+        argument = self.parenthesize(expr.args[0], 60)
+        return f"({argument} > 0).to({argument}.dtype)"
+
+    def _print_softmax(self, expr):
+        return f"torch.softmax({self._print(expr.args[0])}, dim=0)"
+
+    def _print_matmul(self, expr):
+        left, right = expr.args
+        return f"({self._print(left)} @ {self._print(right)})"
+
+    def _print_transpose(self, expr):
+        return f"{self.parenthesize(expr.args[0], 999)}.T"
+
+    def _print_unit_sum(self, expr):
+        return f"({self._print(expr.args[0])}).sum(0, keepdim=True)"
+
+    def _print_batch_sum(self, expr):
+        return f"({self._print(expr.args[0])}).sum(1, keepdim=True)"
+
+
+class ElementwiseTorchPrinter(MatrixTorchPrinter):
+    """Prints the per-scalar program: each symbol is one unit across the batch (a [B] tensor).
+
+    Entries of the inputs print as indexing (``W1[0, 1]``, ``x[0]``), intermediates as plain names.
+    """
+
+    printmethod = "_chainrule_torch_elementwise"
+
+    def __init__(self, names: dict[sympy.Symbol, str], settings=None):
+        super().__init__(settings)
+        self.names = names
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr) or super()._print_Symbol(expr)
+
+    def _print_batch_sum(self, expr):
+        return f"({self._print(expr.args[0])}).sum(-1)"
+
+    def _print_MatrixBase(self, expr):
+        rows = ", ".join(
+            "torch.stack([" + ", ".join(self._print(v) for v in expr.row(i)) + "])" for i in range(expr.rows)
+        )
+        return f"torch.stack([{rows}])"

@@ -1,0 +1,218 @@
+"""verify: compiled gradients against torch autograd, the exact closed form, and finite differences."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from symbolic import TUTORIAL, TUTORIAL_VALUES, Derivation, ExpressionTooLarge, InputError, InputTypeError, Network
+
+from ._compile import CompiledGradients, compile_gradients
+from ._torch_models import autograd_loss_and_gradients
+
+# Largest tolerated error, relative to the largest reference entry of the same parameter.
+DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+# The exact closed form is evaluated (with SymPy, slowly) up to this many parameters x samples.
+CLOSED_FORM_LIMIT = 400
+
+
+def random_values(
+    network: Network,
+    batch: int = 4,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Reproducible inputs, targets suited to the loss, and weights scaled by 1/sqrt(fan-in)."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a positive integer; got {batch!r}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    n_in, n_out = network.sizes[0], network.sizes[-1]
+    values = {"x": normal(n_in, batch)}
+    if network.loss == "bce":
+        values["y"] = torch.rand(n_out, batch, generator=generator, dtype=torch.float64)
+    elif network.loss == "cross_entropy":
+        values["y"] = torch.softmax(2 * normal(n_out, batch), dim=0)  # probability vectors
+    else:
+        values["y"] = normal(n_out, batch)
+    for name, (rows, cols) in network.parameter_shapes.items():
+        values[name] = normal(rows, cols) / (cols**0.5) if name.startswith("W") else 0.1 * normal(rows, cols)
+    return {name: value.to(dtype=dtype, device=device) for name, value in values.items()}
+
+
+def as_tensors(
+    values: Mapping[str, object], dtype: torch.dtype, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Nested lists or tensors as tensors of one dtype and device."""
+    return {name: torch.as_tensor(value, dtype=dtype, device=device) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far one parameter's gradient is from the reference."""
+
+    name: str
+    max_abs_error: float
+    max_rel_error: float  # max |ours - reference| / max |reference|
+    rtol: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= self.rtol
+
+
+def compare(name: str, ours: torch.Tensor, reference: torch.Tensor, rtol: float) -> Comparison:
+    ours64, ref64 = ours.detach().double().cpu(), reference.detach().double().cpu()
+    if ours64.shape != ref64.shape:
+        return Comparison(name, float("inf"), float("inf"), rtol)
+    difference = (ours64 - ref64).abs()
+    # NaN/inf in the same places on both sides count as agreement (both saturated the same way)
+    same_nonfinite = (~torch.isfinite(ours64)) & (~torch.isfinite(ref64)) & (torch.isnan(ours64) == torch.isnan(ref64))
+    difference = torch.where(same_nonfinite, torch.zeros_like(difference), difference)
+    scale = ref64[torch.isfinite(ref64)].abs().max().item() if torch.isfinite(ref64).any() else 0.0
+    max_abs = difference.max().item() if difference.numel() else 0.0
+    max_rel = max_abs / scale if scale > 0 else max_abs
+    if max_abs != max_abs:  # NaN where the reference is finite
+        max_abs = max_rel = float("inf")
+    return Comparison(name, max_abs, max_rel, rtol)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of :func:`verify`; ``ok`` when every check passed. ``str(report)`` is a table."""
+
+    network: Network
+    dtype: torch.dtype
+    batch: int
+    form: str
+    loss: float
+    compiled: dict[str, torch.Tensor]
+    autograd: dict[str, torch.Tensor]
+    closed_form: dict[str, torch.Tensor] | None
+    comparisons: tuple[Comparison, ...]  # compiled vs autograd
+    closed_form_comparisons: tuple[Comparison, ...]  # closed form (exact) vs autograd
+    gradcheck: bool | None  # torch.autograd.gradcheck of the compiled gradients (float64)
+
+    @property
+    def ok(self) -> bool:
+        checks = self.comparisons + self.closed_form_comparisons
+        return all(c.ok for c in checks) and self.gradcheck is not False
+
+    def __str__(self) -> str:
+        dtype = str(self.dtype).replace("torch.", "")
+        lines = [
+            f"network {self.network.describe()}; batch {self.batch}, {dtype}, {self.form} form",
+            f"loss (autograd) = {self.loss:.10g}",
+            f"{'parameter':<10} {'max abs error':>14} {'max rel error':>14} {'tolerance':>10}  result",
+        ]
+        for title, rows in (
+            ("compiled vs autograd", self.comparisons),
+            ("closed form (exact) vs autograd", self.closed_form_comparisons),
+        ):
+            if rows:
+                lines.append(f"  {title}")
+            for c in rows:
+                lines.append(
+                    f"{c.name:<10} {c.max_abs_error:>14.3e} {c.max_rel_error:>14.3e} {c.rtol:>10.0e}  "
+                    f"{'ok' if c.ok else 'MISMATCH'}"
+                )
+        if self.gradcheck is not None:
+            lines.append(
+                f"torch.autograd.gradcheck (float64, finite differences): {'passed' if self.gradcheck else 'FAILED'}"
+            )
+        lines.append(f"verdict: {'OK' if self.ok else 'MISMATCH'}")
+        return "\n".join(lines)
+
+
+class _CompiledLoss(torch.autograd.Function):
+    """The compiled loss with the compiled gradients as its backward, so gradcheck can test them."""
+
+    @staticmethod
+    def forward(ctx, x, y, compiled, names, *params):
+        loss, gradients = compiled.value_and_grad(x, y, dict(zip(names, params)))
+        ctx.save_for_backward(*(gradients[name] for name in names))
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, None, None, None, *(grad_output * g for g in ctx.saved_tensors))
+
+
+def check_with_gradcheck(compiled: CompiledGradients, values: Mapping[str, torch.Tensor]) -> bool:
+    """``torch.autograd.gradcheck`` of the compiled gradients against finite differences, in float64."""
+    values64 = {name: torch.as_tensor(value).detach().to(torch.float64) for name, value in values.items()}
+    names = compiled.names
+    params = [values64[name].clone().requires_grad_(True) for name in names]
+
+    def loss(*flat):
+        return _CompiledLoss.apply(values64["x"], values64["y"], compiled, names, *flat)
+
+    return torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-7, rtol=1e-5, raise_exception=False)
+
+
+def verify(
+    derivation: Derivation,
+    values: Mapping[str, object] | None = None,
+    *,
+    form: str = "matrix",
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    batch: int = 4,
+    seed: int = 0,
+    rtol: float | None = None,
+    gradcheck: bool = True,
+    compiled: CompiledGradients | None = None,
+) -> Report:
+    """Check the compiled gradients of ``derivation`` against torch autograd (and more).
+
+    ``values`` (x, y and every parameter; nested lists or tensors) default to the tutorial's for the
+    tutorial network, else to ``random_values(network, batch, seed)``. Also compares the exact closed
+    form with autograd when the network is small, and runs ``gradcheck`` on the compiled gradients.
+    ``compiled`` lets a caller check a function it already has (or a deliberately broken one).
+    """
+    if not isinstance(derivation, Derivation):
+        raise InputTypeError(f"verify takes a Derivation (from symbolic.derive); got {type(derivation).__name__}")
+    network = derivation.network
+    if values is None:
+        values = TUTORIAL_VALUES if network == TUTORIAL else random_values(network, batch, seed)
+    tensors = as_tensors(values, dtype, device)
+    rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else rtol
+    compiled = compiled or compile_gradients(derivation, form)
+
+    params = {name: tensors[name] for name in network.parameter_shapes}
+    ours = compiled(tensors["x"], tensors["y"], params)
+    loss, reference = autograd_loss_and_gradients(network, tensors["x"], tensors["y"], params)
+    comparisons = tuple(compare(name, ours[name], reference[name], rtol) for name in derivation.parameters)
+
+    closed_form, closed_comparisons = None, ()
+    samples = tensors["x"].shape[1]
+    if network.parameter_count * samples <= CLOSED_FORM_LIMIT:
+        try:
+            exact = derivation.evaluate({k: v.tolist() for k, v in tensors.items()}, closed_form=True)
+        except ExpressionTooLarge:
+            exact = None
+        if exact is not None:
+            closed_form = {name: torch.tensor(exact[name], dtype=torch.float64) for name in derivation.parameters}
+            closed_comparisons = tuple(
+                compare(name, reference[name], closed_form[name], rtol) for name in derivation.parameters
+            )
+    passed = check_with_gradcheck(compiled, tensors) if gradcheck else None
+    return Report(
+        network,
+        dtype,
+        samples,
+        compiled.form,
+        float(loss),
+        ours,
+        reference,
+        closed_form,
+        comparisons,
+        closed_comparisons,
+        passed,
+    )

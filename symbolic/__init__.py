@@ -1,0 +1,64 @@
+"""chainrule.symbolic: networks, derivative rules, the chain-rule derivation and its LaTeX (SymPy only).
+
+This package never imports torch or ``numeric``: a derivation can be made and typeset without them.
+"""
+
+from ._derivation import (
+    DEFAULT_CLOSED_FORM_BUDGET,
+    Derivation,
+    LayerDerivation,
+    MatrixProgram,
+    MatrixStep,
+    derive,
+)
+from ._errors import (
+    ChainruleError,
+    ExpressionTooLarge,
+    InputError,
+    InputTypeError,
+    NetworkError,
+    NetworkTypeError,
+    UnsupportedModule,
+)
+from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
+from ._network import Network
+from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
+from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
+from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULT_CLOSED_FORM_BUDGET",
+    "LOSSES",
+    "TUTORIAL",
+    "TUTORIAL_PRINTED",
+    "TUTORIAL_VALUES",
+    "Activation",
+    "ChainruleError",
+    "Derivation",
+    "ExpressionTooLarge",
+    "InputError",
+    "InputTypeError",
+    "LatexFailed",
+    "LatexUnavailable",
+    "LayerDerivation",
+    "Loss",
+    "MatrixProgram",
+    "MatrixStep",
+    "Network",
+    "NetworkError",
+    "NetworkTypeError",
+    "UnsupportedModule",
+    "batch_sum",
+    "build_pdf",
+    "derive",
+    "matmul",
+    "pdflatex_path",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "step",
+    "transpose",
+    "unit_sum",
+]

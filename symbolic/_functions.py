@@ -1,0 +1,156 @@
+"""SymPy functions that chainrule needs and SymPy does not have.
+
+Each activation is an *opaque* ``Function`` whose ``fdiff`` is its derivative, next to its definition
+(as micrograd keeps each backward rule beside its forward). Opaque matters: written out as
+``1/(1 + exp(-z))``, SymPy differentiates sigmoid into ``exp(-z)/(1 + exp(-z))**2``, which is NaN at
+z = -100 in float32 and makes every expression larger (shared/design-notes.md, section 4).
+
+The second group are the non-element-wise operations of the *matrix program* (see ``_matrix``): there a
+symbol stands for a whole matrix and every ordinary SymPy operation (``+``, ``*``, ``sigmoid``) acts
+element-wise, so only products, transposes and sums need functions of their own.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy import S
+
+
+def _numeric_argument(function: sympy.Function) -> sympy.Expr | None:
+    """The argument if it is a plain number (so the function can evaluate), else None."""
+    (argument,) = function.args
+    return argument if argument.is_number and argument.is_extended_real else None
+
+
+class sigmoid(sympy.Function):  # noqa: N801 - SymPy names functions in lower case
+    r"""The logistic function σ(z) = 1 / (1 + e^{-z}), with derivative σ(z)(1 - σ(z))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, argument):
+        if argument.is_zero:
+            return S.Half
+        return None
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, argument, **kwargs):
+        return 1 / (1 + sympy.exp(-argument))
+
+    def _eval_evalf(self, prec):
+        argument = _numeric_argument(self)
+        if argument is None:
+            return None
+        return self._eval_rewrite_as_exp(argument)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class step(sympy.Function):  # noqa: N801
+    """The unit step with step(0) = 0: the derivative of relu, as torch takes it (relu'(0) = 0)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, argument):
+        if argument.is_number and argument.is_extended_real:
+            return S.One if argument > 0 else S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return S.Zero  # zero wherever it is differentiable
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}\left[{printer._print(self.args[0])} > 0\right]"
+
+
+class relu(sympy.Function):  # noqa: N801
+    """max(z, 0), with derivative step(z)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, argument):
+        if argument.is_number and argument.is_extended_real:
+            return argument if argument > 0 else S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return step(self.args[0])
+
+    def _latex(self, printer):
+        return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
+
+
+class softplus(sympy.Function):  # noqa: N801
+    """log(1 + e^z), with derivative σ(z)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_log(self, argument, **kwargs):
+        return sympy.log(1 + sympy.exp(argument))
+
+    def _eval_evalf(self, prec):
+        argument = _numeric_argument(self)
+        if argument is None:
+            return None
+        return self._eval_rewrite_as_log(argument)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+
+
+# --- operations of the matrix program -------------------------------------------------------------
+# Their LaTeX lives here with them; their torch spelling lives in numeric's printer (symbolic never
+# imports torch).
+
+
+class matmul(sympy.Function):  # noqa: N801
+    """The matrix product A B (element-wise ``*`` is the Hadamard product ⊙ in the matrix program)."""
+
+    nargs = 2
+
+    def _latex(self, printer):
+        return " ".join(printer.parenthesize(arg, 60) for arg in self.args)
+
+
+class transpose(sympy.Function):  # noqa: N801
+    """Aᵀ."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
+
+
+class unit_sum(sympy.Function):  # noqa: N801
+    """Sum over the units of a layer (the rows), kept as a 1 x B row that broadcasts back."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}^{{\top}}\left({printer._print(self.args[0])}\right)"
+
+
+class batch_sum(sympy.Function):  # noqa: N801
+    """Sum over the samples of a batch (the columns), kept as an n x 1 column."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\left({printer._print(self.args[0])}\right)\mathbf{{1}}"
+
+
+class softmax(sympy.Function):  # noqa: N801
+    """softmax over the units of each sample (column): e^{z_i} / Σ_k e^{z_k}."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softmax}}\left({printer._print(self.args[0])}\right)"
