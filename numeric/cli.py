@@ -142,7 +142,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     values = None
     if network != TUTORIAL or args.batch is not None or args.seed is not None:
-        values = random_values(network, args.batch or 4, args.seed or 0, dtype=dtype)
+        batch = 4 if args.batch is None else args.batch
+        values = random_values(network, batch, 0 if args.seed is None else args.seed, dtype=dtype)
     report = verify(derive(network), values, form=args.form, dtype=dtype, device=args.device)
     print(report)
     return 0 if report.ok else 1

@@ -1,6 +1,6 @@
 """Explanations of a Derivation: LaTeX, Markdown and terminal text from one sequence of blocks.
 
-``_explain`` walks the derivation once and produces format-neutral blocks (headings, prose, equation
+``explain`` walks the derivation once and produces format-neutral blocks (headings, prose, equation
 chains, a notation table); each backend only typesets them. So the three formats always say the same
 thing, and every displayed chain ``lhs = e1 = e2 = ...`` comes straight from the derivation's
 expressions, which ``tests/test_steps.py`` checks are equal.
@@ -9,7 +9,7 @@ expressions, which ``tests/test_steps.py`` checks are equal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import sympy
 from sympy.printing.latex import LatexPrinter
@@ -20,16 +20,23 @@ from ._rules import LOSSES
 
 # Above this many units a layer is explained by one general entry instead of every entry.
 ENTRIES_SHOWN = 3
-# Closed forms longer than this (LaTeX characters) are not displayed; the δ form says it all.
+# Closed forms are displayed only while small: estimated nodes per entry (checked before building them),
+# then LaTeX characters. Beyond that the δ form says it all.
+CLOSED_FORM_NODES = 60
 CLOSED_FORM_SHOWN = 400
 
 
 @dataclass(frozen=True)
 class Math:
-    """One piece of mathematics, in both notations."""
+    """One piece of mathematics, in both notations, with the SymPy expression it stands for (if any).
+
+    ``value`` is what tests compare: in a Chain, every two consecutive terms that have a value must be
+    equal once the intermediates are substituted back. Pure notation (``∂L/∂W``) has none.
+    """
 
     latex: str
     text: str
+    value: sympy.Basic | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,21 +88,22 @@ class _Writer:
         self.text_printer = _Text()
 
     def math(self, expression: sympy.Basic) -> Math:
-        return Math(self.latex_printer.doprint(expression), self.text_printer.doprint(expression))
+        return Math(self.latex_printer.doprint(expression), self.text_printer.doprint(expression), expression)
 
-    def partial(self, of: sympy.Basic | str, wrt: sympy.Basic) -> Math:
+    def partial(self, of: sympy.Basic | str, wrt: sympy.Basic, value: sympy.Basic | None = None) -> Math:
         of_latex = of if isinstance(of, str) else self.latex_printer.doprint(of)
         of_text = of if isinstance(of, str) else self.text_printer.doprint(of)
         wrt_m = self.math(wrt)
-        return Math(_frac(of_latex, wrt_m.latex), f"∂{of_text}/∂{wrt_m.text}")
+        return Math(_frac(of_latex, wrt_m.latex), f"∂{of_text}/∂{wrt_m.text}", value)
 
 
 def _frac(of: str, wrt: str) -> str:
     return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
 
 
-def _join(*pieces: Math, latex_sep: str = r" \cdot ", text_sep: str = " · ") -> Math:
-    return Math(latex_sep.join(p.latex for p in pieces), text_sep.join(p.text for p in pieces))
+def _join(*pieces: Math, value: sympy.Basic | None = None) -> Math:
+    """A product of factors as written; ``value`` is what the product equals (SymPy's derivatives)."""
+    return Math(r" \cdot ".join(p.latex for p in pieces), " · ".join(p.text for p in pieces), value)
 
 
 def _shown(count: int) -> list[int]:
@@ -103,7 +111,7 @@ def _shown(count: int) -> list[int]:
     return list(range(count)) if count <= ENTRIES_SHOWN else [0]
 
 
-def _explain(derivation: Derivation, values: Mapping[str, object] | None) -> list[Block]:
+def explain(derivation: Derivation, values: Mapping[str, object] | None) -> list[Block]:
     w = _Writer(derivation)
     network, layers = derivation.network, derivation.layers
     depth = network.depth
@@ -182,20 +190,28 @@ def _output_delta(w: _Writer, layer: LayerDerivation) -> list[Block]:
         )
     ]
     blocks += _derivative_statement(w, layer)
+
+    def by_sympy(k: int, i: int) -> sympy.Expr:
+        """∂L/∂a_k · ∂a_k/∂z_i, each factor by sympy.diff of its definition."""
+        loss = w.derivation.loss_definition
+        return sympy.diff(loss, layer.a[k]) * sympy.diff(layer.a_definition[k], layer.z[i])
+
     for i in _shown(len(layer.z)):
         z_i, a_i, delta_i = layer.z[i], layer.a[i], layer.delta[i]
         if layer.activation.elementwise:
-            factors = _join(w.partial("L", a_i), w.partial(a_i, z_i))
+            factors = _join(w.partial("L", a_i), w.partial(a_i, z_i), value=by_sympy(i, i))
             upstream, local = w.math(layer.upstream[i]), w.math(layer.local_jacobian[i, i])
             values = Math(
                 rf"\left({upstream.latex}\right) \cdot \left({local.latex}\right)",
                 f"({upstream.text}) · ({local.text})",
+                sympy.Mul(layer.upstream[i], layer.local_jacobian[i, i], evaluate=False),
             )
         else:
             a_k = Math(f"a^{{({l_})}}_k", f"a{l_}[k]")
             factors = Math(
                 rf"\sum_{{k}} {_frac('L', a_k.latex)} {_frac(a_k.latex, w.math(z_i).latex)}",
                 f"Σ_k ∂L/∂{a_k.text} · ∂{a_k.text}/∂{w.math(z_i).text}",
+                sympy.Add(*(by_sympy(k, i) for k in range(len(layer.z)))),
             )
             values = w.math(
                 sympy.Add(
@@ -241,7 +257,9 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
                     [
                         Math(rf"{activation.latex}'(z)", f"{activation.name}'(z)"),
                         w.math(sympy.diff(activation.function(z), z)),
-                        w.math(activation.derivative(z, a)),
+                        replace(
+                            w.math(activation.derivative(z, a)), value=activation.derivative(z, activation.function(z))
+                        ),
                     ]
                 )
             ),
@@ -285,6 +303,8 @@ def _hidden_delta(w: _Writer, layer: LayerDerivation, above: LayerDerivation) ->
             rf"\left(\sum_{{i}} {_frac('L', z_i.latex)} {_frac(z_i.latex, a_j_math.latex)}\right) "
             rf"\cdot {w.partial(a_j, z_j).latex}",
             f"(Σ_i ∂L/∂{z_i.text} · ∂{z_i.text}/∂{a_j_math.text}) · ∂{a_j_math.text}/∂{w.math(z_j).text}",
+            sympy.Add(*(above.delta[i] * sympy.diff(above.z_definition[i], a_j) for i in range(len(above.z))))
+            * sympy.diff(layer.a_definition[j], z_j),
         )
         blocks.append(Chain((w.math(layer.delta[j]), factors, w.math(layer.delta_definition[j]))))
     return blocks
@@ -299,13 +319,22 @@ def _weight_chains(w: _Writer, layer: LayerDerivation) -> list[Block]:
             weight = layer.weight[i, j]
             terms = (
                 w.partial("L", weight),
-                _join(w.partial("L", layer.z[i]), w.partial(layer.z[i], weight)),
+                _join(
+                    w.partial("L", layer.z[i]),
+                    w.partial(layer.z[i], weight),
+                    value=layer.delta[i] * sympy.diff(layer.z_definition[i], weight),
+                ),
                 w.math(layer.delta[i] * layer.inputs[j]),
             )
             blocks.append(Chain(terms))
     if layer.bias is not None:
         for i in rows:
-            blocks.append(Chain((w.partial("L", layer.bias[i]), w.math(layer.delta[i]))))
+            factors = _join(
+                w.partial("L", layer.z[i]),
+                w.partial(layer.z[i], layer.bias[i]),
+                value=layer.delta[i] * sympy.diff(layer.z_definition[i], layer.bias[i]),
+            )
+            blocks.append(Chain((w.partial("L", layer.bias[i]), factors, w.math(layer.delta[i]))))
     return blocks
 
 
@@ -344,14 +373,16 @@ def _matrix_form(w: _Writer, derivation: Derivation) -> list[Block]:
 def _closed_forms(w: _Writer, derivation: Derivation) -> list[Block]:
     shown: list[Block] = []
     for name in derivation.parameters:
-        if derivation.closed_form_size(name) > derivation.closed_form_budget:
+        entries = len(derivation.symbols[name])
+        if derivation.closed_form_size(name) > min(CLOSED_FORM_NODES * entries, derivation.closed_form_budget):
             continue
         matrix = derivation.closed_form(name)
         symbols = derivation.symbols[name]
         for i, j in [(i, j) for i in range(matrix.rows) for j in range(matrix.cols)]:
             entry = w.math(matrix[i, j])
             if len(entry.latex) <= CLOSED_FORM_SHOWN:
-                shown.append(Chain((w.partial("L", symbols[i, j]), entry)))
+                by_program = derivation.gradient_definitions[name][i, j]
+                shown.append(Chain((w.partial("L", symbols[i, j], by_program), entry)))
     if not shown:
         return []
     return [
@@ -444,7 +475,7 @@ def _latex_chain(block: Chain) -> str:
 
 def render_latex(derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None) -> str:
     parts = []
-    for block in _explain(derivation, values):
+    for block in explain(derivation, values):
         if isinstance(block, Heading):
             parts.append(f"\\subsection*{{{_escape(block.text)}}}")
         elif isinstance(block, Prose):
@@ -460,7 +491,7 @@ def render_latex(derivation: Derivation, document: bool = False, values: Mapping
 
 def render_markdown(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
     parts = ["# Backpropagation by the chain rule"]
-    for block in _explain(derivation, values):
+    for block in explain(derivation, values):
         if isinstance(block, Heading):
             parts.append(f"## {block.text}")
         elif isinstance(block, Prose):
@@ -486,7 +517,7 @@ def render_markdown(derivation: Derivation, values: Mapping[str, object] | None 
 
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
     lines: list[str] = []
-    for block in _explain(derivation, values):
+    for block in explain(derivation, values):
         if isinstance(block, Heading):
             lines += ["", block.text, "-" * len(block.text)]
         elif isinstance(block, Prose):

@@ -1,0 +1,119 @@
+"""Bad input gets a ValueError/TypeError that names the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from numeric import as_tensors, autograd_gradients, compile_gradients, verify
+from symbolic import (
+    TUTORIAL,
+    TUTORIAL_VALUES,
+    ChainruleError,
+    ExpressionTooLarge,
+    Network,
+    derive,
+)
+
+NETWORK_CASES = [
+    # (arguments, exception, fragments the message must contain)
+    (([3],), ValueError, ["two or more", "[3]"]),
+    (([],), ValueError, ["two or more"]),
+    (([3, 0, 2],), ValueError, ["sizes[1]", "positive"]),
+    (([3, -1],), ValueError, ["sizes[1]", "-1"]),
+    (([3, 2.5],), TypeError, ["sizes[1]", "2.5", "float"]),
+    (([3, True],), TypeError, ["sizes[1]", "True"]),
+    (("3,4",), TypeError, ["sizes", "'3,4'"]),
+    ((3,), TypeError, ["sizes", "3"]),
+    (([3, 4, 2], "sigmod"), ValueError, ["'sigmod'", "sigmoid, tanh, relu, softplus, identity, softmax"]),
+    (([3, 4, 2], ["tanh"]), ValueError, ["1 entries", "2 layer", "one per layer"]),
+    (([3, 4, 2], ["tanh", "relu", "relu"]), ValueError, ["3 entries"]),
+    (([3, 4, 2], ["softmax", "sigmoid"]), ValueError, ["'softmax'", "last layer", "layer 1"]),
+    (([3, 4, 2], [1, "tanh"]), TypeError, ["layer 1", "1"]),
+    (([3, 2], "sigmoid", "l2"), ValueError, ["'l2'", "half_sse, sse, mse, bce, cross_entropy"]),
+    (([3, 2], "tanh", "cross_entropy"), ValueError, ["cross_entropy", "softmax", "'tanh'"]),
+    (([3, 2], "relu", "bce"), ValueError, ["bce", "sigmoid", "'relu'"]),
+    (([3, 2], "sigmoid", "half_sse", "yes"), TypeError, ["bias", "'yes'"]),
+]
+
+
+@pytest.mark.parametrize("arguments, exception, fragments", NETWORK_CASES, ids=lambda v: repr(v)[:40])
+def test_bad_networks(arguments, exception, fragments):
+    with pytest.raises(exception) as caught:
+        Network(*arguments)
+    assert isinstance(caught.value, ChainruleError)
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def _tutorial_tensors():
+    t = as_tensors(TUTORIAL_VALUES, torch.float64)
+    return t["x"], t["y"], {"W1": t["W1"], "W2": t["W2"]}
+
+
+def _with(**changes):
+    x, y, params = _tutorial_tensors()
+    values = {"x": x, "y": y, "params": params}
+    for key, value in changes.items():
+        if key in ("x", "y"):
+            values[key] = value
+        else:
+            values["params"] = value(params)
+    return values
+
+
+INPUT_CASES = [
+    (
+        _with(params=lambda p: {**p, "W2": torch.zeros(3, 2, dtype=torch.float64)}),
+        ValueError,
+        ["W2", "[3, 2]", "[2, 2]"],
+    ),
+    (_with(params=lambda p: {"W1": p["W1"]}), ValueError, ["missing: W2"]),
+    (_with(params=lambda p: {**p, "W3": p["W1"]}), ValueError, ["unknown: W3"]),
+    (_with(params=lambda p: {**p, "W1": [[1.0], [2.0]]}), TypeError, ["W1", "torch.Tensor", "list"]),
+    (_with(x=[[1.0]]), TypeError, ["x", "torch.Tensor"]),
+    (_with(x=torch.ones(2, 1, dtype=torch.float64)), ValueError, ["x", "[2, 1]", "[1, B]"]),
+    (_with(y=torch.ones(2, 3, dtype=torch.float64)), ValueError, ["y", "[2, 3]", "[2, 1]"]),
+    (_with(x=torch.ones(1, 1, dtype=torch.int64)), TypeError, ["x", "int64", "floating"]),
+    (_with(params=lambda p: {**p, "W2": p["W2"].float()}), ValueError, ["W2", "float32", "same dtype"]),
+    (_with(params=lambda p: ["W1", "W2"]), TypeError, ["params", "mapping"]),
+]
+
+
+@pytest.mark.parametrize("case, exception, fragments", INPUT_CASES, ids=lambda v: repr(v)[:40])
+@pytest.mark.parametrize("function", ["compiled", "autograd"])
+def test_bad_inputs(case, exception, fragments, function):
+    compiled = compile_gradients(derive(TUTORIAL))
+    call = compiled if function == "compiled" else lambda x, y, p: autograd_gradients(TUTORIAL, x, y, p)
+    with pytest.raises(exception) as caught:
+        call(case["x"], case["y"], case["params"])
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def test_bad_arguments_to_the_pipeline():
+    with pytest.raises(TypeError, match="Network"):
+        derive("1,2,2")
+    with pytest.raises(ValueError, match="closed_form_budget"):
+        derive(TUTORIAL, closed_form_budget=-1)
+    with pytest.raises(TypeError, match="Derivation"):
+        compile_gradients(TUTORIAL)
+    with pytest.raises(ValueError, match=r"'fast'.*matrix, elementwise"):
+        compile_gradients(derive(TUTORIAL), form="fast")
+    with pytest.raises(TypeError, match="Derivation"):
+        verify(TUTORIAL)
+    with pytest.raises(ValueError, match="unknown parameter 'W3'"):
+        derive(TUTORIAL).closed_form("W3")
+    with pytest.raises(ValueError, match=r"values\['W2'\] has shape \[2, 1\]"):
+        derive(TUTORIAL).evaluate({**TUTORIAL_VALUES, "W2": [[1.0], [2.0]]})
+
+
+def test_closed_form_refuses_above_its_budget_and_says_how_to_raise_it():
+    network = Network([3] * 8, "tanh")
+    derivation = derive(network, closed_form_budget=10_000)
+    with pytest.raises(ExpressionTooLarge) as caught:
+        derivation.gradients  # noqa: B018
+    message = str(caught.value)
+    assert "dL/dW1" in message and "budget of 10,000" in message and "closed_form_budget=" in message
+    size = derivation.closed_form_size("W7")
+    assert derivation.closed_form("W7", budget=size).shape == (3, 3)  # a small one still works

@@ -1,0 +1,92 @@
+"""Any dense network: compiled gradients against torch autograd and gradcheck, closed forms against
+``sympy.diff`` of the expanded loss."""
+
+from __future__ import annotations
+
+import pytest
+import sympy
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, verify
+from symbolic import ACTIVATIONS, LOSSES, Network, derive
+
+HIDDEN = [name for name, activation in ACTIVATIONS.items() if not activation.last_layer_only]
+
+
+@st.composite
+def networks(draw, max_depth=4, max_width=5):
+    depth = draw(st.integers(1, max_depth))
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
+    loss = draw(st.sampled_from(sorted(LOSSES)))
+    pairing = LOSSES[loss].output_activations
+    last = draw(st.sampled_from(sorted(pairing) if pairing else [*HIDDEN, "softmax"]))
+    hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
+    return Network(sizes, [*hidden, last], loss, bias=draw(st.booleans()))
+
+
+def _relative_error(ours, reference):
+    scale = reference.abs().max().item()
+    return (ours - reference).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+@given(network=networks(), seed=st.integers(0, 2**16), batch=st.integers(1, 6))
+def test_compiled_gradients_equal_autograd_float64(network, seed, batch):
+    derivation = derive(network)
+    values = random_values(network, batch, seed)
+    params = {name: values[name] for name in network.parameter_shapes}
+    reference = autograd_gradients(network, values["x"], values["y"], params)
+    for form in ("matrix", "elementwise"):
+        ours = compile_gradients(derivation, form)(values["x"], values["y"], params)
+        for name in params:
+            assert ours[name].shape == params[name].shape
+            assert _relative_error(ours[name], reference[name]) <= 1e-10, (form, name)
+
+
+@given(network=networks(max_depth=3, max_width=4), seed=st.integers(0, 2**16))
+def test_gradcheck_passes(network, seed):
+    values = random_values(network, 3, seed)
+    assert check_with_gradcheck(compile_gradients(derive(network)), values)
+
+
+def test_gradcheck_catches_a_wrong_gradient(doubled_gradients):
+    network = Network([2, 3, 1], "tanh", "half_sse")
+    broken = doubled_gradients(compile_gradients(derive(network)))
+    assert not check_with_gradcheck(broken, random_values(network, 3, 0))
+
+
+SMALL = [
+    Network([2, 2, 1], ["tanh", "sigmoid"], "bce", bias=True),
+    Network([2, 3], "softmax", "cross_entropy"),
+    Network([1, 2, 2], ["softplus", "identity"], "mse"),
+    Network([2, 2, 2], ["relu", "tanh"], "sse", bias=True),
+]
+
+
+@pytest.mark.parametrize("network", SMALL, ids=lambda n: n.describe())
+def test_closed_form_equals_sympy_diff_of_expanded_loss(network):
+    """The expanded loss is built here from the definitions alone, then differentiated by SymPy."""
+    derivation = derive(network)
+    s = derivation.symbols
+    a = s["x"]
+    for layer, name in enumerate(network.activations, start=1):
+        z = s[f"W{layer}"] * a + (s[f"b{layer}"] if network.bias else sympy.zeros(network.sizes[layer], 1))
+        a = sympy.Matrix(ACTIVATIONS[name].outputs(list(z)))
+    expanded = LOSSES[network.loss].per_sample(list(a), list(s["y"]))
+    assert sympy.simplify(derivation.loss - expanded) == 0
+    for name in network.parameter_shapes:
+        matrix = s[name]
+        for i in range(matrix.rows):
+            for j in range(matrix.cols):
+                difference = derivation.gradients[name][i, j] - sympy.diff(expanded, matrix[i, j])
+                assert sympy.expand(difference) == 0 or sympy.simplify(difference) == 0, (name, i, j)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_verify_reports_ok_for_a_general_network(dtype):
+    network = Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", bias=True)
+    report = verify(derive(network), dtype=dtype, batch=5, seed=1)
+    assert report.ok, str(report)
+    assert {c.name for c in report.comparisons} == set(network.parameter_shapes)
+    assert report.gradcheck is True
