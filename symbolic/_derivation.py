@@ -205,6 +205,18 @@ class Derivation:
             lines += zip(layer.delta, layer.delta_definition)
         return tuple(lines)
 
+    def operation_counts(self) -> dict[str, int]:
+        """Arithmetic operations (``sympy.count_ops``) of the forward pass and of the gradient program.
+
+        ``forward``: every z, a and the loss; ``gradient``: every δ and every gradient entry, given the
+        forward values. The chain rule over named intermediates keeps their ratio small at any size.
+        """
+        forward = sum(sympy.count_ops(d) for layer in self.layers for d in (*layer.z_definition, *layer.a_definition))
+        forward += sympy.count_ops(self.loss_definition)
+        gradient = sum(sympy.count_ops(d) for layer in self.layers for d in layer.delta_definition)
+        gradient += sum(sympy.count_ops(entry) for matrix in self.gradient_definitions.values() for entry in matrix)
+        return {"forward": forward, "gradient": gradient}
+
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(self.network.parameter_shapes)
@@ -394,6 +406,35 @@ def _entries(matrix: Matrix):
             yield (i, j), matrix[i, j]
 
 
+def _symbol_product(u: Symbol, v: Symbol) -> sympy.Expr:
+    """``u * v`` for two distinct symbols, built directly in SymPy's canonical form.
+
+    Every product in a dense layer (W·a, Wᵀ·δ, δ·aᵀ) multiplies two symbols; ``Mul.flatten`` spent 4.5 s
+    of a width-32 derivation finding what is known beforehand: the canonical Mul of two symbols with the
+    same assumptions is their pair sorted by name (``Basic.compare``). ``tests/test_scaling.py`` checks
+    it is identical to ``u * v``.
+    """
+    if not (type(u) is Symbol and type(v) is Symbol) or u == v or u.assumptions0 != v.assumptions0:
+        return u * v
+    return sympy.Mul._from_args((u, v) if u.name < v.name else (v, u), is_commutative=True)
+
+
+def _affine(weight: Matrix, vector: Matrix, bias: Matrix | None = None) -> Matrix:
+    """weight · vector (+ bias), summed term by term.
+
+    SymPy's Matrix product routes symbolic entries through DomainMatrix over EXRAW, which took 13 s of
+    a 17-layer width-32 derivation; plain Add/Mul over the rows takes a fraction of that.
+    """
+    columns = list(vector)
+    rows = []
+    for i in range(weight.rows):
+        terms = [_symbol_product(w, v) for w, v in zip(weight.row(i), columns)]
+        if bias is not None:
+            terms.append(bias[i])
+        rows.append(sympy.Add(*terms))
+    return Matrix(rows)
+
+
 def _tree_size(expression: sympy.Expr, sizes: Mapping[Symbol, int]) -> int:
     """Nodes of ``expression`` as a tree, counting each named intermediate as its own closed size."""
     if expression in sizes:
@@ -433,7 +474,7 @@ def derive(network: Network, closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGE
         bias = symbols.get(f"b{layer}")
         z = _vector(f"z{layer}", _layer_latex("z", layer), sizes[layer], latex_names)
         a = _vector(f"a{layer}", _layer_latex("a", layer), sizes[layer], latex_names)
-        z_definition = weight * inputs + (bias if bias is not None else sympy.zeros(sizes[layer], 1))
+        z_definition = _affine(weight, inputs, bias)
         a_definition = Matrix(activation.outputs(list(z)))
         forward.append((layer, activation, weight, bias, inputs, z, z_definition, a, a_definition))
         inputs = a
@@ -447,8 +488,13 @@ def derive(network: Network, closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGE
     upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
         n = len(z)
-        jacobian = Matrix([[activation.jacobian(list(z), list(a), k, i) for i in range(n)] for k in range(n)])
-        chain = Matrix([sympy.Add(*(upstream[k] * jacobian[k, i] for k in range(n))) for i in range(n)])
+        z_list, a_list = list(z), list(a)
+        if activation.elementwise:  # diagonal Jacobian: skip the n² zero entries
+            jacobian = sympy.diag(*(activation.jacobian(z_list, a_list, i, i) for i in range(n)))
+            chain = Matrix([upstream[i] * jacobian[i, i] for i in range(n)])
+        else:
+            jacobian = Matrix([[activation.jacobian(z_list, a_list, k, i) for i in range(n)] for k in range(n)])
+            chain = Matrix([sympy.Add(*(upstream[k] * jacobian[k, i] for k in range(n))) for i in range(n)])
         definition = chain.applyfunc(_smallest) if layer == depth else chain
         delta = _vector(f"delta{layer}", _layer_latex(r"\delta", layer), n, latex_names)
         layers.append(
@@ -469,12 +515,14 @@ def derive(network: Network, closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGE
                 definition,
             )
         )
-        upstream = weight.T * delta  # ∂L/∂a_{l-1}[j] = Σ_i W_l[i, j] δ_l[i]
+        upstream = _affine(weight.T, delta)  # ∂L/∂a_{l-1}[j] = Σ_i W_l[i, j] δ_l[i]
     layers.reverse()
 
     gradient_definitions: dict[str, Matrix] = {}
     for layer in layers:
-        gradient_definitions[f"W{layer.index}"] = layer.delta * layer.inputs.T
+        gradient_definitions[f"W{layer.index}"] = Matrix(
+            [[_symbol_product(d, a) for a in layer.inputs] for d in layer.delta]  # δ aᵀ
+        )
         if layer.bias is not None:
             gradient_definitions[f"b{layer.index}"] = Matrix(layer.delta)
     gradient_definitions = {name: gradient_definitions[name] for name in network.parameter_shapes}
