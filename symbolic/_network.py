@@ -81,6 +81,11 @@ class Network:
                 f"loss {self.loss!r} needs the last layer's activation to be one of {_allowed(sorted(pairing))}; "
                 f"got {activations[-1]!r}"
             )
+        if activations[-1] == "softmax" and sizes[-1] == 1:
+            raise NetworkError(
+                "softmax over a single output unit is the constant 1 (nothing to learn); "
+                "use sigmoid for one output, or give the last layer two or more units"
+            )
         if not isinstance(self.bias, bool):
             raise NetworkTypeError(f"bias must be True or False; got {self.bias!r}")
         # normalise (the dataclass is frozen, so set through object)

@@ -1,4 +1,4 @@
-"""Shared fixtures and the hypothesis profiles (CI: more examples, derandomised)."""
+"""Shared fixtures and the hypothesis profiles (CI: more examples, derandomised; or HYPOTHESIS_PROFILE)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ settings.register_profile("default", max_examples=25, deadline=None, suppress_he
 settings.register_profile(
     "ci", max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+settings.register_profile(  # HYPOTHESIS_PROFILE=thorough pytest: a longer hunt before a release
+    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
 
 
 @pytest.fixture(scope="session")

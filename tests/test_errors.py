@@ -34,6 +34,7 @@ NETWORK_CASES = [
     (([3, 2], "tanh", "cross_entropy"), ValueError, ["cross_entropy", "softmax", "'tanh'"]),
     (([3, 2], "relu", "bce"), ValueError, ["bce", "sigmoid", "'relu'"]),
     (([3, 2], "sigmoid", "half_sse", "yes"), TypeError, ["bias", "'yes'"]),
+    (([3, 1], "softmax", "bce"), ValueError, ["softmax over a single output unit", "sigmoid"]),
 ]
 
 
