@@ -32,12 +32,18 @@ class CompiledGradients:
     every gradient is of the loss summed over the B samples, with its parameter's shape, dtype and device.
     """
 
-    def __init__(self, derivation: Derivation, form: str, gradients_only: Callable, with_loss: Callable):
+    def __init__(self, derivation: Derivation, form: str, gradients_only: Callable, with_loss: Callable | None = None):
         self.derivation = derivation
         self.form = form
         self._gradients_only = gradients_only
-        self._with_loss = with_loss
+        self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
         self.names = derivation.parameters
+
+    @property
+    def _with_loss(self) -> Callable:
+        if self._with_loss_function is None:
+            self._with_loss_function = _BUILDERS[self.form](self.derivation, with_loss=True)
+        return self._with_loss_function
 
     @property
     def source(self) -> str:
@@ -70,16 +76,14 @@ def _lambdify(arguments, outputs, steps, printer) -> Callable:
     )
 
 
-def _compile_matrix(derivation: Derivation) -> tuple[Callable, Callable]:
+def _compile_matrix(derivation: Derivation, with_loss: bool) -> Callable:
     program = derivation.matrix_program
-    printer = MatrixTorchPrinter()
     steps = [(step.target, step.expression) for step in program.steps]
     gradients = list(program.gradients.values())
+    if with_loss:
+        return _lambdify(program.inputs, [program.loss, *gradients], steps, MatrixTorchPrinter())
     without_loss = [line for line in steps if line[0] != program.loss]
-    return (
-        _lambdify(program.inputs, gradients, without_loss, printer),
-        _lambdify(program.inputs, [program.loss, *gradients], steps, printer),
-    )
+    return _lambdify(program.inputs, gradients, without_loss, MatrixTorchPrinter())
 
 
 def _elementwise_names(derivation: Derivation) -> dict[sympy.Symbol, str]:
@@ -96,16 +100,16 @@ def _elementwise_names(derivation: Derivation) -> dict[sympy.Symbol, str]:
     return names
 
 
-def _compile_elementwise(derivation: Derivation) -> tuple[Callable, Callable]:
+def _compile_elementwise(derivation: Derivation, with_loss: bool) -> Callable:
     printer = ElementwiseTorchPrinter(_elementwise_names(derivation))
     arguments = derivation.matrix_program.inputs  # the plain names x, y, W1, ...
-    steps = list(derivation.program)
-    gradients = [derivation.gradient_definitions[name].applyfunc(batch_sum) for name in derivation.parameters]
-    loss = batch_sum(derivation.loss_definition)
-    return (
-        _lambdify(arguments, gradients, steps, printer),
-        _lambdify(arguments, [loss, *gradients], steps, printer),
-    )
+    outputs = [derivation.gradient_definitions[name].applyfunc(batch_sum) for name in derivation.parameters]
+    if with_loss:
+        outputs.insert(0, batch_sum(derivation.loss_definition))
+    return _lambdify(arguments, outputs, list(derivation.program), printer)
+
+
+_BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}
 
 
 def compile_gradients(derivation: Derivation, form: str = "matrix") -> CompiledGradients:
@@ -116,5 +120,4 @@ def compile_gradients(derivation: Derivation, form: str = "matrix") -> CompiledG
         )
     if form not in FORMS:
         raise InputError(f"unknown form {form!r}; allowed: {', '.join(FORMS)}")
-    build = _compile_matrix if form == "matrix" else _compile_elementwise
-    return CompiledGradients(derivation, form, *build(derivation))
+    return CompiledGradients(derivation, form, _BUILDERS[form](derivation, with_loss=False))

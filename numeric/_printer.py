@@ -13,13 +13,23 @@ from typing import ClassVar
 import sympy
 from sympy.printing.pytorch import TorchPrinter
 
-from symbolic import relu, sigmoid, softplus
+from symbolic import matmul, relu, sigmoid, softplus
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
 TORCH_FUNCTIONS = {
     sigmoid: "torch.sigmoid",
     relu: "torch.relu",
     softplus: "torch.nn.functional.softplus",
+}
+
+
+# torch's fused kernels for g ⊙ f'(z), by activation (the same formulas as the table's derivatives;
+# tests/test_printer.py checks each against the product). Others print their product.
+TORCH_BACKWARD = {
+    "sigmoid": "torch.ops.aten.sigmoid_backward({g}, {a})",
+    "tanh": "torch.ops.aten.tanh_backward({g}, {a})",
+    "relu": "torch.ops.aten.threshold_backward({g}, {z}, 0)",
+    "softplus": "torch.ops.aten.softplus_backward({g}, {z}, 1, 20)",
 }
 
 
@@ -37,6 +47,22 @@ class MatrixTorchPrinter(TorchPrinter):
             return f"1/{self.parenthesize(base, 60)}"
         return super()._print_Pow(expr)
 
+    def _print_ActivationBackwardBase(self, expr):
+        template = TORCH_BACKWARD.get(expr.activation)
+        if template is None:
+            return self._print(expr.doit())
+        upstream, z, a = (self._print(arg) for arg in expr.args)
+        return template.format(g=upstream, z=z, a=a)
+
+    def _print_Add(self, expr, order=None):
+        # b + W @ a as one fused torch.addmm
+        products = [arg for arg in expr.args if isinstance(arg, matmul)]
+        if len(expr.args) == 2 and len(products) == 1:
+            (other,) = [arg for arg in expr.args if arg is not products[0]]
+            left, right = products[0].args
+            return f"torch.addmm({self._print(other)}, {self._print(left)}, {self._print(right)})"
+        return super()._print_Add(expr, order)
+
     def _print_step(self, expr):
         # relu'(z): 1 where z > 0, else 0 (torch's relu has gradient 0 at 0 too)
         argument = self.parenthesize(expr.args[0], 60)
@@ -53,10 +79,10 @@ class MatrixTorchPrinter(TorchPrinter):
         return f"{self.parenthesize(expr.args[0], 999)}.T"
 
     def _print_unit_sum(self, expr):
-        return f"({self._print(expr.args[0])}).sum(0, keepdim=True)"
+        return f"{self.parenthesize(expr.args[0], 999)}.sum(0, keepdim=True)"
 
     def _print_batch_sum(self, expr):
-        return f"({self._print(expr.args[0])}).sum(1, keepdim=True)"
+        return f"{self.parenthesize(expr.args[0], 999)}.sum(1, keepdim=True)"
 
 
 class ElementwiseTorchPrinter(MatrixTorchPrinter):
@@ -75,7 +101,7 @@ class ElementwiseTorchPrinter(MatrixTorchPrinter):
         return self.names.get(expr) or super()._print_Symbol(expr)
 
     def _print_batch_sum(self, expr):
-        return f"({self._print(expr.args[0])}).sum(-1)"
+        return f"{self.parenthesize(expr.args[0], 999)}.sum(-1)"
 
     def _print_MatrixBase(self, expr):
         rows = ", ".join(

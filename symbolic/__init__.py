@@ -3,14 +3,8 @@
 This package never imports torch or ``numeric``: a derivation can be made and typeset without them.
 """
 
-from ._derivation import (
-    DEFAULT_CLOSED_FORM_BUDGET,
-    Derivation,
-    LayerDerivation,
-    MatrixProgram,
-    MatrixStep,
-    derive,
-)
+from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, Derivation, derive
+from ._elementwise import LayerDerivation
 from ._errors import (
     ChainruleError,
     ExpressionTooLarge,
@@ -21,6 +15,7 @@ from ._errors import (
     UnsupportedModule,
 )
 from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
+from ._matrix import MatrixProgram, MatrixStep
 from ._network import Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss

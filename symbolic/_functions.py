@@ -106,6 +106,43 @@ class softplus(sympy.Function):  # noqa: N801
         return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
 
 
+class ActivationBackwardBase(sympy.Function):
+    """g ⊙ f'(z) for an element-wise activation f: one local step of the chain rule, kept whole.
+
+    (The "Base" suffix matters: SymPy's printers dispatch a Function subclass only on its own name,
+    its parent Function classes, and intermediate classes whose name ends in "Base".)
+
+    Its value is the product with f' from the activation table (``doit``); kept whole, the code printer
+    can use torch's fused backward kernel, one pass over memory instead of three (a, 1 − a, the
+    products). ``_rules`` makes one subclass per activation; its arguments are (g, z, a = f(z)).
+    """
+
+    nargs = 3
+    activation = ""
+    latex_name = ""
+
+    @staticmethod
+    def derivative(z, a):  # replaced in each subclass by the table's f'(z, a)
+        raise NotImplementedError
+
+    def doit(self, deep=True, **hints):
+        upstream, z, a = (arg.doit(deep=deep, **hints) if deep else arg for arg in self.args)
+        return upstream * self.derivative(z, a)
+
+    def _latex(self, printer):
+        upstream, z, _ = self.args
+        return rf"\left({printer._print(upstream)}\right) \odot {self.latex_name}'\left({printer._print(z)}\right)"
+
+
+def backward_function(name: str, latex: str, derivative) -> type[ActivationBackwardBase]:
+    """The ActivationBackwardBase subclass of one activation (named like ``sigmoid_backward``)."""
+    return type(
+        f"{name}_backward",
+        (ActivationBackwardBase,),
+        {"activation": name, "latex_name": latex, "derivative": staticmethod(derivative)},
+    )
+
+
 # --- operations of the matrix program -------------------------------------------------------------
 # Their LaTeX lives here with them; their torch spelling lives in numeric's printer (symbolic never
 # imports torch).
@@ -129,10 +166,22 @@ class transpose(sympy.Function):  # noqa: N801
         return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
 
 
+def _pull_constant(function, argument):
+    """Sums are linear: sum(c·e) = c·sum(e) for a number c, so -a·sum(-y) reads a·sum(y)."""
+    coefficient, rest = argument.as_coeff_Mul()
+    if coefficient != 1:
+        return coefficient * function(rest)
+    return None
+
+
 class unit_sum(sympy.Function):  # noqa: N801
     """Sum over the units of a layer (the rows), kept as a 1 x B row that broadcasts back."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, argument):
+        return _pull_constant(cls, argument)
 
     def _latex(self, printer):
         return rf"\mathbf{{1}}^{{\top}}\left({printer._print(self.args[0])}\right)"
@@ -142,6 +191,10 @@ class batch_sum(sympy.Function):  # noqa: N801
     """Sum over the samples of a batch (the columns), kept as an n x 1 column."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, argument):
+        return _pull_constant(cls, argument)
 
     def _latex(self, printer):
         return rf"\left({printer._print(self.args[0])}\right)\mathbf{{1}}"

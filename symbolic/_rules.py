@@ -7,13 +7,14 @@ each activation is written through the layer's output a = f(z) where that is sim
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
 from sympy import KroneckerDelta
 
-from ._functions import relu, sigmoid, softmax, softplus, step, unit_sum
+from ._functions import ActivationBackwardBase, backward_function, relu, sigmoid, softmax, softplus, step, unit_sum
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,18 @@ class Activation:
         """a = f(z) in the matrix program, where z stands for a whole [units, batch] matrix."""
         return self.function(z) if self.function is not None else softmax(z)
 
+    @functools.cached_property
+    def backward(self) -> type[ActivationBackwardBase] | None:
+        """``backward(g, z, a)`` = g ⊙ f'(z), kept whole (element-wise activations only)."""
+        if self.derivative is None:
+            return None
+        return backward_function(self.name, self.latex, self.derivative)
+
     def matrix_backward(self, z: sympy.Symbol, a: sympy.Symbol, upstream: sympy.Expr) -> sympy.Expr:
         """(∂a/∂z)ᵀ g at matrix level: the same Jacobian as ``jacobian``, contracted with g."""
         if self.derivative is not None:
-            return upstream * self.derivative(z, a)
+            local = self.derivative(z, a)
+            return upstream * local if local.is_Number else self.backward(upstream, z, a)
         # Σ_k g_k a_k (δ_ki − a_i) = a_i g_i − a_i Σ_k a_k g_k
         return a * upstream - a * unit_sum(a * upstream)
 

@@ -37,7 +37,7 @@ def doubled_gradients():
     """Make a deliberately wrong compiled function (every gradient doubled), to show checks can fail."""
 
     def make(compiled: CompiledGradients) -> CompiledGradients:
-        gradients_only, with_loss = compiled._gradients_only, compiled._with_loss
+        gradients_only, with_loss = compiled._gradients_only, compiled._with_loss  # builds it
 
         def wrong_gradients(*args):
             return [2 * g for g in gradients_only(*args)]

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symbolic import Network, derive
-from symbolic._derivation import _symbol_product
+from symbolic._elementwise import _symbol_product
 
 
 @given(st.text("abcxyzW[]0123456789,", min_size=1, max_size=6), st.text("abcxyzW[]0123456789,", min_size=1, max_size=6))
