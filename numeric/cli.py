@@ -21,6 +21,7 @@ from symbolic import (
     Network,
     build_pdf,
     derive,
+    sample_values,
 )
 
 FORMATS = ("latex", "text", "markdown", "pdf")
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     derive_cmd.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     derive_cmd.add_argument("-o", "--output", help="write to this file (required for pdf); default: stdout")
     derive_cmd.add_argument("--fragment", action="store_true", help="latex: the body only, not a standalone document")
+    derive_cmd.add_argument(
+        "--seed",
+        type=int,
+        help="substitute reproducible example values drawn with this seed (the tutorial has its own)",
+    )
     derive_cmd.set_defaults(handler=_run_derive)
 
     compile_cmd = commands.add_parser("compile", help="print the generated torch code of the gradients")
@@ -105,7 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 def _run_derive(args: argparse.Namespace) -> int:
     network = _network(args)
     derivation = derive(network)
-    values = TUTORIAL_VALUES if network == TUTORIAL else None
+    if args.seed is not None:
+        values = sample_values(network, seed=args.seed)
+    else:
+        values = TUTORIAL_VALUES if network == TUTORIAL else None
     if args.format == "pdf":
         if not args.output:
             raise _UsageError("--format pdf needs -o FILE.pdf")
@@ -159,7 +168,7 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     from numeric import as_tensors, compile_gradients, verify
 
     derivation = derive(TUTORIAL)
-    forward = derivation.forward(TUTORIAL_VALUES)
+    forward = derivation.intermediates(TUTORIAL_VALUES)
     exact = derivation.evaluate(TUTORIAL_VALUES, closed_form=True)
     out = [
         "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against autograd",

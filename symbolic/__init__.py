@@ -20,6 +20,7 @@ from ._network import Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
+from ._values import sample_values
 
 __all__ = [
     "ACTIVATIONS",
@@ -50,6 +51,7 @@ __all__ = [
     "matmul",
     "pdflatex_path",
     "relu",
+    "sample_values",
     "sigmoid",
     "softmax",
     "softplus",

@@ -186,13 +186,21 @@ class Derivation:
                 )
         return totals
 
-    def forward(self, values: Mapping[str, object], digits: int = 20) -> dict[str, list[list[float]]]:
-        """The forward pass at ``values``: ``{"z1": rows, "a1": rows, ...}``, one column per sample."""
+    def intermediates(self, values: Mapping[str, object], digits: int = 20) -> dict[str, list[list[float]]]:
+        """Every named intermediate at ``values``: ``{"z1": rows, "a1": rows, ..., "delta1": rows}``.
+
+        One column per sample, in the network's order (z1, a1, z2, a2, ..., then delta_L ... delta1).
+        """
         columns: dict[str, list[list[float]]] = {}
         for env in self._sample_environments(values, run_program=True, digits=digits):
-            for layer in self.layers:
-                for name, symbols in ((f"z{layer.index}", layer.z), (f"a{layer.index}", layer.a)):
-                    columns.setdefault(name, []).append([float(env[s]) for s in symbols])
+            named = [
+                (f"{kind}{layer.index}", symbols)
+                for layer in self.layers
+                for kind, symbols in (("z", layer.z), ("a", layer.a))
+            ]
+            named += [(f"delta{layer.index}", layer.delta) for layer in reversed(self.layers)]
+            for name, symbols in named:
+                columns.setdefault(name, []).append([float(env[s]) for s in symbols])
         return {name: [list(row) for row in zip(*cols)] for name, cols in columns.items()}
 
     def _sample_environments(self, values: Mapping[str, object], run_program: bool, digits: int):
@@ -265,7 +273,10 @@ class Derivation:
         return render_text(self, values=values)
 
     def _repr_latex_(self) -> str:
-        return self.latex()
+        """Display math only: notebooks render text/latex with MathJax, which typesets no sections."""
+        from ._render import render_math
+
+        return render_math(self)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

@@ -1,4 +1,4 @@
-"""LaTeX that compiles, fits the page, is reproducible; Markdown whose math compiles."""
+"""LaTeX that compiles, fits the page and is reproducible; Markdown and notebook math that compile."""
 
 from __future__ import annotations
 
@@ -10,22 +10,31 @@ import sys
 import pytest
 
 from numeric.cli import main
-from symbolic import TUTORIAL, TUTORIAL_VALUES, LatexUnavailable, Network, build_pdf, derive
+from symbolic import TUTORIAL, TUTORIAL_VALUES, LatexUnavailable, Network, build_pdf, derive, sample_values
 
 NETWORKS = {
+    # the three the issue names, then a deep one (one general layer-l step) and a wide one (Σ forms)
     "tutorial": TUTORIAL,
     "tanh-softmax-ce-bias": Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", bias=True),
     "relu-softplus-sigmoid-bce": Network([2, 3, 3, 1], ["relu", "softplus", "sigmoid"], "bce"),
     "deep": Network([2, 6, 6, 6, 6, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce", bias=True),
+    "wide": Network([32, 32, 32, 10], ["relu", "tanh", "softmax"], "cross_entropy", bias=True),
 }
 OVERFULL = re.compile(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)")
+
+
+def _values(network):
+    return TUTORIAL_VALUES if network == TUTORIAL else sample_values(network, seed=0)
+
+
+def _document(body: str) -> str:
+    return "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n" + body + "\n\\end{document}\n"
 
 
 @pytest.mark.parametrize("key", sorted(NETWORKS))
 def test_standalone_document_compiles_without_overfull_lines(pdflatex, tmp_path, key):
     network = NETWORKS[key]
-    values = TUTORIAL_VALUES if network == TUTORIAL else None
-    log = build_pdf(derive(network).latex(document=True, values=values), tmp_path / "d.pdf")
+    log = build_pdf(derive(network).latex(document=True, values=_values(network)), tmp_path / "d.pdf")
     assert (tmp_path / "d.pdf").read_bytes().startswith(b"%PDF")
     too_wide = [float(points) for points in OVERFULL.findall(log)]
     assert all(points <= 20 for points in too_wide), too_wide
@@ -36,26 +45,30 @@ def test_fragment_is_the_documents_body():
     fragment = derivation.latex()
     document = derivation.latex(document=True)
     assert r"\documentclass" not in fragment and fragment in document
-    assert derivation._repr_latex_() == fragment
 
 
-def test_markdown_math_blocks_compile(pdflatex, tmp_path):
-    for key, network in NETWORKS.items():
-        markdown = derive(network).markdown()
-        assert derive(network)._repr_markdown_() == markdown
-        blocks = re.findall(r"\$\$\n(.*?)\n\$\$", markdown, flags=re.S)
-        inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", markdown)
-        assert blocks, key
-        body = "\n".join(rf"\[ {block} \]" for block in blocks) + "\n" + " ".join(f"${m}$" for m in inline)
-        document = "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n" + body + "\n\\end{document}\n"
-        build_pdf(document, tmp_path / f"{key}.pdf")
+@pytest.mark.parametrize("key", sorted(NETWORKS))
+def test_markdown_and_notebook_math_compile(pdflatex, tmp_path, key):
+    derivation = derive(NETWORKS[key])
+    markdown = derivation.markdown()
+    assert derivation._repr_markdown_() == markdown
+    blocks = re.findall(r"\$\$\n(.*?)\n\$\$", markdown, flags=re.S)
+    inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", markdown)
+    assert blocks
+    body = "\n".join(rf"\[ {block} \]" for block in blocks) + "\n\n" + " ".join(f"${m}$" for m in inline)
+    build_pdf(_document(body), tmp_path / "markdown.pdf")
+
+    notebook = derivation._repr_latex_()  # display math only: MathJax typesets no sections
+    assert "\\subsection" not in notebook and notebook.count("$$") == 2 * len(blocks)
+    build_pdf(_document(notebook.replace("$$", "\n$$\n")), tmp_path / "notebook.pdf")
 
 
 def test_same_input_gives_byte_identical_output():
     """Across processes with different hash seeds, where SymPy's set orderings could differ."""
     code = (
-        "from symbolic import Network, derive; "
-        "print(derive(Network([3, 4, 2], ['tanh', 'softmax'], 'cross_entropy', bias=True)).latex(document=True))"
+        "from symbolic import Network, derive, sample_values; "
+        "n = Network([3, 4, 2], ['tanh', 'softmax'], 'cross_entropy', bias=True); "
+        "print(derive(n).latex(document=True, values=sample_values(n, 3)))"
     )
     outputs = {
         subprocess.run(

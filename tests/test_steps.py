@@ -22,12 +22,37 @@ NETWORKS = {
     "relu-softplus-sigmoid-bce": Network([2, 3, 3, 1], ["relu", "softplus", "sigmoid"], "bce"),
     "identity-mse-bias": Network([2, 2, 2], "identity", "mse", bias=True),
     "sigmoid-sse": Network([2, 2, 1], "sigmoid", "sse"),
+    "deep-general-step": Network([2, 2, 2, 2, 2, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce"),
+    "wide-softmax": Network([2, 5], "softmax", "cross_entropy"),
+    "wide-hidden": Network([6, 5, 2], "sigmoid", "half_sse"),
 }
 
 
+def _substitutions(derivation):
+    """Ways to write both sides in the same terms, cheapest first: the backward steps in a, y, W (then a by
+    f(z)), the forward steps in one layer's terms, and the closed form for small networks. An identity in
+    free symbols holds whatever they stand for, so each is as strict as the closed form."""
+    deltas, outputs, pre_activations = {}, {}, {}
+    for layer in reversed(derivation.layers):  # each δ in terms of a and y alone, from the output down
+        deltas.update({d: definition.xreplace(deltas) for d, definition in zip(layer.delta, layer.delta_definition)})
+    for layer in derivation.layers:
+        outputs.update(zip(layer.a, layer.a_definition))
+        pre_activations.update(zip(layer.z, layer.z_definition))
+    transforms = [
+        lambda e: e,
+        lambda e: e.xreplace(deltas).xreplace(outputs),  # the backward steps
+        lambda e: e.xreplace(pre_activations),  # the forward steps
+    ]
+    if derivation.network.parameter_count <= 30:
+        transforms.append(derivation.substitute)
+    return transforms
+
+
 def _equal(derivation, left, right) -> bool:
-    difference = derivation.substitute(left) - derivation.substitute(right)
-    return sympy.expand(difference) == 0 or sympy.simplify(difference) == 0
+    differences = [t(left) - t(right) for t in _substitutions(derivation)]
+    if any(sympy.expand(d) == 0 for d in differences):
+        return True
+    return sympy.simplify(differences[1]) == 0  # the last resort, on the one-level form
 
 
 def _chains(derivation, values=None):

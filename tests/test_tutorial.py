@@ -48,7 +48,7 @@ def test_closed_form_reproduces_the_tutorials_printed_numbers(derivation):
 
 
 def test_forward_values_match_the_tutorial(derivation):
-    forward = derivation.forward(TUTORIAL_VALUES)
+    forward = derivation.intermediates(TUTORIAL_VALUES)
     for ours, printed in ((forward["a1"], TUTORIAL_PRINTED["y1"]), (forward["a2"], TUTORIAL_PRINTED["y2"])):
         assert [round(row[0], 4) for row in ours] == [row[0] for row in printed]
 

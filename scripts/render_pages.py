@@ -1,0 +1,42 @@
+"""Render the tutorial's derivation to PDF and its pages to PNG for the README (docs/tutorial-page-N.png).
+
+    python scripts/render_pages.py
+
+Needs pdflatex (TeX Live) and pdftoppm (Debian: apt-get install poppler-utils).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from symbolic import TUTORIAL, TUTORIAL_VALUES, build_pdf, derive  # noqa: E402
+
+RESOLUTION = 70  # dots per inch: legible on GitHub, small in the repository
+
+
+def main() -> int:
+    if shutil.which("pdftoppm") is None:
+        print("pdftoppm was not found; install poppler-utils", file=sys.stderr)
+        return 1
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    for old in docs.glob("tutorial-page-*.png"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as folder:
+        pdf = Path(folder) / "tutorial.pdf"
+        build_pdf(derive(TUTORIAL).latex(document=True, values=TUTORIAL_VALUES), pdf)
+        subprocess.run(["pdftoppm", "-png", "-r", str(RESOLUTION), str(pdf), str(docs / "tutorial-page")], check=True)
+    for page in sorted(docs.glob("tutorial-page-*.png")):
+        print(page.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
