@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 
 from symbolic import InputError, InputTypeError, Network
+from symbolic._errors import require_exactly
 
 
 def _check_tensor(name: str, value: object, rows: int, cols: int | None) -> torch.Tensor:
@@ -27,16 +26,8 @@ def check_inputs(network: Network, x: object, y: object, params: object) -> list
     """Check x [n_in, B], y [n_out, B] and every parameter; return the parameters in network order."""
     x = _check_tensor("x", x, network.sizes[0], None)
     y = _check_tensor("y", y, network.sizes[-1], x.shape[1])
-    if not isinstance(params, Mapping):
-        raise InputTypeError(f"params must be a mapping of parameter names to tensors; got {type(params).__name__}")
     shapes = network.parameter_shapes
-    missing = [name for name in shapes if name not in params]
-    unknown = [name for name in params if name not in shapes]
-    if missing or unknown:
-        raise InputError(
-            f"params must hold exactly {', '.join(shapes)}; "
-            f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(map(str, unknown)) or 'none'}"
-        )
+    require_exactly("params", params, tuple(shapes))
     ordered = [_check_tensor(name, params[name], *shape) for name, shape in shapes.items()]
     for name, tensor in zip(("y", *shapes), (y, *ordered)):
         if tensor.dtype != x.dtype or tensor.device != x.device:

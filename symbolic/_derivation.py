@@ -16,7 +16,14 @@ import sympy
 from sympy import Matrix, Symbol
 
 from ._elementwise import ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
-from ._errors import ExpressionTooLarge, NetworkError, NetworkTypeError
+from ._errors import (
+    ExpressionTooLarge,
+    InputError,
+    InputTypeError,
+    NetworkError,
+    NetworkTypeError,
+    require_exactly,
+)
 from ._matrix import MatrixProgram, derive_matrix_program
 from ._network import Network
 
@@ -217,16 +224,8 @@ class Derivation:
             yield env
 
     def _numeric_inputs(self, values: Mapping[str, object]) -> dict[str, list[list[float]]]:
-        if not isinstance(values, Mapping):
-            raise NetworkTypeError(f"values must be a mapping of names to nested lists; got {type(values).__name__}")
         expected = ("x", "y", *self.parameters)
-        missing = [name for name in expected if name not in values]
-        unknown = [name for name in values if name not in expected]
-        if missing or unknown:
-            raise NetworkError(
-                f"values must give exactly {', '.join(expected)}; "
-                f"missing {missing or 'none'}, unknown {unknown or 'none'}"
-            )
+        require_exactly("values", values, expected)
         shapes = dict(self.network.parameter_shapes)
         batch = None
         numbers: dict[str, list[list[float]]] = {}
@@ -234,21 +233,21 @@ class Derivation:
             try:
                 rows = [[float(v) for v in row] for row in values[name]]
             except (TypeError, ValueError) as error:
-                raise NetworkTypeError(f"values[{name!r}] must be a nested list of numbers (rows); {error}") from None
+                raise InputTypeError(f"values[{name!r}] must be a nested list of numbers (rows); {error}") from None
             columns = {len(row) for row in rows}
             if len(columns) != 1:
-                raise NetworkError(f"values[{name!r}] has rows of different lengths {sorted(columns)}")
+                raise InputError(f"values[{name!r}] has rows of different lengths {sorted(columns)}")
             shape = (len(rows), columns.pop())
             if name in ("x", "y"):
                 want = self.network.sizes[0] if name == "x" else self.network.sizes[-1]
                 if shape[0] != want or (batch is not None and shape[1] != batch):
-                    raise NetworkError(
+                    raise InputError(
                         f"values[{name!r}] has shape {list(shape)}; expected [{want}, B] (one sample per column, "
                         "the same B for x and y)"
                     )
                 batch = shape[1]
             elif shape != shapes[name]:
-                raise NetworkError(f"values[{name!r}] has shape {list(shape)}; expected {list(shapes[name])}")
+                raise InputError(f"values[{name!r}] has shape {list(shape)}; expected {list(shapes[name])}")
             numbers[name] = rows
         return numbers
 

@@ -27,3 +27,18 @@ class InputTypeError(ChainruleError, TypeError):
 
 class UnsupportedModule(ChainruleError, ValueError):
     """A torch module that from_torch cannot turn into a Network."""
+
+
+def require_exactly(what: str, given: object, expected: tuple[str, ...]) -> None:
+    """``given`` must be a mapping with exactly the names ``expected``; else a message naming the difference."""
+    from collections.abc import Mapping
+
+    if not isinstance(given, Mapping):
+        raise InputTypeError(f"{what} must be a mapping of names ({', '.join(expected)}); got {type(given).__name__}")
+    missing = [name for name in expected if name not in given]
+    unknown = [str(name) for name in given if name not in expected]
+    if missing or unknown:
+        raise InputError(
+            f"{what} must hold exactly {', '.join(expected)}; "
+            f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}"
+        )

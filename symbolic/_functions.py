@@ -166,35 +166,26 @@ class transpose(sympy.Function):  # noqa: N801
         return rf"{printer.parenthesize(self.args[0], 1000)}^{{\top}}"
 
 
-def _pull_constant(function, argument):
-    """Sums are linear: sum(c·e) = c·sum(e) for a number c, so -a·sum(-y) reads a·sum(y)."""
-    coefficient, rest = argument.as_coeff_Mul()
-    if coefficient != 1:
-        return coefficient * function(rest)
-    return None
-
-
-class unit_sum(sympy.Function):  # noqa: N801
-    """Sum over the units of a layer (the rows), kept as a 1 x B row that broadcasts back."""
+class _LinearSum(sympy.Function):
+    """A sum over one axis. Sums are linear: sum(c·e) = c·sum(e) for a number c, so -a·sum(-y) reads a·sum(y)."""
 
     nargs = 1
 
     @classmethod
     def eval(cls, argument):
-        return _pull_constant(cls, argument)
+        coefficient, rest = argument.as_coeff_Mul()
+        return coefficient * cls(rest) if coefficient != 1 else None
+
+
+class unit_sum(_LinearSum):  # noqa: N801
+    """Sum over the units of a layer (the rows), kept as a 1 x B row that broadcasts back."""
 
     def _latex(self, printer):
         return rf"\mathbf{{1}}^{{\top}}\left({printer._print(self.args[0])}\right)"
 
 
-class batch_sum(sympy.Function):  # noqa: N801
+class batch_sum(_LinearSum):  # noqa: N801
     """Sum over the samples of a batch (the columns), kept as an n x 1 column."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, argument):
-        return _pull_constant(cls, argument)
 
     def _latex(self, printer):
         return rf"\left({printer._print(self.args[0])}\right)\mathbf{{1}}"

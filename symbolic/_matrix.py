@@ -47,39 +47,32 @@ class MatrixProgram:
     steps: tuple[MatrixStep, ...]
     loss: Symbol
     gradients: Mapping[str, Symbol]  # parameter name -> target holding its gradient
-    shapes: Mapping[Symbol, tuple[int, int | None]]  # None: the batch dimension
 
 
 def derive_matrix_program(network: Network) -> MatrixProgram:
     sym = matrix_symbol
     x, y = sym("x"), sym("y")
     params = {name: sym(name) for name in network.parameter_shapes}
-    shapes: dict[Symbol, tuple[int, int | None]] = {x: (network.sizes[0], None), y: (network.sizes[-1], None)}
-    shapes.update({params[name]: shape for name, shape in network.parameter_shapes.items()})
     steps: list[MatrixStep] = []
 
-    def emit(name: str, expression: sympy.Expr, role: str, layer: int, rows: int, cols: int | None) -> Symbol:
+    def emit(name: str, expression: sympy.Expr, role: str, layer: int) -> Symbol:
         target = sym(name)
         steps.append(MatrixStep(target, expression, role, layer))
-        shapes[target] = (rows, cols)
         return target
 
     activations = [ACTIVATIONS[name] for name in network.activations]
     z_of, a_of = {}, {0: x}
     for layer in range(1, network.depth + 1):
-        width = network.sizes[layer]
         pre = matmul(params[f"W{layer}"], a_of[layer - 1])
         if network.bias:
             pre = pre + params[f"b{layer}"]
-        z_of[layer] = emit(f"z{layer}", pre, "forward", layer, width, None)
-        a_of[layer] = emit(
-            f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer, width, None
-        )
+        z_of[layer] = emit(f"z{layer}", pre, "forward", layer)
+        a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer)
 
     depth, rule = network.depth, LOSSES[network.loss]
     output = a_of[depth]
     per_unit = rule.per_unit(output, y, network.sizes[-1])
-    loss = emit("loss", batch_sum(unit_sum(per_unit)), "loss", depth, 1, 1)
+    loss = emit("loss", batch_sum(unit_sum(per_unit)), "loss", depth)
 
     # ∂ℓ/∂a_L element-wise: every loss in the table is a sum of per-unit terms φ(ŷ_k, y_k)
     upstream = sympy.factor_terms(sympy.diff(per_unit, output))  # 2(a - y)/n: one product, not two
@@ -96,18 +89,10 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
                 chain = simplified
         elif layer == depth:
             chain = smallest(chain)
-        delta = emit(f"delta{layer}", chain, "delta", layer, network.sizes[layer], None)
-        gradients[f"W{layer}"] = emit(
-            f"grad_W{layer}",
-            matmul(delta, transpose(a_of[layer - 1])),
-            "gradient",
-            layer,
-            *network.parameter_shapes[f"W{layer}"],
-        )
+        delta = emit(f"delta{layer}", chain, "delta", layer)
+        gradients[f"W{layer}"] = emit(f"grad_W{layer}", matmul(delta, transpose(a_of[layer - 1])), "gradient", layer)
         if network.bias:
-            gradients[f"b{layer}"] = emit(
-                f"grad_b{layer}", batch_sum(delta), "gradient", layer, network.sizes[layer], 1
-            )
+            gradients[f"b{layer}"] = emit(f"grad_b{layer}", batch_sum(delta), "gradient", layer)
         upstream = matmul(transpose(params[f"W{layer}"]), delta)
     ordered = {name: gradients[name] for name in network.parameter_shapes}
-    return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered, shapes)
+    return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered)
