@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
-from symbolic import TUTORIAL, TUTORIAL_VALUES, Derivation, ExpressionTooLarge, InputError, InputTypeError, Network
+from symbolic import (
+    TUTORIAL,
+    TUTORIAL_VALUES,
+    Derivation,
+    ExpressionTooLarge,
+    InputTypeError,
+    Network,
+    sample_values,
+)
 
 from ._compile import CompiledGradients, compile_gradients
 from ._torch_models import autograd_loss_and_gradients
@@ -25,25 +33,8 @@ def random_values(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Reproducible inputs, targets suited to the loss, and weights scaled by 1/sqrt(fan-in)."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InputError(f"batch must be a positive integer; got {batch!r}")
-    generator = torch.Generator().manual_seed(seed)
-
-    def normal(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator, dtype=torch.float64)
-
-    n_in, n_out = network.sizes[0], network.sizes[-1]
-    values = {"x": normal(n_in, batch)}
-    if network.loss == "bce":
-        values["y"] = torch.rand(n_out, batch, generator=generator, dtype=torch.float64)
-    elif network.loss == "cross_entropy":
-        values["y"] = torch.softmax(2 * normal(n_out, batch), dim=0)  # probability vectors
-    else:
-        values["y"] = normal(n_out, batch)
-    for name, (rows, cols) in network.parameter_shapes.items():
-        values[name] = normal(rows, cols) / (cols**0.5) if name.startswith("W") else 0.1 * normal(rows, cols)
-    return {name: value.to(dtype=dtype, device=device) for name, value in values.items()}
+    """``symbolic.sample_values`` as tensors: the same numbers ``chainrule derive --seed`` shows."""
+    return as_tensors(sample_values(network, seed=seed, batch=batch), dtype, device)
 
 
 def as_tensors(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from ._errors import InputError, InputTypeError
 from ._network import Network
 
 
@@ -14,9 +15,9 @@ def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, 
     per sample for cross_entropy).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an integer; got {seed!r}")
+        raise InputTypeError(f"seed must be an integer; got {seed!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer; got {batch!r}")
+        raise InputError(f"batch must be a positive integer; got {batch!r}")
     rng = random.Random(seed)
 
     def matrix(rows: int, cols: int, draw) -> list[list[float]]:
