@@ -14,6 +14,7 @@ import sympy
 from sympy.printing.pytorch import TorchPrinter
 
 from symbolic import matmul, relu, sigmoid, softplus
+from symbolic._functions import ActivationBackwardBase
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
 TORCH_FUNCTIONS = {
@@ -23,13 +24,22 @@ TORCH_FUNCTIONS = {
 }
 
 
-# torch's fused kernels for g ⊙ f'(z), by activation (the same formulas as the table's derivatives;
-# tests/test_printer.py checks each against the product). Others print their product.
+# torch's fused kernels for g ⊙ f'(z), by activation: (aten kernel, its arguments), the same formulas as the
+# table's derivatives (tests/test_compile.py checks each against the product); others print their product.
+# Each reads a rather than z where it can: then z is dead once a = f(z) is made, and f runs in place.
+# relu reads a too: a = relu(z) > 0 exactly where z > 0, and threshold_backward zeroes where its input ≤ 0.
 TORCH_BACKWARD = {
-    "sigmoid": "torch.ops.aten.sigmoid_backward({g}, {a})",
-    "tanh": "torch.ops.aten.tanh_backward({g}, {a})",
-    "relu": "torch.ops.aten.threshold_backward({g}, {z}, 0)",
-    "softplus": "torch.ops.aten.softplus_backward({g}, {z}, 1, 20)",
+    "sigmoid": ("sigmoid_backward", "{g}, {a}"),
+    "tanh": ("tanh_backward", "{g}, {a}"),
+    "relu": ("threshold_backward", "{g}, {a}, 0"),
+    "softplus": ("softplus_backward", "{g}, {z}, 1, 20"),
+}
+
+# In-place forms of the forward functions, used when the pre-activation z is not needed again.
+TORCH_IN_PLACE = {
+    "torch.sigmoid": "torch.sigmoid_",
+    "torch.tanh": "torch.tanh_",
+    "torch.relu": "torch.relu_",
 }
 
 
@@ -47,12 +57,48 @@ class MatrixTorchPrinter(TorchPrinter):
             return f"1/{self.parenthesize(base, 60)}"
         return super()._print_Pow(expr)
 
-    def _print_ActivationBackwardBase(self, expr):
-        template = TORCH_BACKWARD.get(expr.activation)
-        if template is None:
+    def _print_ActivationBackwardBase(self, expr, into: sympy.Symbol | None = None):
+        kernel = TORCH_BACKWARD.get(expr.activation)
+        if kernel is None:
             return self._print(expr.doit())
+        name, template = kernel
         upstream, z, a = (self._print(arg) for arg in expr.args)
-        return template.format(g=upstream, z=z, a=a)
+        arguments = template.format(g=upstream, z=z, a=a)
+        if into is None:
+            return f"torch.ops.aten.{name}({arguments})"
+        # the aten out= overload: the result goes into a dead buffer of the same shape, no new allocation
+        return f"torch.ops.aten.{name}.grad_input({arguments}, grad_input={self._print(into)})"
+
+    def reads(self, expr: sympy.Basic) -> set[sympy.Symbol]:
+        """The symbols ``expr``'s printed code reads: a fused kernel reads a or z, not both."""
+        if not expr.has(ActivationBackwardBase):
+            return set(expr.free_symbols)
+        if isinstance(expr, ActivationBackwardBase):
+            if expr.activation not in TORCH_BACKWARD:
+                return self.reads(expr.doit())
+            template = TORCH_BACKWARD[expr.activation][1]
+            return set().union(*(self.reads(arg) for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template))
+        return set().union(*(self.reads(arg) for arg in expr.args))
+
+    def print_into(self, expr: sympy.Expr, buffers: frozenset[sympy.Symbol]) -> str:
+        """``expr``'s code, writing its result into one of ``buffers`` when torch can.
+
+        ``buffers`` are intermediates of the result's shape that die on this line (nothing reads them
+        after it). Only the outermost operation reuses one: its arguments are all evaluated before it runs,
+        and its element-wise kernel reads each element before writing the same element.
+        """
+        if isinstance(expr, ActivationBackwardBase) and expr.activation in TORCH_BACKWARD:
+            template = TORCH_BACKWARD[expr.activation][1]
+            read = [arg for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template]
+            into = next((arg for arg in read if arg in buffers), None)
+            if into is not None:
+                return self._print_ActivationBackwardBase(expr, into)
+        if isinstance(expr, sympy.Function) and len(expr.args) == 1 and expr.args[0] in buffers:
+            printed = self._print(expr)
+            function = printed.split("(", 1)[0]
+            if function in TORCH_IN_PLACE:
+                return TORCH_IN_PLACE[function] + printed[len(function) :]
+        return self._print(expr)
 
     def _print_Add(self, expr, order=None):
         # b + W @ a as one fused torch.addmm

@@ -8,7 +8,7 @@ import torch
 
 from numeric import autograd_gradients, compile_gradients, random_values
 from numeric._printer import TORCH_BACKWARD, MatrixTorchPrinter
-from symbolic import ACTIVATIONS, Network, derive, matmul
+from symbolic import ACTIVATIONS, InputError, InputTypeError, Network, derive, matmul
 
 ELEMENTWISE = [name for name, activation in ACTIVATIONS.items() if activation.elementwise]
 
@@ -42,8 +42,8 @@ def test_source_is_straight_line_code_a_person_can_read():
     lines = source.strip().splitlines()
     assert lines[0].startswith("def ") and lines[-1].strip().startswith("return")
     assert not any(word in source for word in ("Lambda", "for ", "while ", "if ", "torch.transpose"))
-    # one line per layer quantity: z, a, delta, grad_W, grad_b per layer
-    assert len(lines) == 2 + 5 * network.depth
+    # one line per layer quantity: z, a, delta, grad_W, grad_b per layer (besides the lines freeing them)
+    assert len([line for line in lines if not line.strip().startswith("del ")]) == 2 + 5 * network.depth
 
 
 def test_matrix_and_elementwise_forms_agree():
@@ -68,3 +68,57 @@ def test_works_under_torch_compile():
     for name in params:
         torch.testing.assert_close(optimised[name], plain[name], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(plain[name], reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_backend_inductor_equals_autograd_float64():
+    network = Network([3, 5, 4, 2], ["relu", "tanh", "softmax"], "cross_entropy", bias=True)
+    compiled = compile_gradients(derive(network), backend="inductor")
+    values = random_values(network, 6, 0)
+    params = {name: values[name] for name in network.parameter_shapes}
+    reference = autograd_gradients(network, values["x"], values["y"], params)
+    loss, with_loss = compiled.value_and_grad(values["x"], values["y"], params)
+    for gradients in (compiled(values["x"], values["y"], params), with_loss):
+        for name in params:
+            torch.testing.assert_close(gradients[name], reference[name], rtol=1e-10, atol=1e-12)
+    assert "backend='inductor'" in repr(compiled)
+
+
+def test_unknown_backend_is_an_input_error():
+    with pytest.raises(InputError, match="unknown backend 'cuda'.*inductor"):
+        compile_gradients(derive(Network([1, 2, 2])), backend="cuda")
+
+
+def test_gradients_are_values_even_for_parameters_that_require_grad():
+    network = Network([2, 3, 2], ["sigmoid", "sigmoid"], "bce")
+    values = random_values(network, 4, 0)
+    params = {name: values[name].clone().requires_grad_(True) for name in network.parameter_shapes}
+    gradients = compile_gradients(derive(network))(values["x"], values["y"], params)
+    reference = autograd_gradients(network, values["x"], values["y"], params)
+    for name in params:
+        assert not gradients[name].requires_grad
+        torch.testing.assert_close(gradients[name], reference[name], rtol=1e-10, atol=1e-12)
+
+
+def test_inputs_are_checked_again_after_a_call_that_passed():
+    # the check is skipped for a repeated signature only: every change of shape, dtype, device or names is seen
+    network = Network([2, 3, 2], ["tanh", "sigmoid"], "bce", bias=True)
+    compiled = compile_gradients(derive(network))
+    values = random_values(network, 4, 0)
+    x, y = values["x"], values["y"]
+    params = {name: values[name] for name in network.parameter_shapes}
+    compiled(x, y, params)
+    compiled(x, y, params)
+    bad_calls = {
+        "x has shape": (x[:1], y, params),
+        "y has shape": (x, y[:, :2], params),
+        "W1 has dtype": (x, y, {**params, "W1": params["W1"].to(torch.int64)}),
+        "b2 is torch.float32": (x, y, {**params, "b2": params["b2"].float()}),
+        "missing": (x, y, {name: value for name, value in params.items() if name != "W2"}),
+        "unknown": (x, y, {**params, "W3": params["W2"]}),
+        "torch.Tensor": (x.tolist(), y, params),
+    }
+    for message, (bad_x, bad_y, bad_params) in bad_calls.items():
+        with pytest.raises((InputError, InputTypeError), match=message):
+            compiled(bad_x, bad_y, bad_params)
+        with pytest.raises((InputError, InputTypeError), match=message):
+            compiled.value_and_grad(bad_x, bad_y, bad_params)
