@@ -262,21 +262,22 @@ class Hardware:
     matmul_rate: float  # float32 FLOPs per second, a 1024³ torch.mm
 
 
-def measure_hardware(repeats: int) -> Hardware:
-    source, target = torch.rand(16 * 2**20), torch.empty(16 * 2**20)  # 64 MiB each: far beyond the caches
-    a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
-    copies, products = [], []
-    for _ in range(repeats):
-        start = time.process_time()
-        target.copy_(source)
-        copies.append(time.process_time() - start)
-        start = time.process_time()
-        torch.mm(a, b)
-        products.append(time.process_time() - start)
-    return Hardware(2 * source.nbytes / min(copies), 2 * 1024**3 / min(products))
+# The two hardware probes run in the same round-robin as the implementations, so the bound is measured
+# under the same load as the times divided by it (on a shared machine the load changes during a run).
+COPY_ELEMENTS, MATMUL_SIZE = 16 * 2**20, 1024  # 64 MiB: far beyond the caches
 
 
-def lower_bound(case: Case, hardware: Hardware) -> float:
+def hardware_probes() -> dict[str, Callable[[], object]]:
+    source, target = torch.rand(COPY_ELEMENTS), torch.empty(COPY_ELEMENTS)
+    a, b = torch.rand(MATMUL_SIZE, MATMUL_SIZE), torch.rand(MATMUL_SIZE, MATMUL_SIZE)
+    return {"copy": lambda: target.copy_(source), "matmul": lambda: torch.mm(a, b)}
+
+
+def hardware(timings: dict[str, Timing]) -> Hardware:
+    return Hardware(2 * 4 * COPY_ELEMENTS / timings["copy"].median, 2 * MATMUL_SIZE**3 / timings["matmul"].median)
+
+
+def lower_bound(case: Case, measured: Hardware) -> float:
     """Seconds no implementation can beat: the larger of
     * the bytes that must move (read x, y and the parameters, write the gradients) ÷ measured bandwidth;
     * the matmul FLOPs (forward W·a, gradient δ·aᵀ, and Wᵀ·δ for every layer but the first) ÷ the
@@ -286,7 +287,7 @@ def lower_bound(case: Case, hardware: Hardware) -> float:
     moved = 4 * (batch * (network.sizes[0] + network.sizes[-1]) + 2 * parameters)
     products = [2 * network.sizes[layer] * network.sizes[layer - 1] * batch for layer in range(1, network.depth + 1)]
     flops = 2 * sum(products) + sum(products[1:])
-    return max(moved / hardware.bandwidth, flops / hardware.matmul_rate)
+    return max(moved / measured.bandwidth, flops / measured.matmul_rate)
 
 
 # --- timing -------------------------------------------------------------------------------------------
@@ -316,15 +317,21 @@ def time_case(case: Case, names: list[str], rounds: int, sample_seconds: float) 
         step()
         once = max(time.process_time() - start, 1e-6)
         steps[name], repeats[name] = step, max(1, int(sample_seconds / once))
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):  # round-robin: each round times every implementation once
-        for name in names:
+    for name, probe in hardware_probes().items():
+        probe()
+        steps[name], repeats[name] = probe, 1
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):  # round-robin: each round times every implementation (and probe) once
+        for name in steps:
             step, count = steps[name], repeats[name]
             start = time.process_time()
             for _ in range(count):
                 step()
             samples[name].append((time.process_time() - start) / count)
-    return {name: Timing(statistics.median(values), min(values), first[name]) for name, values in samples.items()}
+    return {
+        name: Timing(statistics.median(values), min(values), first.get(name, 0.0))  # probes: no first call
+        for name, values in samples.items()
+    }
 
 
 def check_overhead(rounds: int) -> float:
@@ -491,12 +498,6 @@ def ms(seconds: float) -> str:
 def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> None:
     rounds, sample = (5, 0.005) if quick else (21, 0.02)
     names = implementations()
-    hardware = measure_hardware(5 if quick else 15)
-    lines += [
-        f"Hardware measured here (one thread): copy bandwidth {hardware.bandwidth / 1e9:.1f} GB/s, "
-        f"float32 1024³ matmul {hardware.matmul_rate / 1e9:.0f} GFLOP/s.",
-        "",
-    ]
     if "JAX jit(grad)" not in names:
         lines += ["JAX is not installed (`pip install -e '.[bench]'`): its column is left out.", ""]
     results: dict[str, dict[str, Timing]] = {}
@@ -506,7 +507,13 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
 
     header = "| case | " + " | ".join(names) + " |"
     rule = "|---|" + "---:|" * len(names)
+    machines = [hardware(results[case.key]) for case in CASES]
     lines += [
+        "Hardware measured here (one thread, in the same rounds as each case; lowest and highest of the cases' "
+        f"medians): copy bandwidth {min(m.bandwidth for m in machines) / 1e9:.1f}–"
+        f"{max(m.bandwidth for m in machines) / 1e9:.1f} GB/s, float32 1024³ matmul "
+        f"{min(m.matmul_rate for m in machines) / 1e9:.0f}–{max(m.matmul_rate for m in machines) / 1e9:.0f} GFLOP/s.",
+        "",
         f"### Gradients: median CPU time per call, and ÷ autograd ({rounds} interleaved rounds)",
         "",
         header,
@@ -537,7 +544,8 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
         "### Large batches: median ÷ the measured hardware lower bound",
         "",
         "The bound is the larger of (x, y and the parameters read once, the gradients written once) ÷ the copy",
-        "bandwidth and (the matmul FLOPs of forward and backward) ÷ the 1024³ matmul rate above.",
+        "bandwidth and (the matmul FLOPs of forward and backward) ÷ the 1024³ matmul rate, both measured in the",
+        "case's own rounds.",
         "",
         "| case | bound | " + " | ".join(names) + " |",
         "|---|---:|" + "---:|" * len(names),
@@ -545,7 +553,7 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
     for case in CASES:
         if case.batch < LARGE:
             continue
-        bound = lower_bound(case, hardware)
+        bound = lower_bound(case, hardware(results[case.key]))
         timings = results[case.key]
         cells = [f"{timings[n].median / bound:.2f}×" for n in names]
         lines.append(f"| {case.key} | {ms(bound)} | " + " | ".join(cells) + " |")
