@@ -41,6 +41,7 @@ def test_console_script_is_installed():
 def test_main_command_shows_the_tutorial_and_exits_0():
     result = run()
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warning either (torch warns at import when numpy is missing)
     out = result.stdout
     exact = derive(TUTORIAL).evaluate(TUTORIAL_VALUES)
     for name in ("W1", "W2"):  # the tutorial's printed numbers, and the exact values beside them
