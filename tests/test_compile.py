@@ -6,7 +6,7 @@ import pytest
 import sympy
 import torch
 
-from numeric import autograd_gradients, compile_gradients, random_values
+from numeric import autograd_gradients, autograd_loss_and_gradients, compile_gradients, random_values
 from numeric._printer import TORCH_BACKWARD, MatrixTorchPrinter
 from symbolic import ACTIVATIONS, InputError, InputTypeError, Network, derive, matmul
 
@@ -75,8 +75,9 @@ def test_backend_inductor_equals_autograd_float64():
     compiled = compile_gradients(derive(network), backend="inductor")
     values = random_values(network, 6, 0)
     params = {name: values[name] for name in network.parameter_shapes}
-    reference = autograd_gradients(network, values["x"], values["y"], params)
+    reference_loss, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params)
     loss, with_loss = compiled.value_and_grad(values["x"], values["y"], params)
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-10, atol=1e-12)
     for gradients in (compiled(values["x"], values["y"], params), with_loss):
         for name in params:
             torch.testing.assert_close(gradients[name], reference[name], rtol=1e-10, atol=1e-12)
@@ -84,7 +85,7 @@ def test_backend_inductor_equals_autograd_float64():
 
 
 def test_unknown_backend_is_an_input_error():
-    with pytest.raises(InputError, match="unknown backend 'cuda'.*inductor"):
+    with pytest.raises(InputError, match=r"unknown backend 'cuda'.*inductor"):
         compile_gradients(derive(Network([1, 2, 2])), backend="cuda")
 
 
