@@ -277,17 +277,21 @@ def hardware(timings: dict[str, Timing]) -> Hardware:
     return Hardware(2 * 4 * COPY_ELEMENTS / timings["copy"].median, 2 * MATMUL_SIZE**3 / timings["matmul"].median)
 
 
+def matmul_flops(network: Network, batch: int) -> int:
+    """FLOPs of the products backpropagation cannot skip: W·a forward and δ·aᵀ for every layer, Wᵀ·δ for
+    every layer but the first (tests/test_bench.py counts them with torch's FlopCounterMode)."""
+    products = [2 * network.sizes[layer] * network.sizes[layer - 1] * batch for layer in range(1, network.depth + 1)]
+    return 2 * sum(products) + sum(products[1:])
+
+
 def lower_bound(case: Case, measured: Hardware) -> float:
     """Seconds no implementation can beat: the larger of
     * the bytes that must move (read x, y and the parameters, write the gradients) ÷ measured bandwidth;
-    * the matmul FLOPs (forward W·a, gradient δ·aᵀ, and Wᵀ·δ for every layer but the first) ÷ the
-      measured 1024³ matmul rate. Element-wise work is left out: it only makes the bound lower."""
+    * the matmul FLOPs ÷ the measured 1024³ matmul rate. Element-wise work is left out: it only makes the
+      bound lower."""
     network, batch = case.network, case.batch
-    parameters = network.parameter_count
-    moved = 4 * (batch * (network.sizes[0] + network.sizes[-1]) + 2 * parameters)
-    products = [2 * network.sizes[layer] * network.sizes[layer - 1] * batch for layer in range(1, network.depth + 1)]
-    flops = 2 * sum(products) + sum(products[1:])
-    return max(moved / measured.bandwidth, flops / measured.matmul_rate)
+    moved = 4 * (batch * (network.sizes[0] + network.sizes[-1]) + 2 * network.parameter_count)
+    return max(moved / measured.bandwidth, matmul_flops(network, batch) / measured.matmul_rate)
 
 
 # --- timing -------------------------------------------------------------------------------------------

@@ -123,3 +123,21 @@ def test_inputs_are_checked_again_after_a_call_that_passed():
             compiled(bad_x, bad_y, bad_params)
         with pytest.raises((InputError, InputTypeError), match=message):
             compiled.value_and_grad(bad_x, bad_y, bad_params)
+
+
+def test_a_repeated_signature_skips_the_full_check(monkeypatch):
+    import numeric._compile
+
+    calls = []
+    real = numeric._compile.check_inputs
+    monkeypatch.setattr(numeric._compile, "check_inputs", lambda *args: calls.append(1) or real(*args))
+    network = Network([2, 3, 2], ["tanh", "sigmoid"], "bce")
+    compiled = compile_gradients(derive(network))
+    values = random_values(network, 4, 0)
+    params = {name: values[name] for name in network.parameter_shapes}
+    for _ in range(3):
+        compiled(values["x"], values["y"], params)
+        compiled.value_and_grad(values["x"], values["y"], params)
+    assert len(calls) == 1
+    compiled(values["x"][:, :2], values["y"][:, :2], params)  # a new batch size: checked again
+    assert len(calls) == 2
