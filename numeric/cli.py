@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--dtype", choices=DTYPES, default="float64")
     verify_cmd.add_argument("--form", choices=("matrix", "elementwise"), default="matrix")
     verify_cmd.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    verify_cmd.add_argument(
+        "--gradcheck",
+        choices=("auto", "full", "sample", "off"),
+        default="auto",
+        help="finite differences on every entry (full), on a random direction and random entries per "
+        "parameter (sample), or none (off); auto (default): full on small networks, sampled on large ones",
+    )
     verify_cmd.set_defaults(handler=_run_verify)
     parser.set_defaults(handler=_run_tutorial)
     return parser
@@ -153,7 +160,15 @@ def _run_verify(args: argparse.Namespace) -> int:
     if network != TUTORIAL or args.batch is not None or args.seed is not None:
         batch = 4 if args.batch is None else args.batch
         values = random_values(network, batch, 0 if args.seed is None else args.seed, dtype=dtype)
-    report = verify(derive(network), values, form=args.form, dtype=dtype, device=args.device)
+    report = verify(
+        derive(network),
+        values,
+        form=args.form,
+        dtype=dtype,
+        device=args.device,
+        gradcheck=args.gradcheck,
+        seed=0 if args.seed is None else args.seed,
+    )
     print(report)
     return 0 if report.ok else 1
 
