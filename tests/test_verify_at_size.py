@@ -67,7 +67,7 @@ def test_gradcheck_modes_and_their_report():
     off = verify(small, gradcheck="off")
     assert off.gradcheck is None and off.gradcheck_detail == "" and "gradcheck" not in str(off)
     assert verify(small, gradcheck=False).gradcheck is None  # the old boolean spelling still works
-    with pytest.raises(InputError, match="unknown gradcheck mode 'sometimes'.*full, sample, off"):
+    with pytest.raises(InputError, match=r"unknown gradcheck mode 'sometimes'.*full, sample, off"):
         verify(small, gradcheck="sometimes")
 
 
