@@ -16,6 +16,7 @@ _EXPORTS = {
     "autograd_gradients": "._torch_models",
     "autograd_loss_and_gradients": "._torch_models",
     "from_torch": "._torch_models",
+    "gradients": "._torch_models",
     "to_torch": "._torch_models",
     "REFERENCE_LOSSES": "._torch_models",
     "verify": "._verify",
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._torch_models import autograd_gradients as autograd_gradients
     from ._torch_models import autograd_loss_and_gradients as autograd_loss_and_gradients
     from ._torch_models import from_torch as from_torch
+    from ._torch_models import gradients as gradients
     from ._torch_models import to_torch as to_torch
     from ._verify import Comparison as Comparison
     from ._verify import Report as Report

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy
 from sympy import Matrix, Symbol
 
-from ._elementwise import ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
+from ._elementwise import BATCH_SIZE, ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
 from ._errors import (
     ExpressionTooLarge,
     InputError,
@@ -218,6 +218,7 @@ class Derivation:
             for name, matrix in self.symbols.items():
                 for (i, j), symbol in _entries(matrix):
                     env[symbol] = sympy.Float(numbers[name][i][column if name in ("x", "y") else j], digits)
+            env[BATCH_SIZE] = sympy.Integer(len(numbers["x"][0]))  # B of reduction="mean"
             if run_program:
                 for symbol, definition in self.program:
                     env[symbol] = definition.xreplace(env).evalf(digits)

@@ -282,8 +282,14 @@ def _forward(w: _Writer, derivation: Derivation) -> list[Block]:
     blocks.append(
         Prose(
             (
-                f"The loss is {loss}, {LOSSES[loss].description}, for one sample; a batch sums it "
-                "over its samples, and so its gradients.",
+                f"The loss is {loss}, {LOSSES[loss].description}, for one sample; "
+                + (
+                    'a batch takes its mean over the samples (reduction "mean", PyTorch\'s default): each '
+                    "sample's loss is divided by the batch size B, and so are its gradients, through the 1/B "
+                    "in the output layer's δ."
+                    if derivation.network.reduction == "mean"
+                    else "a batch sums it over its samples, and so its gradients."
+                ),
             )
         )
     )
