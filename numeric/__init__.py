@@ -25,11 +25,19 @@ _EXPORTS = {
     "random_values": "._verify",
     "as_tensors": "._verify",
     "check_with_gradcheck": "._verify",
+    "check_backward": "._check_backward",
+    "BackwardReport": "._check_backward",
+    "Mistake": "._check_backward",
+    "MISTAKES": "._check_backward",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from ._check_backward import MISTAKES as MISTAKES
+    from ._check_backward import BackwardReport as BackwardReport
+    from ._check_backward import Mistake as Mistake
+    from ._check_backward import check_backward as check_backward
     from ._compile import FORMS as FORMS
     from ._compile import CompiledGradients as CompiledGradients
     from ._compile import compile_gradients as compile_gradients
