@@ -37,7 +37,7 @@ class CompiledGradients:
         self.form = form
         self._gradients_only = gradients_only
         self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
-        self.names = derivation.parameters
+        self.names = tuple(derivation.matrix_program.gradients)  # the parameters, then "x" when asked
 
     @property
     def _with_loss(self) -> Callable:
@@ -120,4 +120,6 @@ def compile_gradients(derivation: Derivation, form: str = "matrix") -> CompiledG
         )
     if form not in FORMS:
         raise InputError(f"unknown form {form!r}; allowed: {', '.join(FORMS)}")
+    if derivation.wrt and form != "matrix":
+        raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     return CompiledGradients(derivation, form, _BUILDERS[form](derivation, with_loss=False))

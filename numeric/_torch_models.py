@@ -235,13 +235,19 @@ def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torc
 
 
 def gradients(
-    model: nn.Sequential, loss_fn: str | nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+    model: nn.Sequential,
+    loss_fn: str | nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    wrt: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """The gradients of ``loss_fn(model(inputs), targets)`` by chainrule's derivation, compiled.
 
     Inputs and targets as you feed them to the model and the loss (rows are samples; class indices for
     nn.CrossEntropyLoss); the result is keyed like ``model.named_parameters()`` and holds what
-    ``.backward()`` would leave in each ``.grad``.
+    ``.backward()`` would leave in each ``.grad``. ``wrt=("x",)`` adds ``"x"``: the gradient with respect
+    to ``inputs``, shaped like it (what ``inputs.grad`` would hold).
     """
     from symbolic import derive
 
@@ -249,8 +255,11 @@ def gradients(
 
     network, params = from_torch(model, loss_fn)
     x, y = torch_batch(network, inputs, targets)
-    ours = compile_gradients(derive(network))(x, y, params)
-    return to_torch_layout(model, ours)
+    ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)
+    result = to_torch_layout(model, ours)
+    if "x" in ours:
+        result["x"] = ours["x"].T  # samples back to rows
+    return result
 
 
 def to_torch_layout(model: nn.Sequential, gradients: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

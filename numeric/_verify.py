@@ -174,7 +174,7 @@ def check_with_gradcheck(
     if mode not in ("full", "sample"):
         raise InputError(f"gradcheck mode must be 'full' or 'sample'; got {mode!r}")
     values64 = {name: torch.as_tensor(value).detach().to(torch.float64) for name, value in values.items()}
-    names = compiled.names
+    names = compiled.derivation.parameters  # not "x" (wrt): gradcheck varies the parameters
     generator = torch.Generator().manual_seed(seed)
     passed = True
     for name in _progress(names, "finite differences", progress):

@@ -49,7 +49,7 @@ class MatrixProgram:
     gradients: Mapping[str, Symbol]  # parameter name -> target holding its gradient
 
 
-def derive_matrix_program(network: Network) -> MatrixProgram:
+def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> MatrixProgram:
     sym = matrix_symbol
     x, y = sym("x"), sym("y")
     params = {name: sym(name) for name in network.parameter_shapes}
@@ -95,4 +95,6 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
             gradients[f"b{layer}"] = emit(f"grad_b{layer}", batch_sum(delta), "gradient", layer)
         upstream = matmul(transpose(params[f"W{layer}"]), delta)
     ordered = {name: gradients[name] for name in network.parameter_shapes}
+    if "x" in wrt:  # ∂L/∂x = W1ᵀ δ1, one column per sample (saliency maps, adversarial examples)
+        ordered["x"] = emit("grad_x", upstream, "gradient", 1)
     return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered)

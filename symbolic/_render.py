@@ -609,6 +609,16 @@ def _matrix_form(derivation: Derivation) -> list[Block]:
             blocks.append(
                 Chain((Math(_frac("L", f"b^{{({l_})}}"), f"∂L/∂b{l_}"), Math(rf"\delta^{{({l_})}}", f"delta{l_}")))
             )
+    if "x" in derivation.wrt:
+        blocks += [
+            Prose(
+                (
+                    "The input's gradient is the first layer's δ carried back through its weights once more, "
+                    "one column per sample (it is not summed over the batch):",
+                )
+            ),
+            Chain((Math(_frac("L", "x"), "∂L/∂x"), Math(r"{W^{(1)}}^{\top} \delta^{(1)}", "W1^T delta1"))),
+        ]
     return blocks
 
 
