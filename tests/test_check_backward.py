@@ -162,3 +162,9 @@ def test_cli_check_errors_are_one_line(target, message):
     )
     assert result.returncode == 2 and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_readme_lists_the_catalogue():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| name | the mistake |\n|---|---|\n")[1].split("\n\n")[0]
+    assert [row.split("`")[1] for row in table.splitlines()] == list(MISTAKES)

@@ -110,3 +110,25 @@ def test_sample_mode_draws_with_the_seed(monkeypatch):
     assert drawn == first
     check_with_gradcheck(compiled, values, "sample", seed=2)
     assert drawn != first
+
+
+def test_auto_mode_switches_at_the_documented_limit_and_the_readme_says_so():
+    from pathlib import Path
+
+    from numeric._verify import FULL_GRADCHECK_LIMIT, SAMPLED_ENTRIES
+
+    at_limit = Network([FULL_GRADCHECK_LIMIT, 1], "identity", "sse")
+    above = Network([FULL_GRADCHECK_LIMIT + 1, 1], "identity", "sse")
+    assert "every entry" in verify(derive(at_limit), gradcheck="auto").gradcheck_detail
+    assert "sampled" in verify(derive(above), gradcheck="auto").gradcheck_detail
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"full up to {FULL_GRADCHECK_LIMIT:,} parameters" in readme
+    assert (
+        f"{SAMPLED_ENTRIES}\n  random entries per parameter" in readme or f"{SAMPLED_ENTRIES} random entries" in readme
+    )
+
+
+def test_progress_bar_shows_on_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(numeric._verify.sys.stdout, "isatty", lambda: True)
+    verify(derive(Network([2, 3, 1], activations="tanh", loss="sse")))
+    assert "finite differences" in capsys.readouterr().err
