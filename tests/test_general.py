@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import sympy
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, verify
+from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, to_torch, verify
 from symbolic import ACTIVATIONS, LOSSES, Network, derive
 
 HIDDEN = [name for name, activation in ACTIVATIONS.items() if not activation.last_layer_only]
@@ -47,9 +47,25 @@ def test_compiled_gradients_equal_autograd_float64(network, seed, batch):
             assert _relative_error(ours[name], reference[name]) <= 1e-10, (form, name)
 
 
+def _at_a_relu_kink(network, values) -> bool:
+    """Whether a ReLU's input is (nearly) 0, where finite differences see a kink, not the derivative 0.
+
+    Example values are rounded to two decimals, so a bias of exactly 0 after a dead unit happens."""
+    params = {name: values[name] for name in network.parameter_shapes}
+    modules = list(to_torch(network, params))
+    h = values["x"].T
+    for linear, activation in zip(modules[::2], modules[1::2]):
+        h = linear(h)
+        if isinstance(activation, torch.nn.ReLU) and (h.abs() < 1e-4).any():
+            return True
+        h = activation(h)
+    return False
+
+
 @given(network=networks(max_depth=3, max_width=4), seed=st.integers(0, 2**16))
 def test_gradcheck_passes(network, seed):
     values = random_values(network, 3, seed)
+    assume(not _at_a_relu_kink(network, values))
     assert check_with_gradcheck(compile_gradients(derive(network)), values)
 
 
