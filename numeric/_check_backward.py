@@ -28,7 +28,9 @@ from symbolic import (
     matmul,
     transpose,
 )
+from symbolic._errors import require_exactly
 
+from ._checks import check_inputs
 from ._compile import _lambdify
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
@@ -315,7 +317,9 @@ def check_backward(
         if values is None
         else {name: torch.as_tensor(value, dtype=torch.float64) for name, value in values.items()}
     )
+    require_exactly("values", tensors, ("x", "y", *network.parameter_shapes))
     params = {name: tensors[name].clone() for name in network.parameter_shapes}
+    check_inputs(network, tensors["x"], tensors["y"], params)  # shapes, before the user's code sees them
     user = _as_user_gradients(fn(tensors["x"].clone(), tensors["y"].clone(), params), network.parameter_shapes)
     rtol = DEFAULT_RTOL[torch.float64] if rtol is None else rtol
     names = {name: name for name in network.parameter_shapes}

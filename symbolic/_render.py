@@ -734,6 +734,7 @@ _TEXT_TO_LATEX = {
     "²": r"$^2$",
     "∂": r"$\partial$",
     "δ": r"$\delta$",
+    "σ": r"$\sigma$",
     "⊙": r"$\odot$",
 }
 

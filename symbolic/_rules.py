@@ -181,7 +181,7 @@ LOSSES: dict[str, Loss] = {
         ),
         Loss(
             "softmax_cross_entropy",
-            "−Σ y log softmax(z) = Σ_k y_k (log Σ_j e^{z_j} − z_k) on the logits z (nn.CrossEntropyLoss)",
+            "−Σ y log softmax(z) on the logits z, as Σ_k y_k (logsumexp(z) − z_k) (nn.CrossEntropyLoss)",
             None,
             output_activations=_LOGITS,
             targets="distribution",

@@ -136,6 +136,12 @@ def test_bad_backward_functions_are_named():
         check_backward(lambda x, y, p: {k: v for k, v in student(x, y, p).items() if k[1] != "3"}, NETWORK)
     with pytest.raises(InputTypeError, match="takes the backward function first"):
         check_backward(NETWORK, NETWORK)
+    with pytest.raises(InputError, match="values"):
+        check_backward(student, NETWORK, values={"x": [[1.0]]})
+    with pytest.raises(InputError, match=r"x has shape \[2, 1\]; expected \[3, B\]"):
+        values = {"x": [[1.0], [2.0]], "y": [[0.5], [0.5]]}
+        values.update({name: torch.zeros(shape) for name, shape in NETWORK.parameter_shapes.items()})
+        check_backward(student, NETWORK, values=values)
 
 
 def test_cli_check_names_the_planted_mistake_of_the_example(capsys):

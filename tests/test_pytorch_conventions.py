@@ -179,3 +179,12 @@ def test_bad_targets_are_named(targets, match):
     inputs = torch.zeros(5, 4, dtype=torch.float64)
     with pytest.raises(InputError, match=match):
         gradients(_classifier(4), nn.CrossEntropyLoss(), inputs, targets)
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "bce_with_logits", "mean_bce_with_logits"])
+def test_derivations_on_logits_typeset_with_pdflatex(loss, pdflatex, tmp_path):
+    from symbolic import build_pdf
+
+    derivation = derive(Network([3, 4, 3], ["tanh", "identity"], loss, bias=True, reduction="mean"))
+    build_pdf(derivation.latex(document=True), tmp_path / "d.pdf")
+    assert (tmp_path / "d.pdf").stat().st_size > 0
