@@ -198,10 +198,10 @@ def check_with_gradcheck(
     return bool(passed)
 
 
-def _progress(items, description: str, enabled: bool | None):
+def _progress(items, description: str, enabled: bool | None, total: int | None = None):
     """tqdm over ``items``; by default shown only when stdout is a terminal (never in pipes or logs)."""
     shown = sys.stdout.isatty() if enabled is None else enabled
-    return tqdm(items, desc=description, disable=not shown, leave=False, file=sys.stderr)
+    return tqdm(items, desc=description, total=total, disable=not shown, leave=False, file=sys.stderr)
 
 
 def _gradcheck_detail(network: Network, mode: str) -> str:
@@ -255,10 +255,13 @@ def verify(
     compiled = compiled or compile_gradients(derivation, form)
 
     params = {name: tensors[name] for name in network.parameter_shapes}
+    stages = _progress(None, "verify: compiled vs autograd", progress, total=3)  # the closed form can be slow
     ours = compiled(tensors["x"], tensors["y"], params)
     loss, reference = autograd_loss_and_gradients(network, tensors["x"], tensors["y"], params)
     comparisons = tuple(compare(name, ours[name], reference[name], rtol) for name in derivation.parameters)
 
+    stages.update()
+    stages.set_description("verify: closed form (SymPy)")
     closed_form, closed_comparisons, closed_note = None, (), ""
     samples = tensors["x"].shape[1]
     size = network.parameter_count * samples
@@ -277,7 +280,11 @@ def verify(
             closed_comparisons = tuple(
                 compare(name, reference[name], closed_form[name], rtol) for name in derivation.parameters
             )
+    stages.update()
+    stages.set_description("verify: finite differences")
     passed = None if mode == "off" else check_with_gradcheck(compiled, tensors, mode, seed=seed, progress=progress)
+    stages.update()
+    stages.close()
     return Report(
         network,
         dtype,
