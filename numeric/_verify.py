@@ -192,7 +192,7 @@ def check_with_gradcheck(
             continue
         passed &= _gradcheck(loss, (whole,), fast_mode=True)
         flat = torch.randperm(whole.numel(), generator=generator)[:SAMPLED_ENTRIES]
-        where = torch.unravel_index(flat, whole.shape)
+        where = tuple(index.to(whole.device) for index in torch.unravel_index(flat, whole.shape))
         entries = values64[name][where].clone().requires_grad_(True)
         passed &= _gradcheck(lambda e, where=where, loss=loss: loss(e, where=where), (entries,))
     return bool(passed)
