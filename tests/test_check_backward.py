@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_general import networks
 from torch import nn
 
-from numeric import MISTAKES, check_backward
+from numeric import MISTAKES, check_backward, compile_gradients
 from numeric.cli import main
 from numeric.testing import assert_backward_matches
-from symbolic import InputError, InputTypeError, Network
+from symbolic import InputError, InputTypeError, Network, derive
 
 ROOT = Path(__file__).resolve().parent.parent
 # square W1 and W2 (3 x 3), so that every catalogued mistake can happen in it
@@ -174,3 +177,14 @@ def test_readme_lists_the_catalogue():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("| name | the mistake |\n|---|---|\n")[1].split("\n\n")[0]
     assert [row.split("`")[1] for row in table.splitlines()] == list(MISTAKES)
+
+
+@settings(max_examples=10)
+@given(network=networks(max_depth=3, max_width=4), seed=st.integers(0, 2**16))
+def test_any_network_right_passes_and_sign_flipped_is_named(network, seed):
+    """The plumbing on random architectures: chainrule's own gradients pass; negated, they are `sign`."""
+    compiled = compile_gradients(derive(network))
+    assert check_backward(compiled, network, seed=seed).ok
+    flipped = check_backward(lambda x, y, p: {k: -v for k, v in compiled(x, y, p).items()}, network, seed=seed)
+    if not flipped.ok:  # all gradients can be 0 (a dead relu network): then the flip changes nothing
+        assert "sign" in {m.name for m in flipped.mistakes}, str(flipped)
