@@ -29,7 +29,9 @@ class CompiledGradients:
     """``f(x, y, params) -> {name: gradient}``; ``f.value_and_grad`` also returns the loss.
 
     ``x`` is [n_in, B] and ``y`` [n_out, B] (samples are columns, as in the tutorial's ``torch.mm``);
-    every gradient is of the loss summed over the B samples, with its parameter's shape, dtype and device.
+    every gradient is of the batch loss (summed over the B samples, or their mean with
+    ``reduction="mean"``), with its parameter's shape, dtype and device. A derivation made with
+    ``wrt=("x",)`` adds ``"x"``: ∂L/∂x, [n_in, B], one column per sample.
     """
 
     def __init__(self, derivation: Derivation, form: str, gradients_only: Callable, with_loss: Callable | None = None):
