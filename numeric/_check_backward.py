@@ -34,7 +34,7 @@ from ._checks import check_inputs
 from ._compile import _lambdify
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
-from ._verify import DEFAULT_RTOL, Comparison, compare, random_values
+from ._verify import DEFAULT_RTOL, Comparison, _progress, compare, random_values
 
 # The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant.
 MISTAKES: dict[str, str] = {
@@ -164,14 +164,15 @@ class BackwardReport:
         return all(c.ok for c in self.errors.values())
 
     def __str__(self) -> str:
+        shown = {name: name if self.names[name] == name else f"{name} ({self.names[name]})" for name in self.errors}
+        width = max(12, *(len(label) for label in shown.values()))
         lines = [
             f"backward pass checked against chainrule's derivation of {self.network.describe()}",
-            f"{'parameter':<12} {'max abs error':>14} {'max rel error':>14} {'tolerance':>10}  result",
+            f"{'parameter':<{width}} {'max abs error':>14} {'max rel error':>14} {'tolerance':>10}  result",
         ]
         for name, c in self.errors.items():
-            shown = name if self.names[name] == name else f"{name} ({self.names[name]})"
             lines.append(
-                f"{shown:<12} {c.max_abs_error:>14.3e} {c.max_rel_error:>14.3e} {c.rtol:>10.0e}  "
+                f"{shown[name]:<{width}} {c.max_abs_error:>14.3e} {c.max_rel_error:>14.3e} {c.rtol:>10.0e}  "
                 f"{'ok' if c.ok else 'WRONG'}"
             )
         if self.ok:
@@ -258,7 +259,8 @@ def _check(
     errors = {name: compare(name, user[name], correct[name], rtol) for name in correct}
     mistakes: list[Mistake] = []
     if not all(c.ok for c in errors.values()):
-        variants = [(v, run(v.steps)) for v in _variants(network, steps)]
+        # each variant is compiled and run: about a second at MNIST size, so a bar on a terminal
+        variants = [(v, run(v.steps)) for v in _progress(_variants(network, steps), "diagnosis", None)]
         # a "mistake" that changes nothing (relu' at a equals relu' at z) explains nothing
         variants = [
             (v, grads)
