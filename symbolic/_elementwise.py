@@ -159,7 +159,12 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
 
     # backward: name every δ, from the loss down
     layers: list[LayerDerivation] = []
-    upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
+    if loss_rule.coupled is None:
+        upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
+    else:  # the same derivative, collected (tests/test_steps.py checks it against sympy.diff)
+        scale = loss_definition / loss_rule.per_sample(list(output), list(symbols["y"]))  # 1, or 1/B
+        units = list(output), list(symbols["y"])
+        upstream = Matrix([scale * loss_rule.coupled.gradient(*units, i) for i in range(len(output))])
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
         n = len(z)
         z_list, a_list = list(z), list(a)

@@ -132,6 +132,8 @@ class CoupledLoss:
     per_sample: Callable[[list[sympy.Expr], list[sympy.Expr]], sympy.Expr]
     matrix_per_sample: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
     matrix_gradient: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
+    # ∂ℓ/∂ŷ_i for one unit, collected as the matrix form writes it (sympy.diff leaves one term per unit)
+    gradient: Callable[[list[sympy.Expr], list[sympy.Expr], int], sympy.Expr]
 
 
 def _bce(p: sympy.Expr, t: sympy.Expr) -> sympy.Expr:
@@ -148,6 +150,7 @@ _SOFTMAX_CROSS_ENTROPY = CoupledLoss(
     per_sample=lambda z, y: sympy.Add(*(t * (logsumexp(*z) - p) for p, t in zip(z, y))),
     matrix_per_sample=lambda z, y: unit_sum(y) * unit_logsumexp(z) - unit_sum(y * z),
     matrix_gradient=lambda z, y: softmax(z) * unit_sum(y) - y,  # ∂/∂z_i: softmax_i Σ_k y_k − y_i
+    gradient=lambda z, y, i: sympy.exp(z[i] - logsumexp(*z)) * sympy.Add(*y) - y[i],
 )
 
 _LOGITS = frozenset({"identity"})
