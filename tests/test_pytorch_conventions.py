@@ -188,3 +188,12 @@ def test_derivations_on_logits_typeset_with_pdflatex(loss, pdflatex, tmp_path):
     derivation = derive(Network([3, 4, 3], ["tanh", "identity"], loss, bias=True, reduction="mean"))
     build_pdf(derivation.latex(document=True), tmp_path / "d.pdf")
     assert (tmp_path / "d.pdf").stat().st_size > 0
+
+
+def test_cli_reduction_option(capsys):
+    from numeric.cli import main
+
+    assert main(["verify", "--sizes", "3,2", "--activation", "identity", "--loss", "mse", "--reduction", "mean"]) == 0
+    assert "mean over the batch" in capsys.readouterr().out
+    assert main(["derive", "--sizes", "3,2", "--loss", "softmax_cross_entropy", "--activation", "identity"]) == 0
+    assert "logsumexp" in capsys.readouterr().out
