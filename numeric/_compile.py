@@ -38,7 +38,9 @@ class CompiledGradients:
     """``f(x, y, params) -> {name: gradient}``; ``f.value_and_grad`` also returns the loss.
 
     ``x`` is [n_in, B] and ``y`` [n_out, B] (samples are columns, as in the tutorial's ``torch.mm``);
-    every gradient is of the loss summed over the B samples, with its parameter's shape, dtype and device.
+    every gradient is of the batch loss (summed over the B samples, or their mean with
+    ``reduction="mean"``), with its parameter's shape, dtype and device. A derivation made with
+    ``wrt=("x",)`` adds ``"x"``: ∂L/∂x, [n_in, B], one column per sample.
     The gradients are plain values (computed without autograd recording), whatever ``requires_grad`` says.
     """
 
@@ -57,7 +59,8 @@ class CompiledGradients:
         self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
         self._run_gradients = _backend_function(gradients_only, backend)
         self._run_with_loss: Callable | None = None
-        self.names = derivation.parameters
+        self.names = tuple(derivation.matrix_program.gradients)  # the parameters, then "x" when asked
+        self._parameters = tuple(derivation.network.parameter_shapes)  # what params must hold, in order
         # Signatures (types, shapes, dtypes, devices) that check_inputs accepted: a repeat skips the check
         self._accepted: set[tuple] = set()
 
@@ -81,7 +84,7 @@ class CompiledGradients:
         the same types, shapes, dtypes and devices passed check_inputs before (the full check costs
         about 7 µs, a third of a small network's call); and whether any tensor requires grad."""
         try:
-            ordered = [params[name] for name in self.names]  # type: ignore[index]
+            ordered = [params[name] for name in self._parameters]  # type: ignore[index]
             tensors = ((type(t), t.shape, t.dtype, t.device, t.requires_grad) for t in (x, y, *ordered))
             signature = (type(params), len(params), *tensors)  # type: ignore[arg-type]
         except (KeyError, TypeError, AttributeError, IndexError):
@@ -218,6 +221,8 @@ def compile_gradients(derivation: Derivation, form: str = "matrix", backend: str
         )
     if form not in FORMS:
         raise InputError(f"unknown form {form!r}; allowed: {', '.join(FORMS)}")
+    if derivation.wrt and form != "matrix":
+        raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; allowed: None (plain Python), 'inductor' (torch.compile)")
     return CompiledGradients(derivation, form, _BUILDERS[form](derivation, with_loss=False), backend=backend)

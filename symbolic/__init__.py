@@ -14,7 +14,20 @@ from ._errors import (
     NetworkTypeError,
     UnsupportedModule,
 )
-from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
+from ._functions import (
+    batch_size,
+    batch_sum,
+    logsumexp,
+    matmul,
+    relu,
+    sigmoid,
+    softmax,
+    softplus,
+    step,
+    transpose,
+    unit_logsumexp,
+    unit_sum,
+)
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
@@ -46,9 +59,11 @@ __all__ = [
     "NetworkError",
     "NetworkTypeError",
     "UnsupportedModule",
+    "batch_size",
     "batch_sum",
     "build_pdf",
     "derive",
+    "logsumexp",
     "matmul",
     "pdflatex_path",
     "relu",
@@ -58,5 +73,6 @@ __all__ = [
     "softplus",
     "step",
     "transpose",
+    "unit_logsumexp",
     "unit_sum",
 ]
