@@ -13,13 +13,19 @@ from typing import ClassVar
 import sympy
 from sympy.printing.pytorch import TorchPrinter
 
-from symbolic import matmul, relu, sigmoid, softplus
+from symbolic import matmul
+from symbolic._functions import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
+# A defined function without a row here (a user's Activation.define) prints its definition.
 TORCH_FUNCTIONS = {
     sigmoid: "torch.sigmoid",
     relu: "torch.relu",
     softplus: "torch.nn.functional.softplus",
+    silu: "torch.nn.functional.silu",
+    elu: "torch.nn.functional.elu",  # alpha = 1, as the table's row
+    leaky_relu: "torch.nn.functional.leaky_relu",  # negative_slope = 0.01, as the table's row
+    gelu: "torch.nn.functional.gelu",  # the exact erf form
 }
 
 
@@ -30,6 +36,10 @@ TORCH_BACKWARD = {
     "tanh": "torch.ops.aten.tanh_backward({g}, {a})",
     "relu": "torch.ops.aten.threshold_backward({g}, {z}, 0)",
     "softplus": "torch.ops.aten.softplus_backward({g}, {z}, 1, 20)",
+    "silu": "torch.ops.aten.silu_backward({g}, {z})",
+    "gelu": "torch.ops.aten.gelu_backward({g}, {z})",
+    "elu": "torch.ops.aten.elu_backward({g}, 1.0, 1, 1, False, {z})",
+    "leaky_relu": "torch.ops.aten.leaky_relu_backward({g}, {z}, 0.01, False)",
 }
 
 
@@ -39,7 +49,28 @@ class MatrixTorchPrinter(TorchPrinter):
     printmethod = "_chainrule_torch"
     mapping: ClassVar[dict] = {**TorchPrinter.mapping, **TORCH_FUNCTIONS}
 
+    def _print_DefinedFunctionBase(self, expr):
+        if type(expr) in self.mapping:
+            return self._print_Function(expr)
+        return self._print(type(expr).definition(expr.args[0]))
+
+    def _print_Piecewise(self, expr):
+        # torch.where on Python numbers makes default-dtype (float32) tensors: a number branch takes the
+        # dtype and shape of the tensor its condition tests (leaky_relu' = 0.01 stays float64)
+        (reference,) = sorted(expr.args[0].cond.free_symbols, key=str)[:1]
+        like = self._print(reference)
+
+        def branch(value):
+            return f"torch.full_like({like}, {float(value)!r})" if value.is_number else self._print(value)
+
+        result = branch(expr.args[-1].expr)
+        for piece in reversed(expr.args[:-1]):
+            result = f"torch.where({self._print(piece.cond)}, {branch(piece.expr)}, {result})"
+        return result
+
     def _print_Pow(self, expr):
+        if expr.is_number and not expr.exp.is_Integer:  # √2 in gelu': a float, not torch.sqrt of an int
+            return self._print(expr.evalf(17))
         base, exponent = expr.args
         if exponent.is_Integer and exponent > 0:
             return f"{self.parenthesize(base, 60)}**{exponent}"

@@ -20,7 +20,7 @@ from sympy import Matrix, Symbol
 
 from ._matrix import matrix_symbol
 from ._network import Network
-from ._rules import ACTIVATIONS, LOSSES, Activation
+from ._rules import Activation
 from ._simplify import smallest_per_unit
 
 
@@ -137,7 +137,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     forward = []
     inputs = symbols["x"]
     for layer in range(1, depth + 1):
-        activation = ACTIVATIONS[network.activations[layer - 1]]
+        activation = network.activation_rules[layer - 1]
         weight = symbols[f"W{layer}"]
         bias = symbols.get(f"b{layer}")
         z = _vector(f"z{layer}", _layer_latex("z", layer), sizes[layer], latex_names)
@@ -147,7 +147,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
         forward.append((layer, activation, weight, bias, inputs, z, z_definition, a, a_definition))
         inputs = a
 
-    loss_rule = LOSSES[network.loss]
+    loss_rule = network.loss_rule
     output = forward[-1][7]
     loss_definition = loss_rule.per_sample(list(output), list(symbols["y"]))
 

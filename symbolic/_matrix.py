@@ -15,7 +15,6 @@ from sympy import Symbol
 
 from ._functions import batch_sum, matmul, transpose, unit_sum
 from ._network import Network
-from ._rules import ACTIVATIONS, LOSSES
 from ._simplify import smallest
 
 
@@ -60,7 +59,7 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
         steps.append(MatrixStep(target, expression, role, layer))
         return target
 
-    activations = [ACTIVATIONS[name] for name in network.activations]
+    activations = network.activation_rules
     z_of, a_of = {}, {0: x}
     for layer in range(1, network.depth + 1):
         pre = matmul(params[f"W{layer}"], a_of[layer - 1])
@@ -69,7 +68,7 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
         z_of[layer] = emit(f"z{layer}", pre, "forward", layer)
         a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer)
 
-    depth, rule = network.depth, LOSSES[network.loss]
+    depth, rule = network.depth, network.loss_rule
     output = a_of[depth]
     per_unit = rule.per_unit(output, y, network.sizes[-1])
     loss = emit("loss", batch_sum(unit_sum(per_unit)), "loss", depth)

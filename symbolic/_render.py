@@ -18,7 +18,6 @@ from sympy.printing.str import StrPrinter
 
 from ._derivation import Derivation
 from ._elementwise import LayerDerivation
-from ._rules import LOSSES
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
 TERMS_SHOWN = 4  # a sum with more terms is written with Σ
@@ -282,7 +281,7 @@ def _forward(w: _Writer, derivation: Derivation) -> list[Block]:
     blocks.append(
         Prose(
             (
-                f"The loss is {loss}, {LOSSES[loss].description}, for one sample; a batch sums it "
+                f"The loss is {loss}, {derivation.network.loss_rule.description}, for one sample; a batch sums it "
                 "over its samples, and so its gradients.",
             )
         )
@@ -458,7 +457,7 @@ def _softmax_sum(w: _Writer, layer: LayerDerivation, unit: int) -> Math:
     """Σ_k ∂L/∂a_k · a_k (δ_ki − a_i) with ∂L/∂a_k written for a general output k."""
     l_, index = layer.index, str(unit + 1)
     a, y = sympy.Symbol(f"a{l_}", real=True), sympy.Symbol("y", real=True)
-    per_unit = LOSSES[w.derivation.network.loss].per_unit(a, y, len(layer.z))
+    per_unit = w.derivation.network.loss_rule.per_unit(a, y, len(layer.z))
     upstream = _unit_form(sympy.diff(per_unit, a), l_, "k")
     a_k, a_i = f"a^{{({l_})}}_{{k}}", f"a^{{({l_})}}_{{{index}}}"
     kronecker = rf"\left(\delta_{{k{index}}} - {a_i}\right)"
