@@ -99,6 +99,14 @@ class MatrixTorchPrinter(TorchPrinter):
         argument = self.parenthesize(expr.args[0], 60)
         return f"({argument} > 0).to({argument}.dtype)"
 
+    def _print_max_mask(self, expr):
+        z = self._print(expr.args[0])
+        return f"torch.zeros_like({z}).scatter_(0, {z}.argmax(0, keepdim=True), 1.0)"
+
+    def _print_softmax_without_max(self, expr):
+        z, mask = (self._print(argument) for argument in expr.args)
+        return f"torch.softmax({z}.masked_fill({mask}.bool(), float('-inf')), dim=0)"
+
     def _print_softmax(self, expr):
         return f"torch.softmax({self._print(expr.args[0])}, dim=0)"
 

@@ -22,7 +22,9 @@ import sympy
 from ._errors import NetworkError
 
 _Z = sympy.Dummy("z", real=True)  # the argument every definition is written in
-_PROBES = tuple(sympy.Rational(v, 4) for v in (-7, -2, 1, 5, 12))  # cheap numeric screen before SymPy is asked for a proof
+_PROBES = tuple(
+    sympy.Rational(v, 4) for v in (-7, -2, 1, 5, 12)
+)  # cheap numeric screen before SymPy is asked for a proof
 
 
 def _as_lambda(definition, arguments: int = 1) -> sympy.Lambda:
@@ -130,9 +132,7 @@ def define_function(
 
 def expand_definitions(expression: sympy.Expr) -> sympy.Expr:
     """Every defined function in ``expression`` replaced by its definition (to the elementary functions)."""
-    return expression.replace(
-        lambda e: isinstance(e, DefinedFunctionBase), lambda e: type(e).expanded(e.args[0])
-    )
+    return expression.replace(lambda e: isinstance(e, DefinedFunctionBase), lambda e: type(e).expanded(e.args[0]))
 
 
 def recognise(derivative: sympy.Expr, exclude=None) -> sympy.Expr:
@@ -156,21 +156,15 @@ def _define_step():
 
 
 step = _define_step()
-sigmoid = define_function(
-    "sigmoid", lambda z: 1 / (1 + sympy.exp(-z)), r"\sigma", through_output=lambda a: a * (1 - a)
-)
+sigmoid = define_function("sigmoid", lambda z: 1 / (1 + sympy.exp(-z)), r"\sigma", through_output=lambda a: a * (1 - a))
 relu = define_function("relu", lambda z: sympy.Piecewise((z, z > 0), (0, True)), r"\operatorname{relu}")
 softplus = define_function("softplus", lambda z: sympy.log(1 + sympy.exp(z)), r"\operatorname{softplus}")
 silu = define_function("silu", lambda z: z * sigmoid(z), r"\operatorname{silu}")
-elu = define_function(
-    "elu", lambda z: sympy.Piecewise((z, z > 0), (sympy.exp(z) - 1, True)), r"\operatorname{elu}"
-)
+elu = define_function("elu", lambda z: sympy.Piecewise((z, z > 0), (sympy.exp(z) - 1, True)), r"\operatorname{elu}")
 leaky_relu = define_function(
     "leaky_relu", lambda z: sympy.Piecewise((z, z > 0), (z / 100, True)), r"\operatorname{leaky\,relu}"
 )
-gelu = define_function(
-    "gelu", lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2, r"\operatorname{gelu}"
-)
+gelu = define_function("gelu", lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2, r"\operatorname{gelu}")
 
 
 class ActivationBackwardBase(sympy.Function):
@@ -265,3 +259,27 @@ class softmax(sympy.Function):  # noqa: N801
 
     def _latex(self, printer):
         return rf"\operatorname{{softmax}}\left({printer._print(self.args[0])}\right)"
+
+
+class max_mask(sympy.Function):  # noqa: N801
+    """1 at the largest unit of each sample (column), 0 elsewhere (the first one on a tie)."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}\left[k = \arg\max {printer._print(self.args[0])}\right]"
+
+
+class softmax_without_max(sympy.Function):  # noqa: N801
+    """softmax over the units of each sample with its largest unit left out (0 there): e^{z_i} / Σ_{k≠k*} e^{z_k}.
+
+    Arguments (z, max_mask(z)), the mask named once in the program.
+
+    It is a_i / (1 − a_{k*}) for the largest output a_{k*}, computed without forming 1 − a_{k*}, which is 0
+    in floating point once the softmax saturates.
+    """
+
+    nargs = 2
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softmax}}_{{k \neq k^*}}\left({printer._print(self.args[0])}\right)"

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 
 import sympy
-from sympy import IndexedBase, KroneckerDelta, MatrixSymbol, Sum, symbols
+from sympy import IndexedBase, MatrixSymbol, Sum, symbols
 
 # the symbolic sizes and indices every fact is written in (1-based, as the derivation is)
 n, m, batch = symbols("n m B", integer=True, positive=True)  # units of layer l, of layer l−1, samples
@@ -107,13 +107,11 @@ def _indexed_value(entry: sympy.Indexed, values: dict, numbers: dict) -> sympy.E
 def layer_facts() -> dict[str, IndexFact]:
     """The index-form facts of a dense layer, derived once (they do not depend on the widths)."""
     facts: dict[str, IndexFact] = {}
-    Wm, am, deltam = MatrixSymbol("W", n, m), MatrixSymbol("a", m, 1), MatrixSymbol("delta", n, 1)
+    w_matrix, am, deltam = MatrixSymbol("W", n, m), MatrixSymbol("a", m, 1), MatrixSymbol("delta", n, 1)
 
     # ∂z_i/∂a_k = W_ik: the Jacobian of the layer map is W
-    asked = sympy.Derivative(z_entry(), a[k])
-    facts["dz_da"] = IndexFact(
-        "dz_da", asked, _within_ranges(asked.doit().doit()), Wm, (i, k), {W: (Wm, False)}
-    )
+    asked, taken = _dz_da()
+    facts["dz_da"] = IndexFact("dz_da", asked, taken, w_matrix, (i, k), {W: (w_matrix, False)})
 
     # ∂L/∂W_pq = Σ_i δ_i ∂z_i/∂W_pq = δ_p a_q: the gradient is δ aᵀ
     asked = Sum(delta[i] * sympy.Derivative(z_entry(), W[p, q]), (i, 1, n))
@@ -129,7 +127,9 @@ def layer_facts() -> dict[str, IndexFact]:
     # ∂L/∂b_p = Σ_i δ_i ∂z_i/∂b_p = δ_p; over a batch (one column per sample s) it sums: δ𝟏
     delta_batch, ones = MatrixSymbol("delta", n, batch), sympy.OneMatrix(batch, 1)
     asked = Sum(delta[i] * sympy.Derivative(z_entry(), b[p]), (i, 1, n))
-    facts["dL_db"] = IndexFact("dL_db", asked, _within_ranges(asked.doit().doit()), deltam, (p, 0), {delta: (deltam, False)})
+    facts["dL_db"] = IndexFact(
+        "dL_db", asked, _within_ranges(asked.doit().doit()), deltam, (p, 0), {delta: (deltam, False)}
+    )
     batch_delta = IndexedBase("delta_batch")
     asked = Sum(batch_delta[p, s] * sympy.Derivative(z_entry(bias=b, row=p), b[p]), (s, 1, batch))
     facts["dL_db_batch"] = IndexFact(
@@ -148,34 +148,70 @@ def layer_facts() -> dict[str, IndexFact]:
     result = _within_ranges(asked.doit().doit())
     fprime = sympy.Derivative(f(z[k]), z[k])
     # at matrix level f'(z) is a column of numbers: a MatrixSymbol named f'(z)
-    Wn, dn, fz = MatrixSymbol("W_next", n, m), MatrixSymbol("delta_next", n, 1), MatrixSymbol("fprime_z", m, 1)
+    w_next_matrix, dn, fz = (
+        MatrixSymbol("W_next", n, m),
+        MatrixSymbol("delta_next", n, 1),
+        MatrixSymbol("fprime_z", m, 1),
+    )
     facts["delta"] = IndexFact(
         "delta",
         asked,
         result,
-        sympy.HadamardProduct(Wn.T * dn, fz),
+        sympy.HadamardProduct(w_next_matrix.T * dn, fz),
         (k, 0),
-        {W_next: (Wn, False), delta_next: (dn, False), _FPRIME: (fz, False)},
+        {W_next: (w_next_matrix, False), delta_next: (dn, False), _FPRIME: (fz, False)},
     )
     object.__setattr__(facts["delta"], "index_form", result.xreplace({fprime: _FPRIME[k]}))
 
     # softmax: a_k = e^{z_k} / Σ_j e^{z_j}; ∂a_k/∂z_i, with e^{z_k}/Σ renamed a_k, is a_k (𝟙[k = i] − a_i)
-    total = Sum(sympy.exp(z[j]), (j, 1, n))
-    asked = sympy.Derivative(sympy.exp(z[k]) / total, z[i])
-    a_out, S = IndexedBase("a"), sympy.Symbol("S", positive=True)
-    taken = asked.doit().doit().xreplace({total: S})
-    taken = _within_ranges(taken.xreplace({sympy.Le(i, n): sympy.true, sympy.Ge(n, i): sympy.true}))
-    renamed = sympy.factor(sympy.expand(taken).xreplace({sympy.exp(z[k]): a_out[k] * S, sympy.exp(z[i]): a_out[i] * S}))
+    asked, renamed = _softmax_jacobian()
     am_out = MatrixSymbol("a", n, 1)
     facts["softmax_jacobian"] = IndexFact(
         "softmax_jacobian",
         asked,
-        sympy.simplify(renamed),
-        sympy.DiagMatrix(am_out) - am_out * am_out.T,
+        renamed,
+        sympy.MatAdd(sympy.DiagMatrix(am_out), -am_out * am_out.T, evaluate=False),
         (k, i),
-        {a_out: (am_out, False)},
+        {a: (am_out, False)},
     )
     return facts
+
+
+@functools.cache
+def _dz_da() -> tuple[sympy.Expr, sympy.Expr]:
+    asked = sympy.Derivative(z_entry(), a[k])
+    return asked, _within_ranges(asked.doit().doit())
+
+
+@functools.cache
+def dz_dparameter(parameter: str) -> sympy.Expr:
+    """SymPy's ∂z_i/∂W_pq (𝟙[i = p] a_q) or ∂z_i/∂b_p (𝟙[i = p]) in index form; ``parameter`` "W" or "b"."""
+    wrt = W[p, q] if parameter == "W" else b[p]
+    return _within_ranges(sympy.Derivative(z_entry(), wrt).doit().doit())
+
+
+def dz_da() -> sympy.Expr:
+    """SymPy's ∂z_i/∂a_k in index form: W[i, k]."""
+    return _dz_da()[1]
+
+
+@functools.cache
+def _softmax_jacobian() -> tuple[sympy.Expr, sympy.Expr]:
+    """∂a_k/∂z_i of a_k = e^{z_k} / Σ_j e^{z_j} over a symbolic width n, taken by diff and written through a."""
+    total = Sum(sympy.exp(z[j]), (j, 1, n))
+    asked = sympy.Derivative(sympy.exp(z[k]) / total, z[i])
+    a_out, total_symbol = IndexedBase("a"), sympy.Symbol("S", positive=True)
+    taken = asked.doit().doit().xreplace({total: total_symbol})
+    taken = _within_ranges(taken.xreplace({sympy.Le(i, n): sympy.true, sympy.Ge(n, i): sympy.true}))
+    renamed = sympy.expand(taken).xreplace(
+        {sympy.exp(z[k]): a_out[k] * total_symbol, sympy.exp(z[i]): a_out[i] * total_symbol}
+    )
+    return asked, sympy.factor(renamed)
+
+
+def softmax_jacobian() -> sympy.Expr:
+    """SymPy's ∂a_k/∂z_i for softmax in index form (k, i and the a's as ``Indexed``): a_k (𝟙[k = i] − a_i)."""
+    return _softmax_jacobian()[1]
 
 
 _FPRIME = IndexedBase("fprime_z")  # f'(z_k) as an indexed value, so the check can give it numbers

@@ -18,10 +18,6 @@ import sympy
 from sympy import KroneckerDelta
 
 from ._errors import NetworkError, NetworkTypeError
-from ._index import a as indexed_a
-from ._index import i as row
-from ._index import k as column
-from ._index import layer_facts
 from ._functions import (
     ActivationBackwardBase,
     DefinedFunctionBase,
@@ -30,7 +26,6 @@ from ._functions import (
     elu,
     gelu,
     leaky_relu,
-    proves_equal,
     relu,
     sigmoid,
     silu,
@@ -38,6 +33,10 @@ from ._functions import (
     softplus,
     unit_sum,
 )
+from ._index import a as indexed_a
+from ._index import i as row
+from ._index import k as column
+from ._index import softmax_jacobian
 
 _Z = sympy.Symbol("z", real=True)
 _A = sympy.Symbol("a", real=True)
@@ -72,8 +71,7 @@ def _definition_lambda(name: str, definition, arguments: int) -> sympy.Lambda:
     stray = expression.free_symbols - set(variables)
     if stray:
         raise NetworkError(
-            f"the definition of {name!r} uses symbols other than its argument(s): "
-            f"{', '.join(sorted(map(str, stray)))}"
+            f"the definition of {name!r} uses symbols other than its argument(s): {', '.join(sorted(map(str, stray)))}"
         )
     return sympy.Lambda(variables, expression)
 
@@ -180,10 +178,17 @@ class Activation:
         if self.function is not None:
             return KroneckerDelta(k, i) * self.derivative(z[i], a[i])
         # softmax: SymPy's ∂a_k/∂z_i in index form (symbolic width, ``_index``), at this k and i
-        template = layer_facts()["softmax_jacobian"].index_form.xreplace({column: k + 1, row: i + 1})
-        return template.replace(
-            lambda e: isinstance(e, sympy.Indexed) and e.base == indexed_a, lambda e: a[int(e.indices[0]) - 1]
+        template, a_k, a_i, kronecker = self._jacobian_template
+        return instantiate(template, {a_k: a[k], a_i: a[i], kronecker: sympy.S.One if k == i else sympy.S.Zero})
+
+    @functools.cached_property
+    def _jacobian_template(self) -> tuple[sympy.Expr, sympy.Symbol, sympy.Symbol, sympy.Symbol]:
+        """The index-form softmax Jacobian with a_k, a_i and 𝟙[k = i] as plain symbols, renamed per entry."""
+        a_k, a_i, kronecker = sympy.Symbol("a_k", real=True), sympy.Symbol("a_i", real=True), sympy.Symbol("d")
+        template = softmax_jacobian().xreplace(
+            {indexed_a[column]: a_k, indexed_a[row]: a_i, KroneckerDelta(row, column): kronecker}
         )
+        return template, a_k, a_i, kronecker
 
     def matrix_forward(self, z: sympy.Symbol) -> sympy.Expr:
         """a = f(z) in the matrix program, where z stands for a whole [units, batch] matrix."""
@@ -205,6 +210,25 @@ class Activation:
         return a * upstream - a * unit_sum(a * upstream)
 
 
+def instantiate(expression: sympy.Expr, values: dict) -> sympy.Expr:
+    """``expression.xreplace(values)``, without asking SymPy to re-evaluate functions of a renamed symbol.
+
+    Calling a Lambda rebuilds log(ŷ) for every output unit, and log's ``eval`` asks the new symbol's
+    assumptions each time (15 ms a unit for bce: 75 s for 5000 outputs). Renaming an argument cannot make a
+    function simplify that did not before, so functions are rebuilt unevaluated (the same object SymPy
+    would build); sums, products and powers are evaluated as usual.
+    """
+    if expression in values:
+        return values[expression]
+    if not expression.args:
+        return expression
+    arguments = [instantiate(argument, values) for argument in expression.args]
+    if isinstance(expression, sympy.Function) and all(v.is_Symbol for v in values.values() if v.free_symbols):
+        # Basic.__new__: the object Function.__new__ would return, without eval and its nargs bookkeeping
+        return sympy.Basic.__new__(expression.func, *arguments)
+    return expression.func(*arguments)
+
+
 def _slope_text(value: float) -> str:
     return f"{value:g}".replace("-", "m").replace(".", "_")
 
@@ -217,7 +241,10 @@ def leaky_relu_activation(negative_slope: float = 0.01) -> Activation:
     slope = sympy.Rational(repr(float(negative_slope)))
     name = f"leaky_relu_{_slope_text(negative_slope)}"
     function = define_function(
-        name, lambda z: sympy.Piecewise((z, z > 0), (slope * z, True)), r"\operatorname{leaky\,relu}", recognisable=False
+        name,
+        lambda z: sympy.Piecewise((z, z > 0), (slope * z, True)),
+        r"\operatorname{leaky\,relu}",
+        recognisable=False,
     )
     return Activation(name, function.latex_name, function, "LeakyReLU", (("negative_slope", float(negative_slope)),))
 
@@ -230,7 +257,9 @@ def elu_activation(alpha: float = 1.0) -> Activation:
     scale = sympy.Rational(repr(float(alpha)))
     name = f"elu_{_slope_text(alpha)}"
     function = define_function(
-        name, lambda z: sympy.Piecewise((z, z > 0), (scale * (sympy.exp(z) - 1), True)), r"\operatorname{elu}",
+        name,
+        lambda z: sympy.Piecewise((z, z > 0), (scale * (sympy.exp(z) - 1), True)),
+        r"\operatorname{elu}",
         recognisable=False,
     )
     return Activation(name, function.latex_name, function, "ELU", (("alpha", float(alpha)),))
@@ -277,11 +306,17 @@ class Loss:
         if latex is None:
             latex = sympy.latex(two(sympy.Symbol(r"\hat{y}", real=True), t))
         n = sympy.Dummy("n", integer=True, positive=True)
-        return cls(name, f"Σ_k φ(ŷ_k, y_k) with φ(ŷ, y) = {sympy.sstr(shown)}", sympy.Lambda((*two.variables, n), two.expr), latex=latex)
+        return cls(
+            name,
+            f"Σ_k φ(ŷ_k, y_k) with φ(ŷ, y) = {sympy.sstr(shown)}",
+            sympy.Lambda((*two.variables, n), two.expr),
+            latex=latex,
+        )
 
     def per_unit(self, prediction: sympy.Expr, target: sympy.Expr, n: int) -> sympy.Expr:
         """φ(ŷ_k, y_k) for a layer of n output units."""
-        return self.definition(prediction, target, n)
+        variables = self.definition.variables
+        return instantiate(self.definition.expr, dict(zip(variables, (prediction, target, sympy.sympify(n)))))
 
     def per_sample(self, predictions: Sequence[sympy.Expr], targets: Sequence[sympy.Expr]) -> sympy.Expr:
         n = len(predictions)

@@ -30,8 +30,10 @@ POINTS = (-3.5, -0.75, -0.01, 0.3, 2.0, 5.0)
 def test_local_derivative_is_the_derivative_of_the_definition(name):
     activation = ACTIVATIONS[name]
     elementary = expand_definitions(activation.definition(z))
-    assert not any(isinstance(f, sympy.Function) and type(f).__module__.startswith("symbolic") for f in
-                   elementary.atoms(sympy.Function))
+    assert not any(
+        isinstance(f, sympy.Function) and type(f).__module__.startswith("symbolic")
+        for f in elementary.atoms(sympy.Function)
+    )
     reference = sympy.diff(elementary, z)
     for point in POINTS:
         ours = expand_definitions(activation.local_derivative(z)).subs(z, sympy.Float(point, 30)).evalf(30)
@@ -57,7 +59,9 @@ def test_derivative_written_through_the_output_exactly_where_one_exists():
     for name in with_form:
         activation = ACTIVATIONS[name]
         through = activation.through_output(activation.function(z))
-        assert sympy.simplify(expand_definitions(through - sympy.diff(expand_definitions(activation.function(z)), z))) == 0
+        assert (
+            sympy.simplify(expand_definitions(through - sympy.diff(expand_definitions(activation.function(z)), z))) == 0
+        )
         assert activation.through_output(a).free_symbols == {a}
 
 
@@ -161,8 +165,15 @@ def test_new_builtins_equal_autograd_in_random_architectures(hidden, width, seed
 def test_from_torch_reads_the_new_modules_and_their_parameters():
     torch.manual_seed(0)
     module = nn.Sequential(
-        nn.Linear(3, 4), nn.SiLU(), nn.Linear(4, 4), nn.ELU(alpha=0.5), nn.Linear(4, 3), nn.LeakyReLU(0.2),
-        nn.Linear(3, 3), nn.GELU(), nn.Linear(3, 2),
+        nn.Linear(3, 4),
+        nn.SiLU(),
+        nn.Linear(4, 4),
+        nn.ELU(alpha=0.5),
+        nn.Linear(4, 3),
+        nn.LeakyReLU(0.2),
+        nn.Linear(3, 3),
+        nn.GELU(),
+        nn.Linear(3, 2),
     ).double()
     network, params = from_torch(module, "half_sse")
     assert network.activations[0] == "silu" and network.activations[3] == "gelu"
@@ -188,6 +199,7 @@ def test_from_torch_rejects_the_tanh_approximation_of_gelu():
 
 
 # --- the layer map in index form --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(layer_facts()))
 @pytest.mark.parametrize("sizes, seed", [((3, 2), 0), ((2, 4), 1), ((4, 4), 2)])
