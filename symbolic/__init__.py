@@ -34,7 +34,7 @@ from ._functions import (
 )
 from ._index import IndexFact, layer_facts
 from ._matrix import MatrixProgram, MatrixStep
-from ._network import Network
+from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
@@ -44,6 +44,7 @@ __all__ = [
     "ACTIVATIONS",
     "DEFAULT_CLOSED_FORM_BUDGET",
     "LOSSES",
+    "MAX_WIDTH",
     "TUTORIAL",
     "TUTORIAL_PRINTED",
     "TUTORIAL_VALUES",
