@@ -233,3 +233,11 @@ def test_a_wrong_index_form_fails_its_check(name, change):
     broken = dataclasses.replace(fact, index_form=fact.index_form.xreplace(change))
     assert broken.index_form != fact.index_form
     assert not broken.check((3, 3))
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_each_new_builtin_verifies_in_both_precisions(name):
+    network = Network([3, 4, 2], [name, "sigmoid"], "bce", bias=True)
+    for dtype in (torch.float32, torch.float64):
+        report = verify(derive(network), dtype=dtype, batch=4, seed=2)
+        assert report.ok, str(report)
