@@ -7,7 +7,9 @@ The forward pass names every pre-activation z_l[i] and output a_l[i]; the backwa
     δ_l[j] = (Σ_i W_{l+1}[i, j] δ_{l+1}[i]) · f_l'(z_l[j])  (the tutorial's reused red box)
     ∂L/∂W_l[i, j] = δ_l[i] a_{l-1}[j],   ∂L/∂b_l[i] = δ_l[i]
 
-so the program stays linear in the network's size.
+so the program stays linear in the network's size. Every unit is built when first read (``Entries``): a
+display of one unit per layer costs the depth, not the widths; the whole program, the closed forms and the
+per-unit compiled code build every unit, which is what they are asked for.
 """
 
 from __future__ import annotations

@@ -241,3 +241,20 @@ def test_each_new_builtin_verifies_in_both_precisions(name):
     for dtype in (torch.float32, torch.float64):
         report = verify(derive(network), dtype=dtype, batch=4, seed=2)
         assert report.ok, str(report)
+
+
+def test_the_readme_lists_every_activation():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `activations` |")]
+    names = row.split(":", 1)[1].replace("(last layer only)", "").rstrip(" |").split(",")
+    assert [name.strip(" `") for name in names] == list(ACTIVATIONS)
+
+
+@pytest.mark.parametrize("dtype, gap", [(torch.float64, 37), (torch.float32, 17)])
+def test_the_logit_gap_at_which_one_minus_softmax_rounds_to_zero(dtype, gap):
+    """The README's numbers: from these gaps on, 1 − a is 0 for the largest softmax output."""
+    for g, zero in ((gap - 1, False), (gap, True)):
+        a = torch.softmax(torch.tensor([float(g), 0.0], dtype=dtype), dim=0)
+        assert bool((1 - a[0]) == 0) == zero, (g, 1 - a[0])
