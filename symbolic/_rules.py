@@ -112,6 +112,8 @@ class Activation:
         """
         _check_name(name, "activation", ACTIVATIONS)
         lam = _definition_lambda(name, definition, 1)
+        if not lam.expr.has(*lam.variables):
+            raise NetworkError(f"the definition of {name!r} is the constant {lam.expr}: nothing below it could learn")
         through = None if through_output is None else _definition_lambda(name, through_output, 1)
         if latex is not None and not isinstance(latex, str):
             raise NetworkTypeError(f"latex for {name!r} must be a str; got {latex!r}")

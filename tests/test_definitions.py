@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 import sympy
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -129,6 +129,7 @@ def test_a_user_derivative_through_the_output_must_be_proved():
         (lambda: Activation.define("s", lambda z: z * sympy.Symbol("w")), NetworkError, "other than"),
         (lambda: Activation.define("s", lambda z: sympy.log(z)), NetworkError, "not a finite real"),
         (lambda: Activation.define("s", lambda z: 1 / 0), NetworkError, "failed"),
+        (lambda: Activation.define("s", lambda z: sympy.Integer(2)), NetworkError, "constant"),
         (lambda: Loss.define("l", lambda p: p), NetworkError, "failed"),
         (lambda: Network([2, 2], activations=[3]), NetworkTypeError, "Activation"),
         (lambda: Network([2, 2], loss=3), NetworkTypeError, "Loss"),
@@ -258,3 +259,35 @@ def test_the_logit_gap_at_which_one_minus_softmax_rounds_to_zero(dtype, gap):
     for g, zero in ((gap - 1, False), (gap, True)):
         a = torch.softmax(torch.tensor([float(g), 0.0], dtype=dtype), dim=0)
         assert bool((1 - a[0]) == 0) == zero, (g, 1 - a[0])
+
+
+_DEFINED: dict[tuple, Activation] = {}
+
+
+def _random_activation(c0: int, c1: int, c2: int) -> Activation:
+    """f(z) = c0 z + c1 tanh(z) + c2 z e^{−z²/2}: smooth, so autograd of the lambdified definition is exact."""
+    key = (c0, c1, c2)
+    if key not in _DEFINED:
+        _DEFINED[key] = Activation.define(
+            f"mix_{len(_DEFINED)}", lambda z: c0 * z + c1 * sympy.tanh(z) + c2 * z * sympy.exp(-(z**2) / 2)
+        )
+    return _DEFINED[key]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    coefficients=st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(-3, 3)),
+    power=st.integers(2, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_random_user_definitions_equal_autograd(coefficients, power, seed):
+    assume(any(coefficients))  # a constant activation is refused (test_bad_definitions_are_named)
+    activation = _random_activation(*coefficients)
+    loss = Loss.define(f"power_{power}", lambda p, y: (p - y) ** power / power)
+    network = Network([2, 3, 2], [activation, "identity"], loss, bias=True)
+    values = random_values(network, 3, seed)
+    params = {name: values[name] for name in network.parameter_shapes}
+    reference = autograd_gradients(network, values["x"], values["y"], params)
+    ours = compile_gradients(derive(network))(values["x"], values["y"], params)
+    for name in params:
+        torch.testing.assert_close(ours[name], reference[name], rtol=1e-10, atol=1e-12)
