@@ -7,6 +7,10 @@ The forward pass names every pre-activation z_l[i] and output a_l[i]; the backwa
     δ_l[j] = (Σ_i W_{l+1}[i, j] δ_{l+1}[i]) · f_l'(z_l[j])  (the tutorial's reused red box)
     ∂L/∂W_l[i, j] = δ_l[i] a_{l-1}[j],   ∂L/∂b_l[i] = δ_l[i]
 
+where f' is sympy.diff of the activation's definition, ∂a_k/∂z_i of softmax and ∂z_{l+1}[i]/∂a_l[j] = W_ij are
+SymPy's index-form derivatives (``_index``), and the gradients δ aᵀ, δ are the entries of what
+``_index.layer_facts`` derives (the tests check each entry against ``sympy.diff``).
+
 so the program stays linear in the network's size. Every unit is built when first read (``Entries``): a
 display of one unit per layer costs the depth, not the widths; the whole program, the closed forms and the
 per-unit compiled code build every unit, which is what they are asked for.
@@ -340,11 +344,11 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     # backward: name every δ, from the loss down; ∂ℓ/∂a_k = diff of the unit's own term (the loss is a sum)
     layers: list[LayerDerivation] = []
     upstream = Entries(n_out, 1, _loss_derivative(loss_rule, output, target, n_out))
-    above: tuple[Entries, Entries] | None = None  # (W_{l+1}, δ_{l+1})
+    above: LayerDerivation | None = None  # layer l + 1
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
         n = sizes[layer]
         if above is not None:
-            upstream = Entries(n, 1, _hidden_upstream(*above))  # ∂L/∂a_l[j] = Σ_i W_{l+1}[i, j] δ_{l+1}[i]
+            upstream = Entries(n, 1, _hidden_upstream(above))  # ∂L/∂a_l[j] = Σ_i δ_{l+1}[i] ∂z_{l+1}[i]/∂a_l[j]
         jacobian = Entries(n, n, _jacobian_entry(activation, z, a))
         chain = Entries(n, 1, _chain_entry(activation, upstream, jacobian, n))
         if layer == depth:  # one simplification per form, shared by every unit and the matrix program
@@ -370,7 +374,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
                 definition,
             )
         )
-        above = (weight, delta)
+        above = layers[-1]
     layers.reverse()
 
     gradient_definitions: dict[str, Entries] = {}
@@ -416,8 +420,11 @@ def _loss_derivative(loss_rule, output: Entries, target: Entries, n: int):
     return lambda k, _: instantiate(derivative, {prediction: output[k], truth: target[k]})
 
 
-def _hidden_upstream(weight_above: Entries, delta_above: Entries):
-    return lambda j, _: _row_sum(_symbol_product(weight_above[i, j], delta_above[i]) for i in range(weight_above.rows))
+def _hidden_upstream(above: LayerDerivation):
+    """Σ_i δ_{l+1}[i] ∂z_{l+1}[i]/∂a_l[j], the derivative being SymPy's index-form W_ij (``input_derivative``)."""
+    return lambda j, _: _row_sum(
+        _symbol_product(above.input_derivative(i, j), above.delta[i]) for i in range(len(above.z))
+    )
 
 
 def _jacobian_entry(activation: Activation, z: Entries, a: Entries):

@@ -1,8 +1,9 @@
 """The derivation at matrix level: the δ recursion over whole [units, batch] matrices.
 
 It is derived from the same tables as the element-wise derivation, by their matrix-level rules
-(``Activation.matrix_forward`` / ``matrix_backward``), and ``tests/test_matrix_form.py`` proves the two
-equal. Symbols here are named as the generated code names its tensors (x, W1, z1, a1, delta1, grad_W1).
+(``Activation.matrix_forward`` / ``matrix_backward``); Wᵀδ, δ aᵀ and δ𝟏 are the matrix forms that SymPy's
+index-form derivatives name (``program_form``). ``tests/test_matrix_form.py`` proves the two equal.
+Symbols here are named as the generated code names its tensors (x, W1, z1, a1, delta1, grad_W1).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sympy
 from sympy import Symbol
 
 from ._functions import batch_sum, matmul, max_mask, softmax_without_max, transpose, unit_sum
+from ._index import layer_facts
 from ._network import Network
 from ._simplify import smallest
 
@@ -71,6 +73,31 @@ def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
 STABLE_OUTPUT_DELTAS = {("softmax", "bce"): _softmax_bce_delta}
 
 
+def program_form(fact: str, symbols: dict[str, sympy.Expr]) -> sympy.Expr:
+    """The matrix form of an index-form fact written with the program's operations and ``symbols``.
+
+    MatMul is ``matmul``, Transpose ``transpose``, a product with a column of ones ``batch_sum``; for the δ
+    recursion the factor written with ⊙ f'(z) is left to the activation's local step (``matrix_backward``).
+    """
+    form = layer_facts()[fact].matrix_form
+    if isinstance(form, sympy.HadamardProduct):  # (Wᵀ δ') ⊙ f'(z): the upstream part
+        (form,) = [factor for factor in form.args if not factor.has(sympy.MatrixSymbol("fprime_z", *factor.shape))]
+    return _as_program(form, symbols)
+
+
+def _as_program(form: sympy.Expr, symbols: dict[str, sympy.Expr]) -> sympy.Expr:
+    if isinstance(form, sympy.MatrixSymbol):
+        return symbols[form.name]
+    if isinstance(form, sympy.Transpose):
+        return transpose(_as_program(form.arg, symbols))
+    if isinstance(form, sympy.MatMul):
+        left, right = form.args
+        if isinstance(right, sympy.OneMatrix):  # X 𝟏: the sum over the columns (samples)
+            return batch_sum(_as_program(left, symbols))
+        return matmul(_as_program(left, symbols), _as_program(right, symbols))
+    raise NotImplementedError(f"no program operation for {form!r}")
+
+
 def derive_matrix_program(network: Network) -> MatrixProgram:
     sym = matrix_symbol
     x, y = sym("x"), sym("y")
@@ -115,9 +142,12 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
         elif layer == depth:
             chain = smallest(chain)
         delta = emit(f"delta{layer}", chain, "delta", layer)
-        gradients[f"W{layer}"] = emit(f"grad_W{layer}", matmul(delta, transpose(a_of[layer - 1])), "gradient", layer)
+        # the matrix forms SymPy's index-form derivatives name (``_index.layer_facts``), in this layer's symbols
+        gradient_w = program_form("dL_dW", {"delta": delta, "a": a_of[layer - 1]})  # δ aᵀ
+        gradients[f"W{layer}"] = emit(f"grad_W{layer}", gradient_w, "gradient", layer)
         if network.bias:
-            gradients[f"b{layer}"] = emit(f"grad_b{layer}", batch_sum(delta), "gradient", layer)
-        upstream = matmul(transpose(params[f"W{layer}"]), delta)
+            gradient_b = program_form("dL_db_batch", {"delta": delta})  # δ𝟏
+            gradients[f"b{layer}"] = emit(f"grad_b{layer}", gradient_b, "gradient", layer)
+        upstream = program_form("delta", {"W_next": params[f"W{layer}"], "delta_next": delta})  # Wᵀδ
     ordered = {name: gradients[name] for name in network.parameter_shapes}
     return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered)
