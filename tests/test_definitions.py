@@ -291,3 +291,12 @@ def test_random_user_definitions_equal_autograd(coefficients, power, seed):
     ours = compile_gradients(derive(network))(values["x"], values["y"], params)
     for name in params:
         torch.testing.assert_close(ours[name], reference[name], rtol=1e-10, atol=1e-12)
+
+
+def test_each_fused_kernel_takes_the_argument_the_derivative_is_written_in():
+    """A kernel fed a = f(z) must belong to an activation whose derivative SymPy wrote through a, and back."""
+    from numeric._printer import TORCH_BACKWARD
+
+    for name, template in TORCH_BACKWARD.items():
+        assert ("{a}" in template) == (ACTIVATIONS[name].through_output is not None), name
+        assert ("{z}" in template) == (ACTIVATIONS[name].through_output is None), name
