@@ -16,10 +16,12 @@ from ._errors import (
 )
 from ._functions import (
     DefinedFunctionBase,
+    batch_size,
     batch_sum,
     elu,
     gelu,
     leaky_relu,
+    logsumexp,
     matmul,
     max_mask,
     relu,
@@ -30,6 +32,7 @@ from ._functions import (
     softplus,
     step,
     transpose,
+    unit_logsumexp,
     unit_sum,
 )
 from ._index import IndexFact, layer_facts
@@ -67,6 +70,7 @@ __all__ = [
     "NetworkError",
     "NetworkTypeError",
     "UnsupportedModule",
+    "batch_size",
     "batch_sum",
     "build_pdf",
     "derive",
@@ -74,6 +78,7 @@ __all__ = [
     "gelu",
     "layer_facts",
     "leaky_relu",
+    "logsumexp",
     "matmul",
     "max_mask",
     "pdflatex_path",
@@ -86,5 +91,6 @@ __all__ = [
     "softplus",
     "step",
     "transpose",
+    "unit_logsumexp",
     "unit_sum",
 ]

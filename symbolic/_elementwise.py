@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy
 from sympy import Matrix, Symbol
 
+from ._functions import batch_size
 from ._index import W as indexed_w  # noqa: N811 - the IndexedBase W, renamed for this module
 from ._index import a as indexed_a
 from ._index import b as indexed_b
@@ -37,6 +38,10 @@ from ._matrix import matrix_symbol
 from ._network import Network
 from ._rules import Activation, instantiate
 from ._simplify import smallest_per_unit
+
+# B in the element-wise derivation (one sample per column): the batch size of x, as in the matrix program
+BATCH_SIZE = batch_size(matrix_symbol("x"))
+BATCH_SIZE = batch_size(matrix_symbol("x"))
 
 
 class Entries:
@@ -269,14 +274,15 @@ class ElementwiseDerivation:
 
     symbols: Mapping[str, Entries]
     layers: tuple[LayerDerivation, ...]
-    loss_terms: Entries  # φ(a_L[k], y[k]) for each output unit k
+    loss_terms: Entries | None  # φ(a_L[k], y[k]) for each output unit k; None for a loss coupling the units
+    loss_sum: Callable[[], sympy.Expr]  # builds the per-sample loss (1/B of it with reduction="mean")
     gradient_definitions: Mapping[str, Entries]
     latex_names: Mapping[Symbol, str]
 
     @functools.cached_property
     def loss_definition(self) -> sympy.Expr:
         """The per-sample loss Σ_k φ(a_L[k], y[k]) (built on first use: one term per output unit)."""
-        return sympy.Add(*self.loss_terms)
+        return self.loss_sum()
 
 
 def _symbol_product(u: Symbol, v: Symbol) -> sympy.Expr:
@@ -339,11 +345,20 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     loss_rule = network.loss_rule
     output, target = forward[-1][7], symbols["y"]
     n_out = sizes[-1]
-    loss_terms = Entries(n_out, 1, lambda k, _: loss_rule.per_unit(output[k], target[k], n_out))
+    scale = 1 / BATCH_SIZE if network.reduction == "mean" else sympy.S.One  # each sample's share of the mean
+    if loss_rule.coupled is None:
+        loss_terms = Entries(n_out, 1, lambda k, _: loss_rule.per_unit(output[k], target[k], n_out))
+        loss_sum = lambda: scale * sympy.Add(*loss_terms)  # noqa: E731
+    else:  # a loss that couples the units (softmax cross-entropy) has no per-unit terms
+        loss_terms = None
+        loss_sum = lambda: scale * loss_rule.per_sample(list(output), list(target))  # noqa: E731
 
     # backward: name every δ, from the loss down; ∂ℓ/∂a_k = diff of the unit's own term (the loss is a sum)
     layers: list[LayerDerivation] = []
-    upstream = Entries(n_out, 1, _loss_derivative(loss_rule, output, target, n_out))
+    if loss_rule.coupled is None:
+        upstream = Entries(n_out, 1, _loss_derivative(loss_rule, output, target, n_out, scale))
+    else:  # the same derivative, collected (tests/test_steps.py checks it against sympy.diff)
+        upstream = Entries(n_out, 1, lambda i, _: scale * loss_rule.coupled.gradient(list(output), list(target), i))
     above: LayerDerivation | None = None  # layer l + 1
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
         n = sizes[layer]
@@ -385,7 +400,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
             gradient_definitions[f"b{layer.index}"] = Entries(rows, 1, lambda i, _, d=layer.delta: d[i])
     gradient_definitions = {name: gradient_definitions[name] for name in network.parameter_shapes}
 
-    return ElementwiseDerivation(symbols, tuple(layers), loss_terms, gradient_definitions, names)
+    return ElementwiseDerivation(symbols, tuple(layers), loss_terms, loss_sum, gradient_definitions, names)
 
 
 # The builders of one entry each (closures over the layer's Entries).
@@ -412,12 +427,12 @@ def _a_entry(activation: Activation, z: Entries):
     return build
 
 
-def _loss_derivative(loss_rule, output: Entries, target: Entries, n: int):
+def _loss_derivative(loss_rule, output: Entries, target: Entries, n: int, scale: sympy.Expr):
     """∂ℓ/∂a_L[k]: ``sympy.diff`` of the loss's per-unit term, taken once on generic symbols and renamed per unit
     (the loss is Σ_k φ(a_k, y_k), so only unit k's term depends on a_k)."""
     prediction, truth = sympy.Symbol("a", real=True), sympy.Symbol("y", real=True)
     derivative = sympy.diff(loss_rule.per_unit(prediction, truth, n), prediction)
-    return lambda k, _: instantiate(derivative, {prediction: output[k], truth: target[k]})
+    return lambda k, _: scale * instantiate(derivative, {prediction: output[k], truth: target[k]})
 
 
 def _hidden_upstream(above: LayerDerivation):
@@ -441,7 +456,8 @@ def _chain_entry(activation: Activation, upstream: Entries, jacobian: Entries, n
 
 def _simplified_entry(chain: Entries, a: Entries, z: Entries, target: Entries, layer: int):
     a_all, z_all, y_all = (matrix_symbol(name) for name in (f"a{layer}", f"z{layer}", "y"))
-    return lambda i, _: smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all})
+    x_all = matrix_symbol("x")  # in the batch size B of reduction="mean", the same for every unit
+    return lambda i, _: smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all, x_all: x_all})
 
 
 def _outer_entry(delta: Entries, inputs: Entries):

@@ -296,8 +296,14 @@ def _forward(w: _Writer, derivation: Derivation) -> list[Block]:
     blocks.append(
         Prose(
             (
-                f"The loss is {loss}, {derivation.network.loss_rule.description}, for one sample; a batch sums it "
-                "over its samples, and so its gradients.",
+                f"The loss is {loss}, {derivation.network.loss_rule.description}, for one sample; "
+                + (
+                    'a batch takes its mean over the samples (reduction "mean", PyTorch\'s default): each '
+                    "sample's loss is divided by the batch size B, and so are its gradients, through the 1/B "
+                    "in the output layer's δ."
+                    if derivation.network.reduction == "mean"
+                    else "a batch sums it over its samples, and so its gradients."
+                ),
             )
         )
     )
@@ -636,6 +642,16 @@ def _matrix_form(derivation: Derivation) -> list[Block]:
             blocks.append(
                 Chain((Math(_frac("L", f"b^{{({l_})}}"), f"∂L/∂b{l_}"), Math(rf"\delta^{{({l_})}}", f"delta{l_}")))
             )
+    if "x" in derivation.wrt:
+        blocks += [
+            Prose(
+                (
+                    "The input's gradient is the first layer's δ carried back through its weights once more, "
+                    "one column per sample (it is not summed over the batch):",
+                )
+            ),
+            Chain((Math(_frac("L", "x"), "∂L/∂x"), Math(r"{W^{(1)}}^{\top} \delta^{(1)}", "W1^T delta1"))),
+        ]
     return blocks
 
 
@@ -751,6 +767,7 @@ _TEXT_TO_LATEX = {
     "²": r"$^2$",
     "∂": r"$\partial$",
     "δ": r"$\delta$",
+    "σ": r"$\sigma$",
     "⊙": r"$\odot$",
 }
 
