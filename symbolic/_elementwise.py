@@ -298,14 +298,24 @@ def _symbol_product(u: Symbol, v: Symbol) -> sympy.Expr:
     return sympy.Mul._from_args((u, v) if u.name < v.name else (v, u), is_commutative=True)
 
 
-def tree_size(expression: sympy.Expr, sizes: Callable[[Symbol], int | None]) -> int:
-    """Nodes of ``expression`` as a tree, counting each named intermediate as its own closed size."""
+def tree_size(expression: sympy.Expr, sizes: Callable[[Symbol], int | None], seen: dict | None = None) -> int:
+    """Nodes of ``expression`` as a tree, counting each named intermediate as its own closed size.
+
+    A subexpression that occurs many times (softmax cross-entropy's log-sum-exp in every unit's term) is
+    counted each time but walked once (``seen``).
+    """
+    seen = {} if seen is None else seen
+    if expression in seen:
+        return seen[expression]
     if isinstance(expression, Symbol):
         size = sizes(expression)
-        return 1 if size is None else size
-    if not expression.args:
-        return 1
-    return 1 + sum(tree_size(argument, sizes) for argument in expression.args)
+        size = 1 if size is None else size
+    elif not expression.args:
+        size = 1
+    else:
+        size = 1 + sum(tree_size(argument, sizes, seen) for argument in expression.args)
+    seen[expression] = size
+    return size
 
 
 def _row_sum(terms: Iterator[sympy.Expr]) -> sympy.Expr:
