@@ -34,7 +34,7 @@ from symbolic._functions import expand_definitions
 from symbolic._network import REDUCTIONS
 from symbolic._rules import elu_activation, leaky_relu_activation
 
-from ._checks import check_inputs
+from ._checks import HALF_PRECISION, HALF_PRECISION_REASON, check_inputs
 
 # Per-sample losses summed over a batch whose samples are rows.
 REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -230,6 +230,8 @@ def from_torch(
                 raise _unsupported(
                     position, child, f"in_features {child.in_features} does not match the previous width {sizes[-1]}"
                 )
+            if child.weight.dtype in HALF_PRECISION:
+                raise _unsupported(position, child, f"{HALF_PRECISION_REASON} (model.double() converts it)")
             if not sizes:
                 sizes.append(child.in_features)
             sizes.append(child.out_features)
