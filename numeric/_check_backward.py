@@ -17,8 +17,6 @@ import torch
 from torch import nn
 
 from symbolic import (
-    ACTIVATIONS,
-    LOSSES,
     InputError,
     InputTypeError,
     MatrixStep,
@@ -95,10 +93,10 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
         )
     )
     for layer in range(depth, 0, -1):
-        activation = ACTIVATIONS[network.activations[layer - 1]]
+        activation = network.activation_rules[layer - 1]
         a = symbol(f"a{layer}")
         if layer == depth:
-            upstream = LOSSES[network.loss].matrix_gradient(a, y, network.sizes[-1])
+            upstream = network.loss_rule.matrix_gradient(a, y, network.sizes[-1])
             upstream = upstream / B if mean else upstream
         else:
             upstream = matmul(transpose(symbol(f"W{layer + 1}")), symbol(f"delta{layer + 1}"))

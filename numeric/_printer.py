@@ -1,7 +1,7 @@
 """SymPy → torch code: subclasses of SymPy's TorchPrinter.
 
 SymPy 1.14's printer prints element-wise functions as ``Lambda(...)`` and transposes as
-``torch.transpose(A).t()``, neither of which runs, and knows no sigmoid (shared/design-notes.md).
+``torch.transpose(A).t()``, neither of which runs, and knows no sigmoid.
 Instead of patching its output we subclass it: ``_print_<Class>`` methods for chainrule's functions,
 dispatched on the class the way SymPy's own printers are, and one table for the plain function names.
 """
@@ -13,14 +13,19 @@ from typing import ClassVar
 import sympy
 from sympy.printing.pytorch import TorchPrinter
 
-from symbolic import matmul, relu, sigmoid, softplus
-from symbolic._functions import ActivationBackwardBase
+from symbolic import matmul
+from symbolic._functions import ActivationBackwardBase, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
+# A defined function without a row here (a user's Activation.define) prints its definition.
 TORCH_FUNCTIONS = {
     sigmoid: "torch.sigmoid",
     relu: "torch.relu",
     softplus: "torch.nn.functional.softplus",
+    silu: "torch.nn.functional.silu",
+    elu: "torch.nn.functional.elu",  # alpha = 1, as the table's row
+    leaky_relu: "torch.nn.functional.leaky_relu",  # negative_slope = 0.01, as the table's row
+    gelu: "torch.nn.functional.gelu",  # the exact erf form
 }
 
 
@@ -33,6 +38,10 @@ TORCH_BACKWARD = {
     "tanh": ("tanh_backward", "{g}, {a}"),
     "relu": ("threshold_backward", "{g}, {a}, 0"),
     "softplus": ("softplus_backward", "{g}, {z}, 1, 20"),
+    "silu": ("silu_backward", "{g}, {z}"),
+    "gelu": ("gelu_backward", "{g}, {z}"),
+    "elu": ("elu_backward", "{g}, 1.0, 1, 1, False, {z}"),
+    "leaky_relu": ("leaky_relu_backward", "{g}, {z}, 0.01, False"),
 }
 
 # In-place forms of the forward functions, used when the pre-activation z is not needed again.
@@ -49,7 +58,28 @@ class MatrixTorchPrinter(TorchPrinter):
     printmethod = "_chainrule_torch"
     mapping: ClassVar[dict] = {**TorchPrinter.mapping, **TORCH_FUNCTIONS}
 
+    def _print_DefinedFunctionBase(self, expr):
+        if type(expr) in self.mapping:
+            return self._print_Function(expr)
+        return self._print(type(expr).definition(expr.args[0]))
+
+    def _print_Piecewise(self, expr):
+        # torch.where on Python numbers makes default-dtype (float32) tensors: a number branch takes the
+        # dtype and shape of the tensor its condition tests (leaky_relu' = 0.01 stays float64)
+        (reference,) = sorted(expr.args[0].cond.free_symbols, key=str)[:1]
+        like = self._print(reference)
+
+        def branch(value):
+            return f"torch.full_like({like}, {float(value)!r})" if value.is_number else self._print(value)
+
+        result = branch(expr.args[-1].expr)
+        for piece in reversed(expr.args[:-1]):
+            result = f"torch.where({self._print(piece.cond)}, {branch(piece.expr)}, {result})"
+        return result
+
     def _print_Pow(self, expr):
+        if expr.is_number and not expr.exp.is_Integer:  # √2 in gelu': a float, not torch.sqrt of an int
+            return self._print(expr.evalf(17))
         base, exponent = expr.args
         if exponent.is_Integer and exponent > 0:
             return f"{self.parenthesize(base, 60)}**{exponent}"
@@ -113,6 +143,14 @@ class MatrixTorchPrinter(TorchPrinter):
         # relu'(z): 1 where z > 0, else 0 (torch's relu has gradient 0 at 0 too)
         argument = self.parenthesize(expr.args[0], 60)
         return f"({argument} > 0).to({argument}.dtype)"
+
+    def _print_max_mask(self, expr):
+        z = self._print(expr.args[0])
+        return f"torch.zeros_like({z}).scatter_(0, {z}.argmax(0, keepdim=True), 1.0)"
+
+    def _print_softmax_without_max(self, expr):
+        z, mask = (self._print(argument) for argument in expr.args)
+        return f"torch.softmax({z}.masked_fill({mask}.bool(), float('-inf')), dim=0)"
 
     def _print_softmax(self, expr):
         return f"torch.softmax({self._print(expr.args[0])}, dim=0)"

@@ -3,19 +3,36 @@
 The reference runs the network as an ``nn.Sequential`` of ``nn.Linear`` and activation modules, samples
 as rows, and calls ``backward()``: a path that shares no code with the derivation or its printers, only
 the activation table's module names. The reference losses are written here with torch's own functions,
-independently of the SymPy definitions in ``symbolic._rules`` (a test checks the two agree).
+independently of the SymPy definitions in ``symbolic._rules`` (a test checks the two agree). An activation
+or loss a user defined (``Activation.define``, ``Loss.define``) has no torch module: the reference
+evaluates its definition, expanded to elementary functions, through SymPy's plain TorchPrinter (lambdify),
+and lets autograd differentiate that, so ``verify`` still compares against a derivative SymPy did not take.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
+import sympy
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual spelling
 
-from symbolic import ACTIVATIONS, LOSSES, InputError, InputTypeError, Network, NetworkError, UnsupportedModule
+from symbolic import (
+    ACTIVATIONS,
+    LOSSES,
+    Activation,
+    InputError,
+    InputTypeError,
+    Loss,
+    Network,
+    NetworkError,
+    UnsupportedModule,
+)
+from symbolic._functions import expand_definitions
 from symbolic._network import REDUCTIONS
+from symbolic._rules import elu_activation, leaky_relu_activation
 
 from ._checks import HALF_PRECISION, HALF_PRECISION_REASON, check_inputs
 
@@ -37,16 +54,54 @@ REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def reference_loss(network: Network, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The batch loss of ``network`` by torch's functions (samples as rows), with its reduction."""
-    total = REFERENCE_LOSSES[network.loss](out, target)
+    total = _reference_loss(network.loss_rule)(out, target)
     return total / out.shape[0] if network.reduction == "mean" else total
 
 
 _MODULE_NAMES = {activation.torch_module: name for name, activation in ACTIVATIONS.items()}
 
 
-def _activation_module(name: str) -> nn.Module:
-    module_class = getattr(nn, ACTIVATIONS[name].torch_module)
-    return module_class(dim=-1) if name == "softmax" else module_class()
+def _lambdify_torch(variables, expression: sympy.Expr) -> Callable:
+    """``expression`` (defined functions expanded, numbers as floats) as a torch function, by SymPy's printer."""
+    elementary = expand_definitions(expression).evalf(17)
+    return sympy.lambdify(variables, elementary, modules=[{"torch": torch}, "torch"])
+
+
+class DefinedActivation(nn.Module):
+    """A user-defined activation as a torch module: its SymPy definition, lambdified."""
+
+    def __init__(self, activation: Activation):
+        super().__init__()
+        self.activation = activation
+        z = sympy.Symbol("z", real=True)
+        self.function = _lambdify_torch([z], activation.function(z))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        result = self.function(z)
+        return result if isinstance(result, torch.Tensor) else torch.full_like(z, float(result))
+
+    def extra_repr(self) -> str:
+        return self.activation.name
+
+
+@functools.lru_cache(maxsize=64)
+def _reference_loss(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The torch reference of a loss: the hand-written one for built-ins, else the lambdified definition."""
+    if loss.name in REFERENCE_LOSSES and LOSSES.get(loss.name) == loss:
+        return REFERENCE_LOSSES[loss.name]
+    p, t = sympy.symbols("p t", real=True)
+    n = sympy.Symbol("n", integer=True, positive=True)
+    per_unit = _lambdify_torch([p, t, n], loss.per_unit(p, t, n))
+    return lambda out, target: per_unit(out, target, out.shape[-1]).sum()
+
+
+def _activation_module(activation: Activation) -> nn.Module:
+    if activation.torch_module is None:
+        return DefinedActivation(activation)
+    module_class = getattr(nn, activation.torch_module)
+    if activation.name == "softmax":
+        return module_class(dim=-1)
+    return module_class(**dict(activation.torch_arguments))
 
 
 def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
@@ -61,7 +116,7 @@ def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None)
                 linear.weight.copy_(params[f"W{layer}"])
                 if network.bias:
                     linear.bias.copy_(params[f"b{layer}"].reshape(-1))
-        layers += [linear, _activation_module(network.activations[layer - 1])]
+        layers += [linear, _activation_module(network.activation_rules[layer - 1])]
     return nn.Sequential(*layers)
 
 
@@ -145,7 +200,7 @@ def torch_parameter_names(module: nn.Sequential) -> dict[str, str]:
 
 
 def from_torch(
-    module: nn.Module, loss: str | nn.Module = "half_sse", *, reduction: str = "sum"
+    module: nn.Module, loss: str | Loss | nn.Module = "half_sse", *, reduction: str = "sum"
 ) -> tuple[Network, dict[str, torch.Tensor]]:
     """An ``nn.Sequential`` of Linear and activation modules as a Network and its parameters.
 
@@ -158,10 +213,12 @@ def from_torch(
         raise UnsupportedModule(f"from_torch takes an nn.Sequential; got {type(module).__name__}")
     if isinstance(loss, nn.Module):
         loss, reduction = _loss_from_module(loss)
-    elif not isinstance(loss, str):
-        raise InputTypeError(f"loss must be a loss name or a torch loss module; got {type(loss).__name__}")
+    elif not isinstance(loss, (str, Loss)):
+        raise InputTypeError(
+            f"loss must be a loss name, a Loss (Loss.define) or a torch loss module; got {type(loss).__name__}"
+        )
     sizes: list[int] = []
-    activations: list[str] = []
+    activations: list[str | Activation] = []
     params: dict[str, torch.Tensor] = {}
     biases: set[bool] = set()
     pending_activation = False  # a Linear whose activation has not been seen yet
@@ -196,6 +253,12 @@ def from_torch(
         # choice, torch.nn.functional._get_softmax_dim), the features, as chainrule does
         if name == "softmax" and child.dim not in (-1, 1, None):
             raise _unsupported(position, child, f"Softmax must act on the features (dim=-1); got dim={child.dim}")
+        if name == "gelu" and child.approximate != "none":
+            raise _unsupported(position, child, "GELU is supported in its exact erf form (approximate='none') only")
+        if name == "leaky_relu":
+            name = leaky_relu_activation(float(child.negative_slope))
+        if name == "elu":
+            name = elu_activation(float(child.alpha))
         activations.append(name)
         pending_activation = False
     if not sizes:
@@ -204,7 +267,7 @@ def from_torch(
         activations.append("identity")
     if len(biases) > 1:
         raise UnsupportedModule("from_torch: either every nn.Linear has a bias or none has; this model mixes them")
-    if loss not in LOSSES:
+    if not isinstance(loss, Loss) and loss not in LOSSES:
         raise NetworkError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     network = Network(sizes, activations=activations, loss=loss, bias=biases == {True}, reduction=reduction)
     return network, params
@@ -221,7 +284,7 @@ def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torc
     if inputs.ndim != 2 or inputs.shape[1] != n_in:
         raise InputError(f"inputs has shape {list(inputs.shape)}; expected [B, {n_in}] (one sample per row)")
     batch = inputs.shape[0]
-    classes = LOSSES[network.loss].targets == "distribution"
+    classes = network.loss_rule.targets == "distribution"
     if classes and not targets.is_floating_point():
         if targets.shape != (batch,):
             raise InputError(f"class-index targets have shape {list(targets.shape)}; expected [{batch}]")

@@ -4,7 +4,7 @@ This package never imports torch or ``numeric``: a derivation can be made and ty
 """
 
 from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, Derivation, derive
-from ._elementwise import LayerDerivation
+from ._elementwise import Entries, LayerDerivation
 from ._errors import (
     ChainruleError,
     ExpressionTooLarge,
@@ -15,19 +15,27 @@ from ._errors import (
     UnsupportedModule,
 )
 from ._functions import (
+    DefinedFunctionBase,
     batch_size,
     batch_sum,
+    elu,
+    gelu,
+    leaky_relu,
     logsumexp,
     matmul,
+    max_mask,
     relu,
     sigmoid,
+    silu,
     softmax,
+    softmax_without_max,
     softplus,
     step,
     transpose,
     unit_logsumexp,
     unit_sum,
 )
+from ._index import IndexFact, layer_facts
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
@@ -45,8 +53,11 @@ __all__ = [
     "TUTORIAL_VALUES",
     "Activation",
     "ChainruleError",
+    "DefinedFunctionBase",
     "Derivation",
+    "Entries",
     "ExpressionTooLarge",
+    "IndexFact",
     "InputError",
     "InputTypeError",
     "LatexFailed",
@@ -63,13 +74,20 @@ __all__ = [
     "batch_sum",
     "build_pdf",
     "derive",
+    "elu",
+    "gelu",
+    "layer_facts",
+    "leaky_relu",
     "logsumexp",
     "matmul",
+    "max_mask",
     "pdflatex_path",
     "relu",
     "sample_values",
     "sigmoid",
+    "silu",
     "softmax",
+    "softmax_without_max",
     "softplus",
     "step",
     "transpose",

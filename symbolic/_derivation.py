@@ -27,6 +27,8 @@ from ._errors import (
 from ._matrix import MatrixProgram, derive_matrix_program
 from ._network import Network
 
+_EXACT_UP_TO = 64  # a softmax layer up to this width is sized from its simplified δ, a wider one estimated
+
 DEFAULT_CLOSED_FORM_BUDGET = 200_000
 """Largest closed form (in expression-tree nodes, summed over a parameter's entries) built by default."""
 
@@ -107,11 +109,44 @@ class Derivation:
     # -- closed forms --------------------------------------------------------------------------------
 
     @functools.cached_property
-    def _closed_sizes(self) -> dict[Symbol, int]:
-        """Tree size each intermediate would have once substituted back (cheap: no substitution)."""
-        sizes: dict[Symbol, int] = {}
-        for symbol, definition in self.program:
-            sizes[symbol] = tree_size(definition, sizes)
+    def _closed_sizes(self) -> dict[str, int]:
+        """Tree size any entry of each intermediate ("z1", "a1", "delta1", ...) would have once substituted back.
+
+        Every unit of a dense layer has the same shape of definition, so one unit per layer answers for all
+        of them; a sum over a layer wider than ``_EXACT_UP_TO`` is counted from its shape (n terms of one
+        size) rather than built. The estimate costs the depth, not the widths, and substitutes nothing.
+        """
+        sizes: dict[str, int] = {}
+        lookup = _kind_lookup(sizes)
+
+        def kind_size(symbol: Symbol) -> int:
+            return lookup(symbol) or 1
+
+        for layer in self.layers:
+            n_in, n = len(layer.inputs), len(layer.z)
+            if n_in <= _EXACT_UP_TO:
+                sizes[f"z{layer.index}"] = tree_size(layer.z_definition[0], lookup)
+            else:  # Σ_j W_ij a_j (+ b_i): n_in products of a weight and an input
+                bias = 1 if layer.bias is not None else 0
+                sizes[f"z{layer.index}"] = 1 + n_in * (2 + kind_size(layer.inputs[0])) + bias
+            if layer.activation.elementwise or n <= _EXACT_UP_TO:
+                sizes[f"a{layer.index}"] = tree_size(layer.a_definition[0], lookup)
+            else:  # e^{z_i} · (Σ_k e^{z_k})^{-1}
+                exp_size = 1 + sizes[f"z{layer.index}"]
+                sizes[f"a{layer.index}"] = 1 + exp_size + 2 + (1 + n * exp_size)
+        above = None
+        for layer in reversed(self.layers):
+            n = len(layer.z)
+            if above is not None and len(above.z) > _EXACT_UP_TO:  # (Σ_i W_ij δ_i) · f'(z_j)
+                upstream = 1 + len(above.z) * (2 + sizes[f"delta{above.index}"])
+                size = 1 + upstream + tree_size(layer.local_jacobian[0, 0], lookup)
+            elif layer.activation.elementwise or n <= _EXACT_UP_TO:
+                size = tree_size(layer.delta_definition[0], lookup)
+            else:  # softmax: Σ_k over n symmetric terms; two of them (k = i, k ≠ i) stand for all, unsimplified
+                terms = [layer.upstream[k] * layer.local_jacobian[k, 0] for k in (0, 1)]
+                size = 1 + tree_size(terms[0], lookup) + (n - 1) * tree_size(terms[1], lookup)
+            sizes[f"delta{layer.index}"] = size
+            above = layer
         return sizes
 
     @functools.cached_property
@@ -123,10 +158,15 @@ class Derivation:
 
     def closed_form_size(self, name: str) -> int:
         """Estimated tree size of the closed form of ∂L/∂``name`` (or of the loss, for ``"loss"``)."""
+        lookup = _kind_lookup(self._closed_sizes)
         if name == "loss":
-            return tree_size(self.loss_definition, self._closed_sizes)
+            terms = self._elementwise.loss_terms
+            if terms is None or self.network.reduction == "mean":  # coupled, or scaled by 1/B: count it built
+                return tree_size(self.loss_definition, lookup)
+            return 1 + len(terms) * tree_size(terms[0], lookup)  # every unit's term has the same shape
         self._check_parameter(name)
-        return sum(tree_size(entry, self._closed_sizes) for entry in self.gradient_definitions[name])
+        entries = self.gradient_definitions[name]
+        return len(entries) * tree_size(entries[0], lookup)  # every entry has the same shape
 
     def substitute(self, expression: sympy.Expr) -> sympy.Expr:
         """Replace every named intermediate in ``expression`` by its closed form."""
@@ -285,6 +325,11 @@ class Derivation:
     def _check_parameter(self, name: str) -> None:
         if name not in self.gradient_definitions:
             raise NetworkError(f"unknown parameter {name!r}; this network has {', '.join(self.parameters)}")
+
+
+def _kind_lookup(sizes: Mapping[str, int]):
+    """symbol ↦ the closed size of its kind: ``z2[7]`` counts as any entry of z2; inputs are not in ``sizes``."""
+    return lambda symbol: sizes.get(symbol.name.split("[")[0])
 
 
 def _entries(matrix: Matrix):

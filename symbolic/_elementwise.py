@@ -7,80 +7,282 @@ The forward pass names every pre-activation z_l[i] and output a_l[i]; the backwa
     δ_l[j] = (Σ_i W_{l+1}[i, j] δ_{l+1}[i]) · f_l'(z_l[j])  (the tutorial's reused red box)
     ∂L/∂W_l[i, j] = δ_l[i] a_{l-1}[j],   ∂L/∂b_l[i] = δ_l[i]
 
-so the program stays linear in the network's size.
+where f' is sympy.diff of the activation's definition, ∂a_k/∂z_i of softmax and ∂z_{l+1}[i]/∂a_l[j] = W_ij are
+SymPy's index-form derivatives (``_index``), and the gradients δ aᵀ, δ are the entries of what
+``_index.layer_facts`` derives (the tests check each entry against ``sympy.diff``).
+
+so the program stays linear in the network's size. Every unit is built when first read (``Entries``): a
+display of one unit per layer costs the depth, not the widths; the whole program, the closed forms and the
+per-unit compiled code build every unit, which is what they are asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import sympy
 from sympy import Matrix, Symbol
 
 from ._functions import batch_size
+from ._index import W as indexed_w  # noqa: N811 - the IndexedBase W, renamed for this module
+from ._index import a as indexed_a
+from ._index import b as indexed_b
+from ._index import dz_da, dz_dparameter
+from ._index import i as index_i
+from ._index import k as index_k
+from ._index import p as index_p
+from ._index import q as index_q
 from ._matrix import matrix_symbol
 from ._network import Network
-from ._rules import ACTIVATIONS, LOSSES, Activation
+from ._rules import Activation, instantiate
 from ._simplify import smallest_per_unit
 
 # B in the element-wise derivation (one sample per column): the batch size of x, as in the matrix program
 BATCH_SIZE = batch_size(matrix_symbol("x"))
+BATCH_SIZE = batch_size(matrix_symbol("x"))
 
 
-def _entry_symbol(name: str, latex_base: str, i: int, j: int | None, latex_names: dict) -> Symbol:
-    """The symbol for entry (i, j) of ``name`` (1-based, as in the derivation), e.g. ``W1[1,2]``."""
-    index = f"{i}" if j is None else f"{i},{j}"
-    symbol = Symbol(f"{name}[{index}]", real=True)
-    if j is None:
-        latex_index = f"{i}"
-    else:
-        latex_index = f"{i}{j}" if i < 10 and j < 10 else f"{i},{j}"
-    latex_names[symbol] = f"{latex_base}_{{{latex_index}}}"
-    return symbol
+class Entries:
+    """A matrix of SymPy expressions whose entries are built on first access, one at a time.
+
+    Deriving and displaying a network touches a few units of each layer; building every unit of a
+    5000-wide layer (25M weight symbols) for a display of one would make the cost grow with the widths.
+    Reading one entry costs one entry; iterating (the per-unit program, closed forms, element-wise code)
+    builds them all, which is what was asked for then. It reads like a column (or a matrix) of
+    ``sympy.Matrix``: ``m[i]``, ``m[i, j]``, ``shape``, ``rows``, ``cols``, ``row(i)``, ``T``, iteration;
+    any other Matrix method builds the whole Matrix (``as_matrix``) and answers from it.
+    """
+
+    _op_priority = 20.0  # above Matrix's: ``Matrix + Entries`` asks Entries (SymPy's call_highest_priority)
+
+    def __init__(self, rows: int, cols: int, build: Callable[[int, int], sympy.Expr]):
+        self.rows, self.cols = rows, cols
+        self._build = build
+        self._built: dict[tuple[int, int], sympy.Expr] = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def _entry(self, i: int, j: int) -> sympy.Expr:
+        if not (0 <= i < self.rows and 0 <= j < self.cols):
+            raise IndexError(f"entry ({i}, {j}) outside a {self.rows} x {self.cols} matrix")
+        key = (i, j)
+        if key not in self._built:
+            self._built[key] = self._build(i, j)
+        return self._built[key]
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            i, j = key
+            return self._entry(i + self.rows if i < 0 else i, j + self.cols if j < 0 else j)
+        if isinstance(key, slice):
+            return [self[k] for k in range(len(self))[key]]
+        k = key + len(self) if key < 0 else key
+        if not 0 <= k < len(self):
+            raise IndexError(f"entry {key} outside a matrix of {len(self)} entries")
+        return self._entry(*divmod(k, self.cols))
+
+    def __iter__(self) -> Iterator[sympy.Expr]:
+        for i in range(self.rows):
+            for j in range(self.cols):
+                yield self._entry(i, j)
+
+    def row(self, i: int) -> list[sympy.Expr]:
+        return [self._entry(i, j) for j in range(self.cols)]
+
+    def built(self) -> int:
+        """How many entries have been built so far (tests check that deriving builds few)."""
+        return len(self._built)
+
+    @property
+    def T(self) -> Entries:
+        return Entries(self.cols, self.rows, lambda i, j: self._entry(j, i))
+
+    def as_matrix(self) -> Matrix:
+        return Matrix(self.rows, self.cols, list(self))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.as_matrix(), name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Entries, sympy.MatrixBase)):
+            return self.shape == other.shape and all(u == v for u, v in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # mutable cache, compared by value
+
+    # Matrix arithmetic (operators bypass __getattr__): on the whole Matrix
+    def __add__(self, other):
+        return self.as_matrix() + _whole(other)
+
+    def __radd__(self, other):
+        return _whole(other) + self.as_matrix()
+
+    def __sub__(self, other):
+        return self.as_matrix() - _whole(other)
+
+    def __rsub__(self, other):
+        return _whole(other) - self.as_matrix()
+
+    def __mul__(self, other):
+        return self.as_matrix() * _whole(other)
+
+    def __rmul__(self, other):
+        return _whole(other) * self.as_matrix()
+
+    def __matmul__(self, other):
+        return self.as_matrix() @ _whole(other)
+
+    def __neg__(self):
+        return -self.as_matrix()
+
+    def __repr__(self) -> str:
+        # a small one reads like the Matrix it stands for; a large one is not built just to be printed
+        if len(self) <= 400:
+            return repr(self.as_matrix())
+        return f"Entries({self.rows} x {self.cols}, {self.built()} of {len(self)} built)"
+
+    __str__ = __repr__
 
 
-def _vector(name: str, latex_base: str, length: int, latex_names: dict) -> Matrix:
-    return Matrix([_entry_symbol(name, latex_base, i + 1, None, latex_names) for i in range(length)])
+def _whole(value):
+    return value.as_matrix() if isinstance(value, Entries) else value
 
 
-def _matrix(name: str, latex_base: str, rows: int, cols: int, latex_names: dict) -> Matrix:
-    return Matrix(rows, cols, lambda i, j: _entry_symbol(name, latex_base, i + 1, j + 1, latex_names))
+class _Names(Mapping):
+    """Symbols for the entries of named matrices (``W1[1,2]``, 1-based as in the derivation), made on demand.
+
+    As a Mapping it is the derivation's ``latex_names``: symbol ↦ LaTeX (W^{(1)}_{12}) for every entry
+    symbol of a named matrix, built or not, worked out from the symbol's name (a printer must look names
+    up here rather than copy them: entries are made after the printer is). Iterating lists those made.
+    """
+
+    def __init__(self):
+        self.bases: dict[str, str] = {}  # "W1" -> "W^{(1)}"
+        self.made: dict[Symbol, None] = {}
+
+    def entry(self, name: str, i: int, j: int | None) -> Symbol:
+        symbol = Symbol(f"{name}[{i}]" if j is None else f"{name}[{i},{j}]", real=True)
+        self.made[symbol] = None
+        return symbol
+
+    def vector(self, name: str, latex_base: str, length: int) -> Entries:
+        self.bases[name] = latex_base
+        return Entries(length, 1, lambda i, _: self.entry(name, i + 1, None))
+
+    def matrix(self, name: str, latex_base: str, rows: int, cols: int) -> Entries:
+        self.bases[name] = latex_base
+        return Entries(rows, cols, lambda i, j: self.entry(name, i + 1, j + 1))
+
+    def _latex(self, symbol: object) -> str | None:
+        if type(symbol) is not Symbol or not symbol.name.endswith("]") or "[" not in symbol.name:
+            return None
+        base, _, index = symbol.name[:-1].partition("[")
+        if base not in self.bases or not symbol.is_real:
+            return None
+        parts = index.split(",")
+        if not all(part.isdigit() for part in parts) or len(parts) > 2:
+            return None
+        short = len(parts) == 1 or all(int(part) < 10 for part in parts)
+        return f"{self.bases[base]}_{{{''.join(parts) if short else ','.join(parts)}}}"
+
+    def __getitem__(self, symbol: Symbol) -> str:
+        latex = self._latex(symbol)
+        if latex is None:
+            raise KeyError(symbol)
+        return latex
+
+    def __contains__(self, symbol: object) -> bool:
+        return self._latex(symbol) is not None
+
+    def __iter__(self) -> Iterator[Symbol]:
+        return iter(list(self.made))
+
+    def __len__(self) -> int:
+        return len(self.made)
 
 
 def _layer_latex(letter: str, layer: int) -> str:
     return f"{letter}^{{({layer})}}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LayerDerivation:
-    """Everything derived for layer l; each Matrix is a column over the layer's units."""
+    """Everything derived for layer l; each field is a column over the layer's units, built on access."""
 
     index: int
     activation: Activation
-    weight: Matrix  # W_l, symbols
-    bias: Matrix | None  # b_l, symbols
-    inputs: Matrix  # a_{l-1} (x for the first layer), symbols
-    z: Matrix  # symbols z_l[i]
-    z_definition: Matrix  # W_l a_{l-1} + b_l, in the symbols above
-    a: Matrix  # symbols a_l[i]
-    a_definition: Matrix  # f(z_l), in z symbols
-    upstream: Matrix  # ∂L/∂a_l[i], in a_L and y (last layer) or in δ_{l+1} and W_{l+1}
-    local_jacobian: Matrix  # ∂a_l[k]/∂z_l[i] as [k, i], written through z_l and a_l
-    delta: Matrix  # symbols δ_l[i]
-    delta_chain: Matrix  # Σ_k upstream[k] · local_jacobian[k, i]: the chain rule as written
-    delta_definition: Matrix  # delta_chain, simplified where that makes it smaller
+    weight: Entries  # W_l, symbols
+    bias: Entries | None  # b_l, symbols
+    inputs: Entries  # a_{l-1} (x for the first layer), symbols
+    z: Entries  # symbols z_l[i]
+    z_definition: Entries  # W_l a_{l-1} + b_l, in the symbols above
+    a: Entries  # symbols a_l[i]
+    a_definition: Entries  # f(z_l), in z symbols
+    upstream: Entries  # ∂L/∂a_l[i], in a_L and y (last layer) or in δ_{l+1} and W_{l+1}
+    local_jacobian: Entries  # ∂a_l[k]/∂z_l[i] as [k, i], written through z_l and a_l
+    delta: Entries  # symbols δ_l[i]
+    delta_chain: Entries  # Σ_k upstream[k] · local_jacobian[k, i]: the chain rule as written
+    delta_definition: Entries  # delta_chain, simplified where that makes it smaller
+
+    def input_derivative(self, i: int, j: int) -> sympy.Expr:
+        """∂z_l[i]/∂a_{l-1}[j] (0-based units): SymPy's index-form result (W_ij, ``_index``) at this layer.
+
+        It costs one entry whatever the width (``sympy.diff`` of the unit's sum costs the width).
+        """
+        return self._at(dz_da(), {index_i: i + 1, index_k: j + 1})
+
+    def z_derivative(self, i: int, parameter: Symbol) -> sympy.Expr:
+        """∂z_l[i]/∂``parameter`` for an entry of W_l or b_l: SymPy's index form (𝟙[i = p] a_q, 𝟙[i = p]) here."""
+        base, _, index = parameter.name[:-1].partition("[")
+        kind = base[:1]
+        if kind not in ("W", "b") or base[1:] != str(self.index):
+            raise ValueError(f"{parameter} is not an entry of W{self.index} or b{self.index}")
+        numbers = [int(part) for part in index.split(",")]
+        indices = {index_i: i + 1, index_p: numbers[0]}
+        if kind == "W":
+            indices[index_q] = numbers[1]
+        return self._at(dz_dparameter(kind), indices)
+
+    def _at(self, template: sympy.Expr, indices: dict) -> sympy.Expr:
+        """An index-form result at concrete (1-based) indices, its W, a, b entries this layer's symbols."""
+        bases = {indexed_w: self.weight, indexed_a: self.inputs, indexed_b: self.bias}
+        if isinstance(template, sympy.Indexed) and template.base in bases:  # the common case, without rebuilding
+            return bases[template.base][tuple(int(indices.get(n, n)) - 1 for n in template.indices)]
+        concrete = template.xreplace({symbol: sympy.Integer(value) for symbol, value in indices.items()})
+        return concrete.replace(
+            lambda e: isinstance(e, sympy.Indexed) and e.base in bases,
+            lambda e: _entry_at(bases[e.base], [int(n) - 1 for n in e.indices]),
+        )
+
+
+def _entry_at(entries: Entries, indices: list[int]) -> sympy.Expr:
+    return entries[indices[0], indices[1]] if len(indices) == 2 else entries[indices[0]]
 
 
 @dataclass(frozen=True)
 class ElementwiseDerivation:
     """Everything :func:`derive_elementwise` produces; ``Derivation`` exposes it attribute by attribute."""
 
-    symbols: Mapping[str, Matrix]
+    symbols: Mapping[str, Entries]
     layers: tuple[LayerDerivation, ...]
-    loss_definition: sympy.Expr
-    gradient_definitions: Mapping[str, Matrix]
+    loss_terms: Entries | None  # φ(a_L[k], y[k]) for each output unit k; None for a loss coupling the units
+    loss_sum: Callable[[], sympy.Expr]  # builds the per-sample loss (1/B of it with reduction="mean")
+    gradient_definitions: Mapping[str, Entries]
     latex_names: Mapping[Symbol, str]
+
+    @functools.cached_property
+    def loss_definition(self) -> sympy.Expr:
+        """The per-sample loss Σ_k φ(a_L[k], y[k]) (built on first use: one term per output unit)."""
+        return self.loss_sum()
 
 
 def _symbol_product(u: Symbol, v: Symbol) -> sympy.Expr:
@@ -96,95 +298,89 @@ def _symbol_product(u: Symbol, v: Symbol) -> sympy.Expr:
     return sympy.Mul._from_args((u, v) if u.name < v.name else (v, u), is_commutative=True)
 
 
-def _affine(weight: Matrix, vector: Matrix, bias: Matrix | None = None) -> Matrix:
-    """weight · vector (+ bias), summed term by term.
+def tree_size(expression: sympy.Expr, sizes: Callable[[Symbol], int | None], seen: dict | None = None) -> int:
+    """Nodes of ``expression`` as a tree, counting each named intermediate as its own closed size.
 
-    SymPy's Matrix product routes symbolic entries through DomainMatrix over EXRAW, which took 13 s of
-    a 17-layer width-32 derivation; plain Add/Mul over the rows takes a fraction of that.
+    A subexpression that occurs many times (softmax cross-entropy's log-sum-exp in every unit's term) is
+    counted each time but walked once (``seen``).
     """
-    columns = list(vector)
-    rows = []
-    for i in range(weight.rows):
-        terms = [_symbol_product(w, v) for w, v in zip(weight.row(i), columns)]
-        if bias is not None:
-            terms.append(bias[i])
-        rows.append(sympy.Add(*terms))
-    return Matrix(rows)
+    seen = {} if seen is None else seen
+    if expression in seen:
+        return seen[expression]
+    if isinstance(expression, Symbol):
+        size = sizes(expression)
+        size = 1 if size is None else size
+    elif not expression.args:
+        size = 1
+    else:
+        size = 1 + sum(tree_size(argument, sizes, seen) for argument in expression.args)
+    seen[expression] = size
+    return size
 
 
-def tree_size(expression: sympy.Expr, sizes: Mapping[Symbol, int]) -> int:
-    """Nodes of ``expression`` as a tree, counting each named intermediate as its own closed size."""
-    if expression in sizes:
-        return sizes[expression]
-    if not expression.args:
-        return 1
-    return 1 + sum(tree_size(argument, sizes) for argument in expression.args)
+def _row_sum(terms: Iterator[sympy.Expr]) -> sympy.Expr:
+    """A sum built at once (SymPy's Matrix product routes symbolic entries through DomainMatrix over EXRAW,
+    which took 13 s of a 17-layer width-32 derivation; one Add over the row takes a fraction of that)."""
+    return sympy.Add(*terms)
 
 
 def derive_elementwise(network: Network) -> ElementwiseDerivation:
-    """The chain rule over one symbol per unit (see the module docstring)."""
-    latex_names: dict[Symbol, str] = {}
+    """The chain rule over one symbol per unit (see the module docstring), each unit built when first read."""
+    names = _Names()
     sizes, depth = network.sizes, network.depth
-    symbols: dict[str, Matrix] = {
-        "x": _vector("x", "x", sizes[0], latex_names),
-        "y": _vector("y", "y", sizes[-1], latex_names),
+    symbols: dict[str, Entries] = {
+        "x": names.vector("x", "x", sizes[0]),
+        "y": names.vector("y", "y", sizes[-1]),
     }
     for name, (rows, cols) in network.parameter_shapes.items():
         latex_base = _layer_latex(name[0], int(name[1:]))
         symbols[name] = (
-            _matrix(name, latex_base, rows, cols, latex_names)
-            if name.startswith("W")
-            else _vector(name, latex_base, rows, latex_names)
+            names.matrix(name, latex_base, rows, cols) if name.startswith("W") else names.vector(name, latex_base, rows)
         )
 
     # forward: name every z and a
     forward = []
     inputs = symbols["x"]
     for layer in range(1, depth + 1):
-        activation = ACTIVATIONS[network.activations[layer - 1]]
-        weight = symbols[f"W{layer}"]
-        bias = symbols.get(f"b{layer}")
-        z = _vector(f"z{layer}", _layer_latex("z", layer), sizes[layer], latex_names)
-        a = _vector(f"a{layer}", _layer_latex("a", layer), sizes[layer], latex_names)
-        z_definition = _affine(weight, inputs, bias)
-        a_definition = Matrix(activation.outputs(list(z)))
+        activation = network.activation_rules[layer - 1]
+        weight, bias = symbols[f"W{layer}"], symbols.get(f"b{layer}")
+        n = sizes[layer]
+        z = names.vector(f"z{layer}", _layer_latex("z", layer), n)
+        a = names.vector(f"a{layer}", _layer_latex("a", layer), n)
+        z_definition = Entries(n, 1, _z_entry(weight, inputs, bias))
+        a_definition = Entries(n, 1, _a_entry(activation, z))
         forward.append((layer, activation, weight, bias, inputs, z, z_definition, a, a_definition))
         inputs = a
 
-    loss_rule = LOSSES[network.loss]
-    output = forward[-1][7]
-    loss_definition = loss_rule.per_sample(list(output), list(symbols["y"]))
-    if network.reduction == "mean":  # each sample's share of the batch mean
-        loss_definition = loss_definition / BATCH_SIZE
+    loss_rule = network.loss_rule
+    output, target = forward[-1][7], symbols["y"]
+    n_out = sizes[-1]
+    scale = 1 / BATCH_SIZE if network.reduction == "mean" else sympy.S.One  # each sample's share of the mean
+    if loss_rule.coupled is None:
+        loss_terms = Entries(n_out, 1, lambda k, _: loss_rule.per_unit(output[k], target[k], n_out))
+        loss_sum = lambda: scale * sympy.Add(*loss_terms)  # noqa: E731
+    else:  # a loss that couples the units (softmax cross-entropy) has no per-unit terms
+        loss_terms = None
+        loss_sum = lambda: scale * loss_rule.per_sample(list(output), list(target))  # noqa: E731
 
-    # backward: name every δ, from the loss down
+    # backward: name every δ, from the loss down; ∂ℓ/∂a_k = diff of the unit's own term (the loss is a sum)
     layers: list[LayerDerivation] = []
     if loss_rule.coupled is None:
-        upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
+        upstream = Entries(n_out, 1, _loss_derivative(loss_rule, output, target, n_out, scale))
     else:  # the same derivative, collected (tests/test_steps.py checks it against sympy.diff)
-        scale = loss_definition / loss_rule.per_sample(list(output), list(symbols["y"]))  # 1, or 1/B
-        units = list(output), list(symbols["y"])
-        upstream = Matrix([scale * loss_rule.coupled.gradient(*units, i) for i in range(len(output))])
+        upstream = Entries(n_out, 1, lambda i, _: scale * loss_rule.coupled.gradient(list(output), list(target), i))
+    above: LayerDerivation | None = None  # layer l + 1
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
-        n = len(z)
-        z_list, a_list = list(z), list(a)
-        if activation.elementwise:  # diagonal Jacobian: skip the n² zero entries
-            jacobian = sympy.diag(*(activation.jacobian(z_list, a_list, i, i) for i in range(n)))
-            chain = Matrix([upstream[i] * jacobian[i, i] for i in range(n)])
-        else:
-            jacobian = Matrix([[activation.jacobian(z_list, a_list, k, i) for i in range(n)] for k in range(n)])
-            chain = Matrix([sympy.Add(*(upstream[k] * jacobian[k, i] for k in range(n))) for i in range(n)])
+        n = sizes[layer]
+        if above is not None:
+            upstream = Entries(n, 1, _hidden_upstream(above))  # ∂L/∂a_l[j] = Σ_i δ_{l+1}[i] ∂z_{l+1}[i]/∂a_l[j]
+        jacobian = Entries(n, n, _jacobian_entry(activation, z, a))
+        chain = Entries(n, 1, _chain_entry(activation, upstream, jacobian, n))
         if layer == depth:  # one simplification per form, shared by every unit and the matrix program
-            a_all, z_all, y_all = (matrix_symbol(name) for name in (f"a{layer}", f"z{layer}", "y"))
-            target = symbols["y"]
-            x_all = matrix_symbol("x")  # in the batch size B of reduction="mean", the same for every unit
-            generic = {x_all: x_all}
-            definition = Matrix(
-                [smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all, **generic}) for i in range(n)]
-            )
+            definition = Entries(n, 1, _simplified_entry(chain, a, z, target, layer))
         else:
             definition = chain
-        delta = _vector(f"delta{layer}", _layer_latex(r"\delta", layer), n, latex_names)
+        delta = names.vector(f"delta{layer}", _layer_latex(r"\delta", layer), n)
         layers.append(
             LayerDerivation(
                 layer,
@@ -203,16 +399,76 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
                 definition,
             )
         )
-        upstream = _affine(weight.T, delta)  # ∂L/∂a_{l-1}[j] = Σ_i W_l[i, j] δ_l[i]
+        above = layers[-1]
     layers.reverse()
 
-    gradient_definitions: dict[str, Matrix] = {}
+    gradient_definitions: dict[str, Entries] = {}
     for layer in layers:
-        gradient_definitions[f"W{layer.index}"] = Matrix(
-            [[_symbol_product(d, a) for a in layer.inputs] for d in layer.delta]  # δ aᵀ
-        )
+        rows, cols = layer.weight.shape
+        gradient_definitions[f"W{layer.index}"] = Entries(rows, cols, _outer_entry(layer.delta, layer.inputs))  # δ aᵀ
         if layer.bias is not None:
-            gradient_definitions[f"b{layer.index}"] = Matrix(layer.delta)
+            gradient_definitions[f"b{layer.index}"] = Entries(rows, 1, lambda i, _, d=layer.delta: d[i])
     gradient_definitions = {name: gradient_definitions[name] for name in network.parameter_shapes}
 
-    return ElementwiseDerivation(symbols, tuple(layers), loss_definition, gradient_definitions, latex_names)
+    return ElementwiseDerivation(symbols, tuple(layers), loss_terms, loss_sum, gradient_definitions, names)
+
+
+# The builders of one entry each (closures over the layer's Entries).
+
+
+def _z_entry(weight: Entries, inputs: Entries, bias: Entries | None):
+    def build(i: int, _: int) -> sympy.Expr:
+        terms = [_symbol_product(weight[i, j], inputs[j]) for j in range(weight.cols)]
+        return _row_sum(iter([*terms, bias[i]] if bias is not None else terms))
+
+    return build
+
+
+def _a_entry(activation: Activation, z: Entries):
+    if activation.elementwise:
+        return lambda i, _: activation.function(z[i])
+    total: list[sympy.Expr] = []  # softmax's shared denominator, built once for every unit
+
+    def build(i: int, _: int) -> sympy.Expr:
+        if not total:
+            total.append(_row_sum(sympy.exp(z[k]) for k in range(len(z))))
+        return sympy.exp(z[i]) / total[0]
+
+    return build
+
+
+def _loss_derivative(loss_rule, output: Entries, target: Entries, n: int, scale: sympy.Expr):
+    """∂ℓ/∂a_L[k]: ``sympy.diff`` of the loss's per-unit term, taken once on generic symbols and renamed per unit
+    (the loss is Σ_k φ(a_k, y_k), so only unit k's term depends on a_k)."""
+    prediction, truth = sympy.Symbol("a", real=True), sympy.Symbol("y", real=True)
+    derivative = sympy.diff(loss_rule.per_unit(prediction, truth, n), prediction)
+    return lambda k, _: scale * instantiate(derivative, {prediction: output[k], truth: target[k]})
+
+
+def _hidden_upstream(above: LayerDerivation):
+    """Σ_i δ_{l+1}[i] ∂z_{l+1}[i]/∂a_l[j], the derivative being SymPy's index-form W_ij (``input_derivative``)."""
+    return lambda j, _: _row_sum(
+        _symbol_product(above.input_derivative(i, j), above.delta[i]) for i in range(len(above.z))
+    )
+
+
+def _jacobian_entry(activation: Activation, z: Entries, a: Entries):
+    if activation.elementwise:  # diagonal: the n² − n zeros are never built
+        return lambda k, i: activation.derivative(z[i], a[i]) if k == i else sympy.S.Zero
+    return lambda k, i: activation.jacobian(z, a, k, i)
+
+
+def _chain_entry(activation: Activation, upstream: Entries, jacobian: Entries, n: int):
+    if activation.elementwise:
+        return lambda i, _: upstream[i] * jacobian[i, i]
+    return lambda i, _: _row_sum(upstream[k] * jacobian[k, i] for k in range(n))
+
+
+def _simplified_entry(chain: Entries, a: Entries, z: Entries, target: Entries, layer: int):
+    a_all, z_all, y_all = (matrix_symbol(name) for name in (f"a{layer}", f"z{layer}", "y"))
+    x_all = matrix_symbol("x")  # in the batch size B of reduction="mean", the same for every unit
+    return lambda i, _: smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all, x_all: x_all})
+
+
+def _outer_entry(delta: Entries, inputs: Entries):
+    return lambda i, j: _symbol_product(delta[i], inputs[j])

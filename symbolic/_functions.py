@@ -1,9 +1,12 @@
 """SymPy functions that chainrule needs and SymPy does not have.
 
-Each activation is an *opaque* ``Function`` whose ``fdiff`` is its derivative, next to its definition
-(as micrograd keeps each backward rule beside its forward). Opaque matters: written out as
-``1/(1 + exp(-z))``, SymPy differentiates sigmoid into ``exp(-z)/(1 + exp(-z))**2``, which is NaN at
-z = -100 in float32 and makes every expression larger (shared/design-notes.md, section 4).
+Each activation is an *opaque* ``Function`` that stands for its definition (a SymPy expression in z): its
+``fdiff`` is ``sympy.diff`` of that definition, taken once, never a hand-written derivative. Opaque matters:
+written out as ``1/(1 + exp(-z))``, sigmoid's derivative is ``exp(-z)/(1 + exp(-z))**2``, NaN at z = -100 in
+float32, and every expression grows. Where a form of the derivative written through the output a = f(z)
+exists (σ(1 − σ)), SymPy proves it equal to the derivative of the definition and ``fdiff`` uses it; where
+the derivative of one definition is another defined function (softplus' is σ, relu's is the step), SymPy
+proves that too and the derivative stays opaque.
 
 The second group are the non-element-wise operations of the *matrix program* (see ``_matrix``): there a
 symbol stands for a whole matrix and every ordinary SymPy operation (``+``, ``*``, ``sigmoid``) acts
@@ -12,98 +15,160 @@ element-wise, so only products, transposes and sums need functions of their own.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import sympy
-from sympy import S
+
+from ._errors import NetworkError
+
+_Z = sympy.Dummy("z", real=True)  # the argument every definition is written in
+_PROBES = tuple(
+    sympy.Rational(v, 4) for v in (-7, -2, 1, 5, 12)
+)  # cheap numeric screen before SymPy is asked for a proof
 
 
-def _numeric_argument(function: sympy.Function) -> sympy.Expr | None:
-    """The argument if it is a plain number (so the function can evaluate), else None."""
-    (argument,) = function.args
-    return argument if argument.is_number and argument.is_extended_real else None
+def _as_lambda(definition, arguments: int = 1) -> sympy.Lambda:
+    """A callable of SymPy expressions (or a sympy.Lambda) as a Lambda in real dummies."""
+    if isinstance(definition, sympy.Lambda):
+        return definition
+    variables = (_Z,) if arguments == 1 else tuple(sympy.Dummy(f"u{i}", real=True) for i in range(arguments))
+    return sympy.Lambda(variables, sympy.sympify(definition(*variables), strict=True))
 
 
-class sigmoid(sympy.Function):  # noqa: N801 - SymPy names functions in lower case
-    r"""The logistic function σ(z) = 1 / (1 + e^{-z}), with derivative σ(z)(1 - σ(z))."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, argument):
-        if argument.is_zero:
-            return S.Half
-        return None
-
-    def fdiff(self, argindex=1):
-        return self * (1 - self)
-
-    def _eval_rewrite_as_exp(self, argument, **kwargs):
-        return 1 / (1 + sympy.exp(-argument))
-
-    def _eval_evalf(self, prec):
-        argument = _numeric_argument(self)
-        if argument is None:
-            return None
-        return self._eval_rewrite_as_exp(argument)._eval_evalf(prec)
-
-    def _latex(self, printer):
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+def proves_equal(left: sympy.Expr, right: sympy.Expr) -> bool:
+    """SymPy shows ``left − right`` is identically 0 (a numeric screen first, then ``simplify``)."""
+    if left == right:
+        return True
+    difference = left - right
+    for point in _PROBES:
+        value = difference.subs(_Z, point).evalf(30) if difference.has(_Z) else difference.evalf(30)
+        if value.is_number and value.is_comparable and abs(value) > 1e-20:
+            return False
+    return sympy.simplify(difference) == 0
 
 
-class step(sympy.Function):  # noqa: N801
-    """The unit step with step(0) = 0: the derivative of relu, as torch takes it (relu'(0) = 0)."""
+class DefinedFunctionBase(sympy.Function):
+    """An opaque function of one argument that stands for ``definition`` (a Lambda in z).
+
+    (The "Base" suffix matters: SymPy's printers dispatch a Function subclass on its own name, its
+    parent Function classes, and intermediate classes whose name ends in "Base".)
+    """
 
     nargs = 1
-
-    @classmethod
-    def eval(cls, argument):
-        if argument.is_number and argument.is_extended_real:
-            return S.One if argument > 0 else S.Zero
-        return None
-
-    def fdiff(self, argindex=1):
-        return S.Zero  # zero wherever it is differentiable
-
-    def _latex(self, printer):
-        return rf"\mathbf{{1}}\left[{printer._print(self.args[0])} > 0\right]"
-
-
-class relu(sympy.Function):  # noqa: N801
-    """max(z, 0), with derivative step(z)."""
-
-    nargs = 1
+    definition: ClassVar[sympy.Lambda]
+    through_output: ClassVar[sympy.Lambda | None] = None  # f'(z) as a function of a = f(z), proved equal
+    latex_name: ClassVar[str] = ""
+    _derivative: ClassVar[sympy.Lambda | None] = None  # cached per class by ``derivative``
 
     @classmethod
     def eval(cls, argument):
         if argument.is_number and argument.is_extended_real:
-            return argument if argument > 0 else S.Zero
+            value = cls.definition(argument)
+            if value.is_Number:  # relu(-2) = 0, sigmoid(0) = 1/2; sigmoid(1) stays σ(1)
+                return value
         return None
 
+    @classmethod
+    def expanded(cls, argument: sympy.Expr) -> sympy.Expr:
+        """The definition at ``argument``, with every defined function inside it expanded too."""
+        return expand_definitions(cls.definition(argument))
+
+    @classmethod
+    def derivative(cls) -> sympy.Lambda:
+        """z ↦ f'(z): ``sympy.diff`` of the definition, with defined functions recognised in the result."""
+        if cls.__dict__.get("_derivative") is None:
+            cls._derivative = sympy.Lambda(_Z, recognise(sympy.diff(cls.definition(_Z), _Z), exclude=cls))
+        return cls._derivative
+
     def fdiff(self, argindex=1):
-        return step(self.args[0])
+        if self.through_output is not None:
+            return self.through_output(self)
+        return self.derivative()(self.args[0])
 
-    def _latex(self, printer):
-        return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
-
-
-class softplus(sympy.Function):  # noqa: N801
-    """log(1 + e^z), with derivative σ(z)."""
-
-    nargs = 1
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    def _eval_rewrite_as_log(self, argument, **kwargs):
-        return sympy.log(1 + sympy.exp(argument))
+    def _eval_rewrite(self, rule, args, **hints):
+        # rewrite(log), rewrite(exp), ...: the definition in elementary functions (softplus → log(1 + e^z))
+        return type(self).expanded(args[0])
 
     def _eval_evalf(self, prec):
-        argument = _numeric_argument(self)
-        if argument is None:
+        (argument,) = self.args
+        if not (argument.is_number and argument.is_extended_real):
             return None
-        return self._eval_rewrite_as_log(argument)._eval_evalf(prec)
+        return self.expanded(argument)._eval_evalf(prec)
 
     def _latex(self, printer):
-        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+        return rf"{self.latex_name}\left({printer._print(self.args[0])}\right)"
+
+
+DEFINED_FUNCTIONS: list[type[DefinedFunctionBase]] = []  # every defined function, for ``recognise``
+
+
+def define_function(
+    name: str, definition, latex: str, through_output=None, recognisable: bool = True
+) -> type[DefinedFunctionBase]:
+    """A new opaque function class standing for ``definition`` (callable z ↦ expr, or a Lambda).
+
+    ``through_output`` (a ↦ f'(z)), when given, must be proved equal to ``sympy.diff`` of the definition;
+    ``recognisable`` functions (the built-ins) may stand for the derivative of another definition.
+    """
+    lam = _as_lambda(definition)
+    if through_output is not None:
+        through = _as_lambda(through_output)
+        derivative = sympy.diff(expand_definitions(lam(_Z)), _Z)
+        if not proves_equal(expand_definitions(through(expand_definitions(lam(_Z)))), derivative):
+            raise NetworkError(
+                f"the derivative of {name!r} written through its output, {through(sympy.Symbol('a'))}, is not "
+                f"the derivative of its definition, {derivative.xreplace({_Z: sympy.Symbol('z')})}"
+            )
+    function = type(
+        name,
+        (DefinedFunctionBase,),
+        {
+            "definition": lam,
+            "latex_name": latex,
+            "through_output": None if through_output is None else _as_lambda(through_output),
+            "__module__": __name__,
+        },
+    )
+    if recognisable:
+        DEFINED_FUNCTIONS.append(function)
+    return function
+
+
+def expand_definitions(expression: sympy.Expr) -> sympy.Expr:
+    """Every defined function in ``expression`` replaced by its definition (to the elementary functions)."""
+    return expression.replace(lambda e: isinstance(e, DefinedFunctionBase), lambda e: type(e).expanded(e.args[0]))
+
+
+def recognise(derivative: sympy.Expr, exclude=None) -> sympy.Expr:
+    """``derivative`` (an expression in z) as a defined function of z when SymPy proves them equal.
+
+    This is what keeps softplus' derivative the stable σ(z) rather than exp(z)/(exp(z) + 1), and relu's
+    the step rather than a Piecewise: the opaque form of a derivative is found, never written by hand.
+    """
+    expanded = expand_definitions(derivative)
+    for function in DEFINED_FUNCTIONS:
+        if function is not exclude and proves_equal(expanded, function.expanded(_Z)):
+            return function(_Z)
+    return derivative
+
+
+def _define_step():
+    step = define_function("step", lambda z: sympy.Piecewise((1, z > 0), (0, True)), r"\mathbf{1}")
+    step.__doc__ = "The unit step with step(0) = 0: relu's derivative as torch takes it (relu'(0) = 0)."
+    step._latex = lambda self, printer: rf"\mathbf{{1}}\left[{printer._print(self.args[0])} > 0\right]"
+    return step
+
+
+step = _define_step()
+sigmoid = define_function("sigmoid", lambda z: 1 / (1 + sympy.exp(-z)), r"\sigma", through_output=lambda a: a * (1 - a))
+relu = define_function("relu", lambda z: sympy.Piecewise((z, z > 0), (0, True)), r"\operatorname{relu}")
+softplus = define_function("softplus", lambda z: sympy.log(1 + sympy.exp(z)), r"\operatorname{softplus}")
+silu = define_function("silu", lambda z: z * sigmoid(z), r"\operatorname{silu}")
+elu = define_function("elu", lambda z: sympy.Piecewise((z, z > 0), (sympy.exp(z) - 1, True)), r"\operatorname{elu}")
+leaky_relu = define_function(
+    "leaky_relu", lambda z: sympy.Piecewise((z, z > 0), (z / 100, True)), r"\operatorname{leaky\,relu}"
+)
+gelu = define_function("gelu", lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2, r"\operatorname{gelu}")
 
 
 class ActivationBackwardBase(sympy.Function):
@@ -198,6 +263,30 @@ class softmax(sympy.Function):  # noqa: N801
 
     def _latex(self, printer):
         return rf"\operatorname{{softmax}}\left({printer._print(self.args[0])}\right)"
+
+
+class max_mask(sympy.Function):  # noqa: N801
+    """1 at the largest unit of each sample (column), 0 elsewhere (the first one on a tie)."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}\left[k = \arg\max {printer._print(self.args[0])}\right]"
+
+
+class softmax_without_max(sympy.Function):  # noqa: N801
+    """softmax over the units of each sample with its largest unit left out (0 there): e^{z_i} / Σ_{k≠k*} e^{z_k}.
+
+    Arguments (z, max_mask(z)), the mask named once in the program.
+
+    It is a_i / (1 − a_{k*}) for the largest output a_{k*}, computed without forming 1 − a_{k*}, which is 0
+    in floating point once the softmax saturates.
+    """
+
+    nargs = 2
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softmax}}_{{k \neq k^*}}\left({printer._print(self.args[0])}\right)"
 
 
 class batch_size(sympy.Function):  # noqa: N801

@@ -1,8 +1,9 @@
 """The derivation at matrix level: the δ recursion over whole [units, batch] matrices.
 
 It is derived from the same tables as the element-wise derivation, by their matrix-level rules
-(``Activation.matrix_forward`` / ``matrix_backward``), and ``tests/test_matrix_form.py`` proves the two
-equal. Symbols here are named as the generated code names its tensors (x, W1, z1, a1, delta1, grad_W1).
+(``Activation.matrix_forward`` / ``matrix_backward``); Wᵀδ, δ aᵀ and δ𝟏 are the matrix forms that SymPy's
+index-form derivatives name (``program_form``). ``tests/test_matrix_form.py`` proves the two equal.
+Symbols here are named as the generated code names its tensors (x, W1, z1, a1, delta1, grad_W1).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import sympy
 from sympy import Symbol
 
-from ._functions import batch_size, batch_sum, matmul, transpose
+from ._functions import batch_size, batch_sum, matmul, max_mask, softmax_without_max, transpose, unit_sum
+from ._index import layer_facts
 from ._network import Network
-from ._rules import ACTIVATIONS, LOSSES
 from ._simplify import smallest
 
 
@@ -49,6 +50,54 @@ class MatrixProgram:
     gradients: Mapping[str, Symbol]  # parameter name -> target holding its gradient
 
 
+def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
+    """δ of bce after a softmax in a form that stays finite when the softmax saturates.
+
+    The chain rule gives δ_i = Σ_k g_k a_k (𝟙[k = i] − a_i) with g_k = −y_k/a_k + (1 − y_k)/(1 − a_k); when
+    one output a_{k*} rounds to 1 (a logit gap of ~37 in float64, ~17 in float32) 1 − a_{k*} is 0 and the
+    product is inf · 0, though the exact δ is finite. Collecting terms gives
+
+        δ_i = a_i − y_i + a_i (Σ_k y_k − y_i) − Σ_{k≠i} (1 − y_k) a_k · a_i / (1 − a_k),
+
+    and a_i / (1 − a_k) is at most 1 for k ≠ i: off the largest output 1 − a_k ≥ ½ (u below); at the largest
+    it is the softmax with that unit left out (``softmax_without_max``). tests/test_stability.py proves
+    this equal to the chain rule with SymPy and checks it against a 50-digit reference at saturation.
+    """
+    mask = emit(f"mask_{z.name}", max_mask(z))
+    u = emit(f"ratio_{z.name}", (1 - y) * a / (1 - a + mask) * (1 - mask))  # (1 − y_k) a_k/(1 − a_k), 0 at k*
+    largest = unit_sum(mask * (1 - y) * a)  # (1 − y_{k*}) a_{k*}
+    return a - y + a * (unit_sum(y) - y) - a * (unit_sum(u) - u) - largest * softmax_without_max(z, mask)
+
+
+# Output layers whose chain-rule δ is not finite at saturation, and the finite form SymPy checks equal to it.
+STABLE_OUTPUT_DELTAS = {("softmax", "bce"): _softmax_bce_delta}
+
+
+def program_form(fact: str, symbols: dict[str, sympy.Expr]) -> sympy.Expr:
+    """The matrix form of an index-form fact written with the program's operations and ``symbols``.
+
+    MatMul is ``matmul``, Transpose ``transpose``, a product with a column of ones ``batch_sum``; for the δ
+    recursion the factor written with ⊙ f'(z) is left to the activation's local step (``matrix_backward``).
+    """
+    form = layer_facts()[fact].matrix_form
+    if isinstance(form, sympy.HadamardProduct):  # (Wᵀ δ') ⊙ f'(z): the upstream part
+        (form,) = [factor for factor in form.args if not factor.has(sympy.MatrixSymbol("fprime_z", *factor.shape))]
+    return _as_program(form, symbols)
+
+
+def _as_program(form: sympy.Expr, symbols: dict[str, sympy.Expr]) -> sympy.Expr:
+    if isinstance(form, sympy.MatrixSymbol):
+        return symbols[form.name]
+    if isinstance(form, sympy.Transpose):
+        return transpose(_as_program(form.arg, symbols))
+    if isinstance(form, sympy.MatMul):
+        left, right = form.args
+        if isinstance(right, sympy.OneMatrix):  # X 𝟏: the sum over the columns (samples)
+            return batch_sum(_as_program(left, symbols))
+        return matmul(_as_program(left, symbols), _as_program(right, symbols))
+    raise NotImplementedError(f"no program operation for {form!r}")
+
+
 def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> MatrixProgram:
     sym = matrix_symbol
     x, y = sym("x"), sym("y")
@@ -60,7 +109,7 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
         steps.append(MatrixStep(target, expression, role, layer))
         return target
 
-    activations = [ACTIVATIONS[name] for name in network.activations]
+    activations = network.activation_rules
     z_of, a_of = {}, {0: x}
     for layer in range(1, network.depth + 1):
         pre = matmul(params[f"W{layer}"], a_of[layer - 1])
@@ -69,7 +118,7 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
         z_of[layer] = emit(f"z{layer}", pre, "forward", layer)
         a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer)
 
-    depth, rule = network.depth, LOSSES[network.loss]
+    depth, rule = network.depth, network.loss_rule
     output, n = a_of[depth], network.sizes[-1]
     total = batch_sum(rule.matrix_per_sample(output, y, n))
     upstream = rule.matrix_gradient(output, y, n)  # ∂ℓ/∂a_L, element-wise
@@ -87,13 +136,21 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
             simplified = smallest(product)
             if simplified != product:
                 chain = simplified
+        elif layer == depth and (activation.name, rule.name) in STABLE_OUTPUT_DELTAS:
+            stable = STABLE_OUTPUT_DELTAS[activation.name, rule.name]
+            chain = stable(z_of[layer], a_of[layer], y, lambda name, e, at=layer: emit(name, e, "delta", at))
+            if network.reduction == "mean":
+                chain = chain / batch_size(x)
         elif layer == depth:
             chain = smallest(chain)
         delta = emit(f"delta{layer}", chain, "delta", layer)
-        gradients[f"W{layer}"] = emit(f"grad_W{layer}", matmul(delta, transpose(a_of[layer - 1])), "gradient", layer)
+        # the matrix forms SymPy's index-form derivatives name (``_index.layer_facts``), in this layer's symbols
+        gradient_w = program_form("dL_dW", {"delta": delta, "a": a_of[layer - 1]})  # δ aᵀ
+        gradients[f"W{layer}"] = emit(f"grad_W{layer}", gradient_w, "gradient", layer)
         if network.bias:
-            gradients[f"b{layer}"] = emit(f"grad_b{layer}", batch_sum(delta), "gradient", layer)
-        upstream = matmul(transpose(params[f"W{layer}"]), delta)
+            gradient_b = program_form("dL_db_batch", {"delta": delta})  # δ𝟏
+            gradients[f"b{layer}"] = emit(f"grad_b{layer}", gradient_b, "gradient", layer)
+        upstream = program_form("delta", {"W_next": params[f"W{layer}"], "delta_next": delta})  # Wᵀδ
     ordered = {name: gradients[name] for name in network.parameter_shapes}
     if "x" in wrt:  # ∂L/∂x = W1ᵀ δ1, one column per sample (saliency maps, adversarial examples)
         ordered["x"] = emit("grad_x", upstream, "gradient", 1)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._errors import NetworkError, NetworkTypeError
-from ._rules import ACTIVATIONS, LOSSES
+from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 
 REDUCTIONS = ("sum", "mean")  # of the per-sample losses over a batch
 # The widest layer chainrule accepts. A wider one is almost surely a typo (--sizes 3,99999999999999999999,2),
@@ -43,34 +43,56 @@ def _check_sizes(sizes: object) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _check_activations(activations: object, depth: int) -> tuple[str, ...]:
-    names = [activations] * depth if isinstance(activations, str) else activations
-    if not isinstance(names, Sequence) or isinstance(names, bytes):
-        raise NetworkTypeError(f"activations must be one name or a sequence of one name per layer; got {activations!r}")
-    if len(names) != depth:
+def _check_activations(activations: object, depth: int) -> tuple[Activation, ...]:
+    given = [activations] * depth if isinstance(activations, (str, Activation)) else activations
+    if not isinstance(given, Sequence) or isinstance(given, bytes):
+        raise NetworkTypeError(
+            f"activations must be one name (or Activation) or a sequence of one per layer; got {activations!r}"
+        )
+    if len(given) != depth:
         raise NetworkError(
-            f"activations has {len(names)} entries {list(names)!r} but the network has {depth} layer(s); "
+            f"activations has {len(given)} entries {list(given)!r} but the network has {depth} layer(s); "
             "give one name for every layer or one per layer"
         )
-    for layer, name in enumerate(names, start=1):
-        if not isinstance(name, str):
-            raise NetworkTypeError(f"activation of layer {layer} must be a name (str); got {name!r}")
-        if name not in ACTIVATIONS:
-            raise NetworkError(f"unknown activation {name!r} for layer {layer}; allowed: {_allowed(ACTIVATIONS)}")
-        if ACTIVATIONS[name].last_layer_only and layer != depth:
-            raise NetworkError(
-                f"activation {name!r} is allowed on the last layer only; got it on layer {layer} of {depth}"
+    rules = []
+    for layer, entry in enumerate(given, start=1):
+        if isinstance(entry, Activation):
+            rule = entry
+        elif not isinstance(entry, str):
+            raise NetworkTypeError(
+                f"activation of layer {layer} must be a name (str) or an Activation (Activation.define); got {entry!r}"
             )
-    return tuple(names)
+        elif entry not in ACTIVATIONS:
+            raise NetworkError(f"unknown activation {entry!r} for layer {layer}; allowed: {_allowed(ACTIVATIONS)}")
+        else:
+            rule = ACTIVATIONS[entry]
+        if rule.last_layer_only and layer != depth:
+            raise NetworkError(
+                f"activation {rule.name!r} is allowed on the last layer only; got it on layer {layer} of {depth}"
+            )
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _check_loss(loss: object) -> Loss:
+    if isinstance(loss, Loss):
+        return loss
+    if not isinstance(loss, str):
+        raise NetworkTypeError(f"loss must be a name (str) or a Loss (Loss.define); got {loss!r}")
+    if loss not in LOSSES:
+        raise NetworkError(f"unknown loss {loss!r}; allowed: {_allowed(LOSSES)}")
+    return LOSSES[loss]
 
 
 @dataclass(frozen=True)
 class Network:
     """A dense feed-forward network: z_l = W_l a_{l-1} (+ b_l), a_l = f_l(z_l), a_0 = x, loss ℓ(a_L, y).
 
-    ``sizes`` lists the widths, input first; ``activations`` is one name for every layer or one per
-    layer; ``loss`` is a per-sample loss summed over the batch (``reduction="sum"``) or averaged over it
-    (``reduction="mean"``, PyTorch's default); ``bias`` adds b_l to every layer.
+    ``sizes`` lists the widths, input first; ``activations`` is one name (or ``Activation``) for every
+    layer or one per layer; ``loss`` a name or ``Loss``, a per-sample loss summed over the batch
+    (``reduction="sum"``) or averaged over it (``reduction="mean"``, PyTorch's default); ``bias`` adds b_l
+    to every layer. After construction ``activations`` and ``loss`` hold names, and ``activation_rules`` /
+    ``loss_rule`` the rules behind them.
     """
 
     sizes: tuple[int, ...]
@@ -78,26 +100,27 @@ class Network:
     loss: str = "half_sse"
     bias: bool = False
     reduction: str = "sum"  # "sum" over the batch, or "mean": divided by the batch size B (torch's default)
+    # the rules behind the names (built-in rows, or a user's Activation.define / Loss.define)
+    activation_rules: tuple[Activation, ...] = field(init=False, repr=False)
+    loss_rule: Loss = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         sizes = _check_sizes(self.sizes)
-        activations = _check_activations(self.activations, len(sizes) - 1)
-        if not isinstance(self.loss, str):
-            raise NetworkTypeError(f"loss must be a name (str); got {self.loss!r}")
-        if self.loss not in LOSSES:
-            raise NetworkError(f"unknown loss {self.loss!r}; allowed: {_allowed(LOSSES)}")
-        pairing = LOSSES[self.loss].output_activations
-        if pairing is not None and activations[-1] not in pairing:
+        rules = _check_activations(self.activations, len(sizes) - 1)
+        loss_rule = _check_loss(self.loss)
+        names = tuple(rule.name for rule in rules)
+        pairing = loss_rule.output_activations
+        if pairing is not None and names[-1] not in pairing:
             raise NetworkError(
-                f"loss {self.loss!r} needs the last layer's activation to be one of {_allowed(sorted(pairing))}; "
-                f"got {activations[-1]!r}"
+                f"loss {loss_rule.name!r} needs the last layer's activation to be one of "
+                f"{_allowed(sorted(pairing))}; got {names[-1]!r}"
             )
-        if activations[-1] == "softmax" and sizes[-1] == 1:
+        if names[-1] == "softmax" and sizes[-1] == 1:
             raise NetworkError(
                 "softmax over a single output unit is the constant 1 (nothing to learn); "
                 "use sigmoid for one output, or give the last layer two or more units"
             )
-        if self.loss == "softmax_cross_entropy" and sizes[-1] == 1:
+        if loss_rule.name == "softmax_cross_entropy" and sizes[-1] == 1:
             raise NetworkError(
                 "softmax_cross_entropy over a single output unit is the constant 0 (nothing to learn); "
                 "use bce_with_logits for one output, or give the last layer two or more units"
@@ -108,9 +131,12 @@ class Network:
             raise NetworkError(f"unknown reduction {self.reduction!r}; allowed: {_allowed(REDUCTIONS)}")
         if not isinstance(self.bias, bool):
             raise NetworkTypeError(f"bias must be True or False; got {self.bias!r}")
-        # normalise (the dataclass is frozen, so set through object)
+        # normalise to names, keeping the rules beside them (the dataclass is frozen, so set through object)
         object.__setattr__(self, "sizes", sizes)
-        object.__setattr__(self, "activations", activations)
+        object.__setattr__(self, "activations", names)
+        object.__setattr__(self, "loss", loss_rule.name)
+        object.__setattr__(self, "activation_rules", rules)
+        object.__setattr__(self, "loss_rule", loss_rule)
 
     @property
     def depth(self) -> int:

@@ -18,10 +18,10 @@ from sympy.printing.str import StrPrinter
 
 from ._derivation import Derivation
 from ._elementwise import LayerDerivation
-from ._rules import LOSSES
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
 TERMS_SHOWN = 4  # a sum with more terms is written with Σ
+VALUES_UP_TO = 64  # a wider output layer's loss is shown in Σ form without building its terms
 GENERAL_FROM_DEPTH = 4  # from this depth on, the hidden layers get one general layer-l step
 CLOSED_FORM_NODES = 60  # closed forms shown while this small (estimated nodes per entry) ...
 CLOSED_FORM_SHOWN = 400  # ... and this short (LaTeX characters)
@@ -78,7 +78,8 @@ class _Latex(LatexPrinter):
     """SymPy's LaTeX printer with the derivation's symbol names, printing products with a dot."""
 
     def __init__(self, names: Mapping[sympy.Symbol, str]):
-        super().__init__({"symbol_names": dict(names), "mul_symbol": "dot", "order": "none"})
+        # not copied: the derivation's names cover entries built after this printer (a lazy Mapping)
+        super().__init__({"symbol_names": names, "mul_symbol": "dot", "order": "none"})
 
     def _print_Symbol(self, expr, style="plain"):
         # a^{(1)}_{1} squared must print as {a^{(1)}_{1}}^{2}, not as a double superscript
@@ -270,19 +271,32 @@ def _forward(w: _Writer, derivation: Derivation) -> list[Block]:
                 rf"\sum_{{j=1}}^{{{len(layer.inputs)}}} W^{{({l_})}}_{{{index}j}} {prev.latex}_{{j}}{bias[0]}",
                 f"Σ_j W{l_}[{index},j] {prev.text}[j]{bias[1]}",
             )
-            blocks.append(Chain((w.math(layer.z[i]), w.sum_or_terms(layer.z_definition[i], general))))
-            blocks.append(Chain((w.math(layer.a[i]), w.math(layer.a_definition[i]))))
+            wide = len(layer.inputs) > VALUES_UP_TO  # shown in Σ form, not built just to be checked
+            shown_z = general if wide else w.sum_or_terms(layer.z_definition[i], general)
+            blocks.append(Chain((w.math(layer.z[i]), shown_z)))
+            n_units = len(layer.z)
+            if layer.activation.elementwise or n_units <= TERMS_SHOWN:
+                shown_a = w.math(layer.a_definition[i])
+            else:  # softmax over a wide layer: its Σ form, not every term
+                shown_a = Math(
+                    rf"\frac{{e^{{z^{{({l_})}}_{{{index}}}}}}}{{\sum_{{k=1}}^{{{n_units}}} e^{{z^{{({l_})}}_{{k}}}}}}",
+                    f"exp(z{l_}[{index}]) / Σ_k exp(z{l_}[k])",
+                    layer.a_definition[i] if n_units <= VALUES_UP_TO else None,
+                )
+            blocks.append(Chain((w.math(layer.a[i]), shown_a)))
     output = derivation.layers[-1]
     n = len(output.a)
     general_loss = Math(
         rf"\sum_{{k=1}}^{{{n}}} \ell\left(a^{{({output.index})}}_k, y_k\right)", f"Σ_k ℓ(a{output.index}[k], y[k])"
     )
-    blocks.append(Chain((Math("L", "L"), w.sum_or_terms(derivation.loss_definition, general_loss))))
+    # a wide output layer shows the Σ form without building every unit's term (width must not cost)
+    loss_shown = w.sum_or_terms(derivation.loss_definition, general_loss) if n <= VALUES_UP_TO else general_loss
+    blocks.append(Chain((Math("L", "L"), loss_shown)))
     loss = derivation.network.loss
     blocks.append(
         Prose(
             (
-                f"The loss is {loss}, {LOSSES[loss].description}, for one sample; "
+                f"The loss is {loss}, {derivation.network.loss_rule.description}, for one sample; "
                 + (
                     'a batch takes its mean over the samples (reduction "mean", PyTorch\'s default): each '
                     "sample's loss is divided by the batch size B, and so are its gradients, through the 1/B "
@@ -338,11 +352,11 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
 
 def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     derivation, l_ = w.derivation, layer.index
-    loss, n = derivation.loss_definition, len(layer.z)
+    n = len(layer.z)
     prev = _previous(layer)
     i, j = 0, 0
     z_i, a_i, weight = layer.z[i], layer.a[i], layer.weight[i, j]
-    dz_dw = sympy.diff(layer.z_definition[i], weight)
+    dz_dw = layer.z_derivative(i, weight)
 
     blocks: list[Block] = [
         Prose(
@@ -357,14 +371,15 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     ]
     blocks += _derivative_statement(w, layer)
     if layer.activation.elementwise:
-        by_sympy = sympy.diff(loss, a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw
+        by_sympy = layer.upstream[i] * sympy.diff(layer.a_definition[i], z_i) * dz_dw  # upstream: diff of ℓ by a_i
         factors = _join(w.partial("L", a_i), w.partial(a_i, z_i), w.partial(z_i, weight), value=by_sympy)
         written = w.product(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j])
     else:
         a_k = _layer("a", l_, "k")
-        by_sympy = (
-            sympy.Add(*(sympy.diff(loss, layer.a[k]) * sympy.diff(layer.a_definition[k], z_i) for k in range(n)))
-            * dz_dw
+        by_sympy = (  # a wide layer's Σ is shown, not built just to be checked
+            sympy.Add(*(layer.upstream[k] * layer.local_jacobian[k, i] for k in range(n))) * dz_dw
+            if n <= VALUES_UP_TO
+            else None
         )
         factors = Math(
             rf"\left(\sum_{{k}} {_frac('L', a_k.latex)} {_frac(a_k.latex, w.math(z_i).latex)}\right) "
@@ -372,7 +387,14 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             f"(Σ_k ∂L/∂{a_k.text} · ∂{a_k.text}/∂{w.math(z_i).text}) · ∂{w.math(z_i).text}/∂{w.math(weight).text}",
             by_sympy,
         )
-        written = w.product(layer.delta_chain[i], layer.inputs[j])
+        # a wide sum is shown in Σ form: print it only when it is shown (printing 5000 terms costs minutes)
+        written = (
+            w.product(layer.delta_chain[i], layer.inputs[j])
+            if n <= TERMS_SHOWN
+            else Math(
+                "", "", sympy.Mul(layer.delta_chain[i], layer.inputs[j], evaluate=False) if n <= VALUES_UP_TO else None
+            )
+        )
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
             general = _softmax_sum(w, layer, i)
             written = Math(
@@ -401,7 +423,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             factors = _join(
                 w.partial("L", a_u),
                 w.partial(a_u, z_u),
-                value=sympy.diff(loss, a_u) * sympy.diff(layer.a_definition[unit], z_u),
+                value=layer.upstream[unit] * sympy.diff(layer.a_definition[unit], z_u),
             )
             written = w.product(layer.upstream[unit], layer.local_jacobian[unit, unit])
         else:
@@ -409,20 +431,25 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             factors = Math(
                 rf"\sum_{{k}} {_frac('L', a_k.latex)} {_frac(a_k.latex, w.math(z_u).latex)}",
                 f"Σ_k ∂L/∂{a_k.text} · ∂{a_k.text}/∂{w.math(z_u).text}",
-                sympy.Add(*(sympy.diff(loss, layer.a[k]) * sympy.diff(layer.a_definition[k], z_u) for k in range(n))),
+                sympy.Add(*(layer.upstream[k] * layer.local_jacobian[k, unit] for k in range(n)))
+                if n <= VALUES_UP_TO
+                else None,
             )
-            written = w.math(
+            as_written = (
                 sympy.Add(
                     *(sympy.Mul(layer.upstream[k], layer.local_jacobian[k, unit], evaluate=False) for k in range(n)),
                     evaluate=False,
                 )
+                if n <= VALUES_UP_TO
+                else None
             )
+            written = w.math(as_written) if n <= TERMS_SHOWN else Math("", "", as_written)
+        wide_softmax = not layer.activation.elementwise and n > TERMS_SHOWN
         terms = [
             w.math(layer.delta[unit]),
             factors,
             written,
-            w.math(layer.delta_chain[unit]),
-            w.math(layer.delta_definition[unit]),
+            *(() if wide_softmax else (w.math(layer.delta_chain[unit]), w.math(layer.delta_definition[unit]))),
         ]
         if not layer.activation.elementwise and n > TERMS_SHOWN:  # Σ over the outputs, not every term
             delta_step = next(s for s in derivation.matrix_program.steps if s.target.name == f"delta{l_}")
@@ -431,7 +458,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
                 terms[0],
                 factors,
                 replace(_softmax_sum(w, layer, unit), value=written.value),
-                replace(simplified, value=layer.delta_definition[unit]),
+                replace(simplified, value=layer.delta_definition[unit] if n <= VALUES_UP_TO else None),
             ]
         blocks.append(Chain(_dedupe(terms)))
     if not layer.activation.elementwise:
@@ -464,7 +491,7 @@ def _softmax_sum(w: _Writer, layer: LayerDerivation, unit: int) -> Math:
     """Σ_k ∂L/∂a_k · a_k (δ_ki − a_i) with ∂L/∂a_k written for a general output k."""
     l_, index = layer.index, str(unit + 1)
     a, y = sympy.Symbol(f"a{l_}", real=True), sympy.Symbol("y", real=True)
-    per_unit = LOSSES[w.derivation.network.loss].per_unit(a, y, len(layer.z))
+    per_unit = w.derivation.network.loss_rule.per_unit(a, y, len(layer.z))
     upstream = _unit_form(sympy.diff(per_unit, a), l_, "k")
     a_k, a_i = f"a^{{({l_})}}_{{k}}", f"a^{{({l_})}}_{{{index}}}"
     kronecker = rf"\left(\delta_{{k{index}}} - {a_i}\right)"
@@ -482,7 +509,7 @@ def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
             factors = _join(
                 w.partial("L", layer.z[i]),
                 w.partial(layer.z[i], weight),
-                value=layer.delta[i] * sympy.diff(layer.z_definition[i], weight),
+                value=layer.delta[i] * layer.z_derivative(i, weight),
             )
             blocks.append(Chain((w.partial("L", weight), factors, w.math(layer.delta[i] * layer.inputs[j]))))
     if layer.bias is not None:
@@ -490,7 +517,7 @@ def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
             factors = _join(
                 w.partial("L", layer.z[i]),
                 w.partial(layer.z[i], layer.bias[i]),
-                value=layer.delta[i] * sympy.diff(layer.z_definition[i], layer.bias[i]),
+                value=layer.delta[i] * layer.z_derivative(i, layer.bias[i]),
             )
             blocks.append(Chain((w.partial("L", layer.bias[i]), factors, w.math(layer.delta[i]))))
     return blocks
@@ -500,12 +527,15 @@ def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivati
     up, a_j, z_j = above.index, layer.a[j], layer.z[j]
     z_up = _layer("z", up, "i")
     a_j_math = w.math(a_j)
-    by_sympy = sympy.Add(*(above.delta[i] * sympy.diff(above.z_definition[i], a_j) for i in range(len(above.z))))
+    wide = len(above.z) > VALUES_UP_TO  # the Σ over the layer above is shown, not built just to be checked
+    by_sympy = (
+        None if wide else sympy.Add(*(above.delta[i] * above.input_derivative(i, j) for i in range(len(above.z))))
+    )
     factors = Math(
         rf"\left(\sum_{{i}} {_frac('L', z_up.latex)} {_frac(z_up.latex, a_j_math.latex)}\right) "
         rf"\cdot {w.partial(a_j, z_j).latex}",
         f"(Σ_i ∂L/∂{z_up.text} · ∂{z_up.text}/∂{a_j_math.text}) · ∂{a_j_math.text}/∂{w.math(z_j).text}",
-        by_sympy * sympy.diff(layer.a_definition[j], z_j),
+        None if wide else by_sympy * sympy.diff(layer.a_definition[j], z_j),
     )
     index = str(j + 1)
     general = Math(
@@ -513,12 +543,15 @@ def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivati
         rf"\cdot {w.math(layer.local_jacobian[j, j]).latex}",
         f"(Σ_i W{up}[i,{index}] delta{up}[i]) · {w.math(layer.local_jacobian[j, j]).text}",
     )
-    upstream = layer.upstream[j]
-    written = (
-        replace(general, value=upstream * layer.local_jacobian[j, j])
-        if isinstance(upstream, sympy.Add) and len(upstream.args) > TERMS_SHOWN
-        else w.product(upstream, layer.local_jacobian[j, j])
-    )
+    if wide:  # Σ_i over the layer above: shown, not built just to be checked
+        written = general
+    else:
+        upstream = layer.upstream[j]
+        written = (
+            replace(general, value=upstream * layer.local_jacobian[j, j])
+            if isinstance(upstream, sympy.Add) and len(upstream.args) > TERMS_SHOWN
+            else w.product(upstream, layer.local_jacobian[j, j])
+        )
     return Chain(_dedupe([w.math(layer.delta[j]), factors, written]))
 
 

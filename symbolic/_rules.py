@@ -1,47 +1,173 @@
-"""The rules as data: one table of activations, one table of losses.
+"""The rules as data: one table of activations, one table of losses, each entry its definition only.
 
-Every other module reads these tables; nothing else knows what "tanh" or "bce" means. The derivative of
-each activation is written through the layer's output a = f(z) where that is simpler and stabler
-(σ(1 − σ), 1 − tanh²); ``tests/test_rules.py`` checks each entry against ``sympy.diff`` of its definition.
+An activation is a SymPy expression in z (``_functions.define_function`` makes the opaque function that
+stands for it); everything else here follows from ``sympy.diff`` of that definition: the local derivative,
+the derivative written through the output a = f(z) where one exists, and the fused local step of the matrix
+program. A loss is its per-unit definition φ(ŷ_k, y_k). Users add their own with ``Activation.define`` and
+``Loss.define``; nothing else in chainrule knows what "tanh" or "bce" means.
 """
 
 from __future__ import annotations
 
 import functools
+import keyword
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
 from sympy import KroneckerDelta
 
+from ._errors import NetworkError, NetworkTypeError
 from ._functions import (
     ActivationBackwardBase,
+    DefinedFunctionBase,
     backward_function,
+    define_function,
+    elu,
+    gelu,
+    leaky_relu,
     logsumexp,
     relu,
     sigmoid,
+    silu,
     softmax,
     softplus,
-    step,
     unit_logsumexp,
     unit_sum,
 )
+from ._index import a as indexed_a
+from ._index import i as row
+from ._index import k as column
+from ._index import softmax_jacobian
+
+_Z = sympy.Symbol("z", real=True)
+_A = sympy.Symbol("a", real=True)
+
+
+def _definition_lambda(name: str, definition, arguments: int) -> sympy.Lambda:
+    """A user's definition (a callable of SymPy symbols, or a Lambda) as a checked Lambda."""
+    if isinstance(definition, sympy.Lambda):
+        if len(definition.variables) != arguments:
+            raise NetworkError(
+                f"the definition of {name!r} must take {arguments} argument(s); got {definition} "
+                f"with {len(definition.variables)}"
+            )
+        return definition
+    if not callable(definition):
+        raise NetworkTypeError(
+            f"the definition of {name!r} must be a callable of SymPy symbols or a sympy.Lambda; "
+            f"got {definition!r:.80} ({type(definition).__name__})"
+        )
+    variables = tuple(sympy.Dummy(f"u{i}", real=True) for i in range(arguments))
+    try:
+        expression = definition(*variables)
+    except Exception as error:  # the user's code: say whose it is rather than show a deep traceback
+        raise NetworkError(f"the definition of {name!r} failed on SymPy symbols: {error!r}") from None
+    if isinstance(expression, (int, float)) and not isinstance(expression, bool):
+        expression = sympy.Float(expression) if isinstance(expression, float) else sympy.Integer(expression)
+    if not isinstance(expression, sympy.Expr):
+        raise NetworkTypeError(
+            f"the definition of {name!r} must return a SymPy expression; got {expression!r:.80} "
+            f"({type(expression).__name__})"
+        )
+    stray = expression.free_symbols - set(variables)
+    if stray:
+        raise NetworkError(
+            f"the definition of {name!r} uses symbols other than its argument(s): {', '.join(sorted(map(str, stray)))}"
+        )
+    return sympy.Lambda(variables, expression)
+
+
+def _check_name(name: object, kind: str, builtins: dict) -> str:
+    if not isinstance(name, str):
+        raise NetworkTypeError(f"a {kind} name must be a str; got {name!r}")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise NetworkError(f"{kind} name {name!r} must be a Python identifier (letters, digits, _), not a keyword")
+    if name in builtins:
+        raise NetworkError(f"{kind} name {name!r} is a built-in {kind}; choose another name")
+    return name
 
 
 @dataclass(frozen=True)
 class Activation:
-    """One activation function and everything chainrule needs to know about it."""
+    """One activation function: its name, LaTeX, and the opaque SymPy function that stands for it.
+
+    ``function`` is sigmoid, relu, ... (a ``DefinedFunctionBase`` subclass), SymPy's own ``tanh``, or a
+    Lambda for the identity; None for softmax, which couples the units of its layer.
+    """
 
     name: str
     latex: str
-    torch_module: str  # the torch.nn class that computes it (from_torch / to_torch)
-    function: Callable[[sympy.Expr], sympy.Expr] | None  # f(z), element-wise; None for softmax
-    derivative: Callable[[sympy.Expr, sympy.Expr], sympy.Expr] | None  # f'(z) through (z, a = f(z))
+    function: Callable[[sympy.Expr], sympy.Expr] | None
+    torch_module: str | None = None  # the torch.nn class (from_torch / to_torch); None: lambdify the definition
+    torch_arguments: tuple[tuple[str, object], ...] = ()  # its keyword arguments, e.g. the LeakyReLU slope
     last_layer_only: bool = False
+
+    @classmethod
+    def define(cls, name: str, definition, latex: str | None = None, *, through_output=None) -> Activation:
+        """A new element-wise activation from its definition alone.
+
+        ``definition`` is a callable z ↦ SymPy expression (or a ``sympy.Lambda``); ``through_output``,
+        optional, is the derivative written through the output, a ↦ f'(z) (SymPy must prove it equal to the
+        derivative of the definition). Everything else (derivative, LaTeX, compiled code, the autograd
+        reference) follows from the definition.
+        """
+        _check_name(name, "activation", ACTIVATIONS)
+        lam = _definition_lambda(name, definition, 1)
+        if not lam.expr.has(*lam.variables):
+            raise NetworkError(f"the definition of {name!r} is the constant {lam.expr}: nothing below it could learn")
+        through = None if through_output is None else _definition_lambda(name, through_output, 1)
+        if latex is not None and not isinstance(latex, str):
+            raise NetworkTypeError(f"latex for {name!r} must be a str; got {latex!r}")
+        escaped = name.replace("_", r"\_")
+        latex = latex if latex is not None else rf"\operatorname{{{escaped}}}"
+        for point in (-2.5, 0.5, 3.0):
+            value = lam(sympy.Float(point)).evalf(20)
+            if not (value.is_number and value.is_extended_real and value.is_finite):
+                raise NetworkError(f"the definition of {name!r} is not a finite real number at z = {point}: {value}")
+        return cls(name, latex, define_function(name, lam, latex, through_output=through, recognisable=False))
+
+    # -- what follows from the definition ------------------------------------------------------------------
 
     @property
     def elementwise(self) -> bool:
         return self.function is not None
+
+    @functools.cached_property
+    def definition(self) -> sympy.Lambda | None:
+        """z ↦ f(z) as the user or the table wrote it (σ stays σ inside silu's definition); None for softmax."""
+        if self.function is None:
+            return None
+        if isinstance(self.function, type) and issubclass(self.function, DefinedFunctionBase):
+            return self.function.definition
+        return sympy.Lambda(_Z, self.function(_Z))
+
+    @functools.cached_property
+    def local_derivative(self) -> sympy.Lambda | None:
+        """z ↦ f'(z): ``sympy.diff`` of the opaque function (whose ``fdiff`` is diff of the definition)."""
+        if self.function is None:
+            return None
+        return sympy.Lambda(_Z, sympy.diff(self.function(_Z), _Z))
+
+    @functools.cached_property
+    def through_output(self) -> sympy.Lambda | None:
+        """a ↦ f'(z) written through the output a = f(z), or None where the derivative needs z (relu, softplus).
+
+        It is the local derivative with f(z) renamed a, when no z is left; SymPy proved the table's form
+        equal to the derivative of the definition when the function was made (``define_function``).
+        """
+        if self.function is None:
+            return None
+        written = self.local_derivative(_Z).xreplace({self.function(_Z): _A})
+        if written.has(_Z) or not written.has(_A):
+            return None
+        return sympy.Lambda(_A, written)
+
+    def derivative(self, z: sympy.Expr, a: sympy.Expr) -> sympy.Expr:
+        """f'(z), written through a = f(z) where that form exists (σ: a(1 − a)), else through z."""
+        if self.through_output is not None:
+            return self.through_output(a)
+        return self.local_derivative(z)
 
     def outputs(self, z: Sequence[sympy.Expr]) -> list[sympy.Expr]:
         """The layer outputs a_i for pre-activations z (a whole layer, so softmax fits too)."""
@@ -52,11 +178,21 @@ class Activation:
         return [e / total for e in exps]
 
     def jacobian(self, z: Sequence[sympy.Expr], a: Sequence[sympy.Expr], k: int, i: int) -> sympy.Expr:
-        """∂a_k/∂z_i, written through the outputs a."""
-        if self.derivative is not None:
+        """∂a_k/∂z_i, written through the outputs a where possible."""
+        if self.function is not None:
             return KroneckerDelta(k, i) * self.derivative(z[i], a[i])
-        # softmax: ∂(e^{z_k}/Σ e^{z_m})/∂z_i = a_k (δ_ki − a_i)
-        return a[k] * (KroneckerDelta(k, i) - a[i])
+        # softmax: SymPy's ∂a_k/∂z_i in index form (symbolic width, ``_index``), at this k and i
+        template, a_k, a_i, kronecker = self._jacobian_template
+        return instantiate(template, {a_k: a[k], a_i: a[i], kronecker: sympy.S.One if k == i else sympy.S.Zero})
+
+    @functools.cached_property
+    def _jacobian_template(self) -> tuple[sympy.Expr, sympy.Symbol, sympy.Symbol, sympy.Symbol]:
+        """The index-form softmax Jacobian with a_k, a_i and 𝟙[k = i] as plain symbols, renamed per entry."""
+        a_k, a_i, kronecker = sympy.Symbol("a_k", real=True), sympy.Symbol("a_i", real=True), sympy.Symbol("d")
+        template = softmax_jacobian().xreplace(
+            {indexed_a[column]: a_k, indexed_a[row]: a_i, KroneckerDelta(row, column): kronecker}
+        )
+        return template, a_k, a_i, kronecker
 
     def matrix_forward(self, z: sympy.Symbol) -> sympy.Expr:
         """a = f(z) in the matrix program, where z stands for a whole [units, batch] matrix."""
@@ -65,28 +201,89 @@ class Activation:
     @functools.cached_property
     def backward(self) -> type[ActivationBackwardBase] | None:
         """``backward(g, z, a)`` = g ⊙ f'(z), kept whole (element-wise activations only)."""
-        if self.derivative is None:
+        if self.function is None:
             return None
         return backward_function(self.name, self.latex, self.derivative)
 
     def matrix_backward(self, z: sympy.Symbol, a: sympy.Symbol, upstream: sympy.Expr) -> sympy.Expr:
         """(∂a/∂z)ᵀ g at matrix level: the same Jacobian as ``jacobian``, contracted with g."""
-        if self.derivative is not None:
+        if self.function is not None:
             local = self.derivative(z, a)
             return upstream * local if local.is_Number else self.backward(upstream, z, a)
         # Σ_k g_k a_k (δ_ki − a_i) = a_i g_i − a_i Σ_k a_k g_k
         return a * upstream - a * unit_sum(a * upstream)
 
 
+def instantiate(expression: sympy.Expr, values: dict) -> sympy.Expr:
+    """``expression.xreplace(values)``, without asking SymPy to re-evaluate functions of a renamed symbol.
+
+    Calling a Lambda rebuilds log(ŷ) for every output unit, and log's ``eval`` asks the new symbol's
+    assumptions each time (15 ms a unit for bce: 75 s for 5000 outputs). Renaming an argument cannot make a
+    function simplify that did not before, so functions are rebuilt unevaluated (the same object SymPy
+    would build); sums, products and powers are evaluated as usual.
+    """
+    if expression in values:
+        return values[expression]
+    if not expression.args:
+        return expression
+    arguments = [instantiate(argument, values) for argument in expression.args]
+    if isinstance(expression, sympy.Function) and all(v.is_Symbol for v in values.values() if v.free_symbols):
+        # Basic.__new__: the object Function.__new__ would return, without eval and its nargs bookkeeping
+        return sympy.Basic.__new__(expression.func, *arguments)
+    return expression.func(*arguments)
+
+
+def _slope_text(value: float) -> str:
+    return f"{value:g}".replace("-", "m").replace(".", "_")
+
+
+@functools.lru_cache(maxsize=64)
+def leaky_relu_activation(negative_slope: float = 0.01) -> Activation:
+    """nn.LeakyReLU(negative_slope): the table's row for 0.01, else a row of its own (cached, so equal)."""
+    if negative_slope == 0.01:
+        return ACTIVATIONS["leaky_relu"]
+    slope = sympy.Rational(repr(float(negative_slope)))
+    name = f"leaky_relu_{_slope_text(negative_slope)}"
+    function = define_function(
+        name,
+        lambda z: sympy.Piecewise((z, z > 0), (slope * z, True)),
+        r"\operatorname{leaky\,relu}",
+        recognisable=False,
+    )
+    return Activation(name, function.latex_name, function, "LeakyReLU", (("negative_slope", float(negative_slope)),))
+
+
+@functools.lru_cache(maxsize=64)
+def elu_activation(alpha: float = 1.0) -> Activation:
+    """nn.ELU(alpha): the table's row for 1.0, else a row of its own (cached, so equal)."""
+    if alpha == 1.0:
+        return ACTIVATIONS["elu"]
+    scale = sympy.Rational(repr(float(alpha)))
+    name = f"elu_{_slope_text(alpha)}"
+    function = define_function(
+        name,
+        lambda z: sympy.Piecewise((z, z > 0), (scale * (sympy.exp(z) - 1), True)),
+        r"\operatorname{elu}",
+        recognisable=False,
+    )
+    return Activation(name, function.latex_name, function, "ELU", (("alpha", float(alpha)),))
+
+
+_IDENTITY = sympy.Lambda(_Z, _Z)
+
 ACTIVATIONS: dict[str, Activation] = {
     activation.name: activation
     for activation in (
-        Activation("sigmoid", r"\sigma", "Sigmoid", sigmoid, lambda z, a: a * (1 - a)),
-        Activation("tanh", r"\tanh", "Tanh", sympy.tanh, lambda z, a: 1 - a**2),
-        Activation("relu", r"\operatorname{relu}", "ReLU", relu, lambda z, a: step(z)),
-        Activation("softplus", r"\operatorname{softplus}", "Softplus", softplus, lambda z, a: sigmoid(z)),
-        Activation("identity", r"\operatorname{id}", "Identity", lambda z: z, lambda z, a: sympy.S.One),
-        Activation("softmax", r"\operatorname{softmax}", "Softmax", None, None, last_layer_only=True),
+        Activation("sigmoid", r"\sigma", sigmoid, "Sigmoid"),
+        Activation("tanh", r"\tanh", sympy.tanh, "Tanh"),
+        Activation("relu", r"\operatorname{relu}", relu, "ReLU"),
+        Activation("softplus", r"\operatorname{softplus}", softplus, "Softplus"),
+        Activation("identity", r"\operatorname{id}", _IDENTITY, "Identity"),
+        Activation("silu", silu.latex_name, silu, "SiLU"),
+        Activation("elu", elu.latex_name, elu, "ELU", (("alpha", 1.0),)),
+        Activation("leaky_relu", leaky_relu.latex_name, leaky_relu, "LeakyReLU", (("negative_slope", 0.01),)),
+        Activation("gelu", gelu.latex_name, gelu, "GELU", (("approximate", "none"),)),
+        Activation("softmax", r"\operatorname{softmax}", None, "Softmax", last_layer_only=True),
     )
 }
 
@@ -102,10 +299,37 @@ class Loss:
 
     name: str
     description: str
-    per_unit: Callable[[sympy.Expr, sympy.Expr, int], sympy.Expr] | None  # φ(ŷ_k, y_k) for n output units
+    definition: sympy.Lambda | None  # (ŷ_k, y_k, n) ↦ φ for n output units; None for a coupled loss
     output_activations: frozenset[str] | None = None  # last-layer activations it makes sense with
     targets: str = "real"  # what y holds: "real" numbers, "probability" per unit, or "distribution" per sample
     coupled: CoupledLoss | None = None
+    latex: str | None = None  # φ(ŷ, y) in LaTeX, for user-defined losses
+
+    @classmethod
+    def define(cls, name: str, per_unit, latex: str | None = None) -> Loss:
+        """A new loss from its per-unit definition φ(ŷ_k, y_k) (a callable of two SymPy symbols, or a Lambda)."""
+        _check_name(name, "loss", LOSSES)
+        two = _definition_lambda(name, per_unit, 2)
+        if latex is not None and not isinstance(latex, str):
+            raise NetworkTypeError(f"latex for {name!r} must be a str; got {latex!r}")
+        p, t = sympy.Symbol("ŷ", real=True), sympy.Symbol("y", real=True)
+        shown = two(p, t)
+        if latex is None:
+            latex = sympy.latex(two(sympy.Symbol(r"\hat{y}", real=True), t))
+        n = sympy.Dummy("n", integer=True, positive=True)
+        return cls(
+            name,
+            f"Σ_k φ(ŷ_k, y_k) with φ(ŷ, y) = {sympy.sstr(shown)}",
+            sympy.Lambda((*two.variables, n), two.expr),
+            latex=latex,
+        )
+
+    def per_unit(self, prediction: sympy.Expr, target: sympy.Expr, n: int) -> sympy.Expr:
+        """φ(ŷ_k, y_k) for a layer of n output units (a coupled loss has none)."""
+        if self.definition is None:
+            raise NetworkError(f"loss {self.name!r} couples the output units; it has no per-unit term")
+        variables = self.definition.variables
+        return instantiate(self.definition.expr, dict(zip(variables, (prediction, target, sympy.sympify(n)))))
 
     def per_sample(self, predictions: Sequence[sympy.Expr], targets: Sequence[sympy.Expr]) -> sympy.Expr:
         if self.coupled is not None:
@@ -155,53 +379,62 @@ _SOFTMAX_CROSS_ENTROPY = CoupledLoss(
 
 _LOGITS = frozenset({"identity"})
 
+
+def _loss(name: str, description: str, per_unit, output_activations=None, **rest) -> Loss:
+    """A table row from φ(p, t, n) (None for a coupled loss, given as ``coupled=``)."""
+    p, t = sympy.Dummy("p", real=True), sympy.Dummy("t", real=True)
+    n = sympy.Dummy("n", integer=True, positive=True)
+    definition = None if per_unit is None else sympy.Lambda((p, t, n), per_unit(p, t, n))
+    return Loss(name, description, definition, output_activations, **rest)
+
+
 LOSSES: dict[str, Loss] = {
     loss.name: loss
     for loss in (
-        Loss("half_sse", "½ Σ (ŷ − y)², the tutorial's code", lambda p, t, n: (p - t) ** 2 / 2),
-        Loss("sse", "Σ (ŷ − y)², the tutorial's figure", lambda p, t, n: (p - t) ** 2),
-        Loss("mse", "mean over the output units of (ŷ − y)²", lambda p, t, n: (p - t) ** 2 / n),
-        Loss(
+        _loss("half_sse", "½ Σ (ŷ − y)², the tutorial's code", lambda p, t, n: (p - t) ** 2 / 2),
+        _loss("sse", "Σ (ŷ − y)², the tutorial's figure", lambda p, t, n: (p - t) ** 2),
+        _loss("mse", "mean over the output units of (ŷ − y)²", lambda p, t, n: (p - t) ** 2 / n),
+        _loss(
             "bce",
             "−Σ [y log ŷ + (1 − y) log(1 − ŷ)]",
             lambda p, t, n: _bce(p, t),
-            output_activations=frozenset({"sigmoid", "softmax"}),
+            frozenset({"sigmoid", "softmax"}),
             targets="probability",
         ),
-        Loss(
+        _loss(
             "mean_bce",
             "mean over the output units of −[y log ŷ + (1 − y) log(1 − ŷ)] (nn.BCELoss's mean)",
             lambda p, t, n: _bce(p, t) / n,
-            output_activations=frozenset({"sigmoid", "softmax"}),
+            frozenset({"sigmoid", "softmax"}),
             targets="probability",
         ),
-        Loss(
+        _loss(
             "cross_entropy",
             "−Σ y log ŷ",
             lambda p, t, n: -t * sympy.log(p),
-            output_activations=frozenset({"softmax"}),
+            frozenset({"softmax"}),
             targets="distribution",
         ),
-        Loss(
+        _loss(
             "softmax_cross_entropy",
             "−Σ y log softmax(z) on the logits z, as Σ_k y_k (logsumexp(z) − z_k) (nn.CrossEntropyLoss)",
             None,
-            output_activations=_LOGITS,
+            _LOGITS,
             targets="distribution",
             coupled=_SOFTMAX_CROSS_ENTROPY,
         ),
-        Loss(
+        _loss(
             "bce_with_logits",
             "Σ [softplus(z) − y z] = −Σ [y log σ(z) + (1 − y) log(1 − σ(z))] on the logits z (nn.BCEWithLogitsLoss)",
             lambda p, t, n: _bce_with_logits(p, t),
-            output_activations=_LOGITS,
+            _LOGITS,
             targets="probability",
         ),
-        Loss(
+        _loss(
             "mean_bce_with_logits",
             "mean over the output units of softplus(z) − y z (nn.BCEWithLogitsLoss's mean)",
             lambda p, t, n: _bce_with_logits(p, t) / n,
-            output_activations=_LOGITS,
+            _LOGITS,
             targets="probability",
         ),
     )

@@ -6,7 +6,6 @@ import random
 
 from ._errors import InputError, InputTypeError
 from ._network import Network
-from ._rules import LOSSES
 
 # Example values are drawn in Python, one number at a time: enough for any check, and refused beyond
 # (a typo such as --batch 1000000000000 would otherwise fill the memory before failing).
@@ -32,7 +31,7 @@ def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, 
 
     n_in, n_out = network.sizes[0], network.sizes[-1]
     values = {"x": matrix(n_in, batch, lambda: rng.gauss(0, 1))}
-    targets = LOSSES[network.loss].targets
+    targets = network.loss_rule.targets
     if targets == "probability":
         values["y"] = matrix(n_out, batch, lambda: rng.uniform(0.05, 0.95))
     elif targets == "distribution":

@@ -84,7 +84,7 @@ class Custom(nn.Module):
     "module, fragment",
     [
         (nn.Linear(2, 2), "nn.Sequential"),
-        (nn.Sequential(nn.Linear(2, 2), nn.GELU()), "GELU"),
+        (nn.Sequential(nn.Linear(2, 2), nn.Hardtanh()), "Hardtanh"),
         (nn.Sequential(nn.Linear(2, 2), Custom()), "Custom"),
         (nn.Sequential(nn.Conv1d(1, 1, 1)), "Conv1d"),
         (nn.Sequential(nn.Sigmoid(), nn.Linear(2, 2)), "must follow a Linear"),

@@ -64,7 +64,7 @@ def explicit(expression, env):
 
 def run_explicit(derivation):
     program = derivation.matrix_program
-    env = {symbol: derivation.symbols[symbol.name] for symbol in program.inputs}
+    env = {symbol: derivation.symbols[symbol.name].as_matrix() for symbol in program.inputs}
     for step in program.steps:
         env[step.target] = explicit(step.expression, env)
     return env

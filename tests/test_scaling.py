@@ -49,3 +49,35 @@ def test_naive_closed_form_would_be_far_larger():
     counts = derivation.operation_counts()
     closed = derivation.closed_form_size("W1")
     assert closed > 20 * (counts["forward"] + counts["gradient"])
+
+
+@pytest.mark.parametrize("activations, loss", [(["relu", "softmax"], "cross_entropy"), (["tanh", "sigmoid"], "bce")])
+def test_deriving_and_rendering_a_wide_network_builds_few_units(activations, loss):
+    """Width never costs: a 5000-5000-5000 derivation shows one unit per layer and builds about that many.
+
+    Counted, not timed: the entries of each named matrix that were built (a full build would be 25M weights).
+    """
+    derivation = derive(Network([5000, 5000, 5000], activations, loss, bias=True))
+    texts = [derivation.text(), derivation.latex(), derivation.markdown()]
+    assert all("5000" in text for text in texts)
+    built = {name: entries.built() for name, entries in derivation.symbols.items()}
+    for layer in derivation.layers:
+        for field in ("z_definition", "a_definition", "upstream", "delta_chain", "delta_definition"):
+            built[f"{field}{layer.index}"] = getattr(layer, field).built()
+    # one row of W1 for z1[1]'s terms at most; everything else a handful of entries
+    assert sum(built.values()) <= 3 * 5000 + 100, built
+    assert derivation.closed_form_size("W1") > derivation.closed_form_budget  # estimated, not built
+
+
+def test_the_size_estimate_of_a_wide_layer_equals_the_exact_count(monkeypatch):
+    """Above _EXACT_UP_TO a layer's sums are counted from their shape; they must count what building finds."""
+    import symbolic._derivation as module
+
+    networks = [
+        Network([70, 70, 70], ["tanh", "softmax"], "cross_entropy", bias=True),
+        Network([70, 3, 70], ["relu", "sigmoid"], "bce"),
+    ]
+    estimated = [{name: derive(n).closed_form_size(name) for name in ("loss", "W1", "W2")} for n in networks]
+    monkeypatch.setattr(module, "_EXACT_UP_TO", 10**9)
+    exact = [{name: derive(n).closed_form_size(name) for name in ("loss", "W1", "W2")} for n in networks]
+    assert estimated == exact
