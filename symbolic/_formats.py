@@ -61,13 +61,13 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[margin=1.6cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage[T1]{fontenc}
-%(cjk_package)s\setlength{\parindent}{0pt}
+@CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
 \setlength{\abovedisplayskip}{4pt}
 \setlength{\belowdisplayskip}{4pt}
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
 \begin{document}
-%(cjk_begin)s\section*{%(title)s}
+@CJK_BEGIN@\section*{@TITLE@}
 """
 
 _TEXT_TO_LATEX = {
@@ -129,11 +129,11 @@ def render_latex(
     if not document:
         return body
     chinese = lang == "zh"
-    preamble = _PREAMBLE % {
-        "cjk_package": "\\usepackage{CJKutf8}\n" if chinese else "",
-        "cjk_begin": "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "",
-        "title": _escape(words(lang)["title"]),
-    }
+    preamble = (
+        _PREAMBLE.replace("@CJK_PACKAGE@", "\\usepackage{CJKutf8}\n" if chinese else "")
+        .replace("@CJK_BEGIN@", "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "")
+        .replace("@TITLE@", _escape(words(lang)["title"]))
+    )
     return preamble + body + ("\\end{CJK}\n" if chinese else "") + "\\end{document}\n"
 
 

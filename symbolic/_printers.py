@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 
 import sympy
-from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr
+from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
@@ -170,6 +170,14 @@ class LatexNotation(LatexPrinter):
     def _print_MatrixSymbol(self, expr):
         return self.names.get(expr, latex_name(expr.name))
 
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.args[0])
+        if isinstance(expr.args[0], MatrixSymbol) and "^" in inner:
+            inner = f"{{{inner}}}"  # a^{(1)} transposed is {a^{(1)}}^{\top}, not a double superscript
+        elif not isinstance(expr.args[0], (MatrixSymbol, sympy.MatrixBase)):
+            inner = rf"\left({inner}\right)"
+        return rf"{inner}^{{\top}}"
+
     def _print_IndexedBase(self, expr):
         return self.names.get(expr.label, latex_name(str(expr.label)))
 
@@ -201,9 +209,6 @@ class LatexNotation(LatexPrinter):
         return r" \cdot ".join(
             rf"\left({self._print(f)}\right)" if _needs_parentheses(f, expr) else self._print(f) for f in expr.args
         )
-
-    def _print_Transpose(self, expr):
-        return rf"{self.parenthesize(expr.args[0], PRECEDENCE['Pow'])}^{{\top}}"
 
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(
