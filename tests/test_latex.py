@@ -28,7 +28,7 @@ def _values(network):
 
 
 def _document(body: str) -> str:
-    return "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    return "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + body + "\n\\end{document}\n"
 
 
 @pytest.mark.parametrize("key", sorted(NETWORKS))
