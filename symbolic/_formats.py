@@ -15,6 +15,7 @@ from ._pdf import build_pdf
 from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
 from ._words import words
 
+PAIRED = 36  # equations this short (text characters) are set two to a row
 WIDE = 72  # characters of an equation's text form (a fair measure of its printed width) before it breaks
 
 
@@ -39,8 +40,12 @@ def _runs(blocks: Sequence[Block]) -> list[Block | list[Chain]]:
     return grouped
 
 
-def _width(chain: Chain) -> int:
-    return sum(len(term.text) + 3 for term in chain.terms)
+_SMALL = set("⁽⁾⁰¹²³⁴⁵⁶⁷⁸⁹⁻ᵀ[],")  # superscripts and indices: set small in LaTeX
+
+
+def _width(chain: Chain) -> float:
+    """The printed width of an equation, estimated from its text form (small characters count half)."""
+    return sum(sum(0.5 if ch in _SMALL else 1 for ch in term.text) + 3 for term in chain.terms)
 
 
 def _aligned_rows(chain: Chain) -> list[str]:
@@ -52,21 +57,44 @@ def _aligned_rows(chain: Chain) -> list[str]:
 
 
 def _aligned(run: Sequence[Chain]) -> str:
-    return " \\\\\n".join(row for chain in run for row in _aligned_rows(chain))
+    """The rows of a run of equations; two short one-row equations share a row, to keep pages short."""
+    rows: list[str] = []
+    waiting: str | None = None
+    for chain in run:
+        chain_rows = _aligned_rows(chain)
+        if len(chain_rows) == 1 and _width(chain) <= PAIRED:
+            if waiting is None:
+                waiting = chain_rows[0]
+            else:
+                rows.append(f"{waiting} & {chain_rows[0]}")
+                waiting = None
+            continue
+        if waiting is not None:
+            rows.append(waiting)
+            waiting = None
+        rows += chain_rows
+    if waiting is not None:
+        rows.append(waiting)
+    return " \\\\\n".join(rows)
 
 
 # --- LaTeX -------------------------------------------------------------------------------------------------
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
-\usepackage[margin=1.6cm]{geometry}
+\usepackage[margin=1.5cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage[T1]{fontenc}
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
 \setlength{\abovedisplayskip}{4pt}
 \setlength{\belowdisplayskip}{4pt}
+\setlength{\jot}{2pt}
+\makeatletter
+\renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
+\makeatother
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
 \begin{document}
+\small
 @CJK_BEGIN@\section*{@TITLE@}
 """
 

@@ -118,6 +118,7 @@ class _Writer:
             latex_names[symbol] = layer.activation.latex
             text_names[symbol] = _activation_text(layer)
         self.latex, self.text = LatexNotation(latex_names), TextNotation(text_names)
+        self.explained: set[str] = set()  # activations whose derivative has been stated
 
     def show(self, tree: sympy.Basic, value: object = None) -> Math:
         return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
@@ -365,7 +366,11 @@ def _per_unit_loss(w: _Writer) -> Math:
 
 
 def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
+    """The activation's derivative, the first time the explanation meets that activation (else nothing)."""
     activation, symbol = layer.activation, _activation_symbol(layer)
+    if activation.name in w.explained:
+        return []
+    w.explained.add(activation.name)
     if not activation.elementwise:
         k, i, n = INDEX_K, INDEX_I, len(layer.z)
         a, z = _base(f"a{layer.index}"), _base(f"z{layer.index}")
@@ -504,16 +509,17 @@ def _unit_form(derivation: Derivation, layer: LayerDerivation, unit: int) -> sym
 
 
 def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
+    """The chain rule for the first weight (and bias) of the layer; the general entry is checked for all."""
     blocks: list[Block] = []
-    for i in _shown(layer.weight.rows):
-        for j in _shown(layer.weight.cols):
+    for i in [0]:
+        for j in [0]:
             weight = layer.weight[i, j]
             value = layer.delta[i] * sympy.diff(layer.z_definition[i], weight)
             factors = w.show(Factors(Partial(LOSS, layer.z[i]), Partial(layer.z[i], weight)), value)
             product = Factors(layer.delta[i], layer.inputs[j])
             blocks.append(Chain((w.show(Partial(LOSS, weight), value), factors, w.show(product, layer.delta[i] * layer.inputs[j]))))
     if layer.bias is not None:
-        for i in _shown(layer.bias.rows):
+        for i in [0]:
             value = layer.delta[i] * sympy.diff(layer.z_definition[i], layer.bias[i])
             factors = w.show(Factors(Partial(LOSS, layer.z[i]), Partial(layer.z[i], layer.bias[i])), value)
             blocks.append(Chain((w.show(Partial(LOSS, layer.bias[i]), value), factors, w.expr(layer.delta[i]))))
