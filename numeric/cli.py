@@ -17,11 +17,14 @@ from symbolic import (
     TUTORIAL,
     TUTORIAL_PRINTED,
     TUTORIAL_VALUES,
+    LANGUAGES,
     ChainruleError,
     Network,
-    build_pdf,
     derive,
+    display_width,
+    render_pdf,
     sample_values,
+    words,
 )
 
 FORMATS = ("latex", "text", "markdown", "pdf")
@@ -66,15 +69,22 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bias", action="store_true", help="give every layer a bias b_l")
 
 
+def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
+    # a subcommand's default must not overwrite a --lang given before the subcommand: it is SUPPRESSed there
+    parser.add_argument("--lang", choices=LANGUAGES, default=default, help="language of the derivation (default en)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainrule",
         description="Derive backpropagation by the chain rule with SymPy, compile it to torch, verify it. "
         "With no command: the tutorial's network, derived, compiled, checked against autograd and shown.",
     )
+    _add_lang_option(parser, "en")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tutorial = commands.add_parser("tutorial", help="the tutorial end to end (the default command)")
+    _add_lang_option(tutorial, argparse.SUPPRESS)
     tutorial.set_defaults(handler=_run_tutorial)
 
     derive_cmd = commands.add_parser("derive", help="write the derivation as LaTeX, PDF, Markdown or text")
@@ -87,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="substitute reproducible example values drawn with this seed (the tutorial has its own)",
     )
+    _add_lang_option(derive_cmd, argparse.SUPPRESS)
     derive_cmd.set_defaults(handler=_run_derive)
 
     compile_cmd = commands.add_parser("compile", help="print the generated torch code of the gradients")
@@ -118,15 +129,15 @@ def _run_derive(args: argparse.Namespace) -> int:
     if args.format == "pdf":
         if not args.output:
             raise _UsageError("--format pdf needs -o FILE.pdf")
-        build_pdf(derivation.latex(document=True, values=values), args.output)
+        render_pdf(derivation, args.output, values=values, lang=args.lang)
         print(f"wrote {args.output}")
         return 0
     if args.format == "latex":
-        text = derivation.latex(document=not args.fragment, values=values)
+        text = derivation.latex(document=not args.fragment, values=values, lang=args.lang)
     elif args.format == "markdown":
-        text = derivation.markdown(values=values)
+        text = derivation.markdown(values=values, lang=args.lang)
     else:
-        text = derivation.text(values=values)
+        text = derivation.text(values=values, lang=args.lang)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}")
@@ -180,9 +191,9 @@ def _run_tutorial(args: argparse.Namespace) -> int:
         f"  y2 = a2 = {_matrix_text(forward['a2'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y2']}",
         f"  loss    = {exact['loss']:.4f}                  tutorial: {TUTORIAL_PRINTED['loss']}",
         "",
-        "Derivation",
-        "==========",
-        derivation.text(),
+        words(args.lang)["heading_derivation"],
+        "=" * display_width(words(args.lang)["heading_derivation"]),
+        derivation.text(lang=args.lang),
     ]
     compiled = compile_gradients(derivation)
     runs = {}

@@ -5,6 +5,7 @@ This package never imports torch or ``numeric``: a derivation can be made and ty
 
 from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, Derivation, derive
 from ._elementwise import LayerDerivation
+from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
 from ._errors import (
     ChainruleError,
     ExpressionTooLarge,
@@ -21,9 +22,11 @@ from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
 from ._values import sample_values
+from ._words import LANGUAGES, words
 
 __all__ = [
     "ACTIVATIONS",
+    "LANGUAGES",
     "DEFAULT_CLOSED_FORM_BUDGET",
     "LOSSES",
     "TUTORIAL",
@@ -37,6 +40,7 @@ __all__ = [
     "InputTypeError",
     "LatexFailed",
     "LatexUnavailable",
+    "MarkdownText",
     "LayerDerivation",
     "Loss",
     "MatrixProgram",
@@ -48,9 +52,14 @@ __all__ = [
     "batch_sum",
     "build_pdf",
     "derive",
+    "display_width",
     "matmul",
     "pdflatex_path",
     "relu",
+    "render_latex",
+    "render_markdown",
+    "render_pdf",
+    "render_text",
     "sample_values",
     "sigmoid",
     "softmax",
@@ -58,4 +67,5 @@ __all__ = [
     "step",
     "transpose",
     "unit_sum",
+    "words",
 ]

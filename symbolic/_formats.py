@@ -8,6 +8,7 @@ which keeps pages short and stops a page break from falling inside such a run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import unicodedata
 from pathlib import Path
 
 from ._derivation import Derivation
@@ -203,11 +204,16 @@ def render_math(derivation: Derivation, values: Mapping[str, object] | None = No
 # --- text ----------------------------------------------------------------------------------------------------
 
 
+def display_width(text: str) -> int:
+    """Terminal columns: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
     lines: list[str] = []
     for block in explain(derivation, values, lang):
         if isinstance(block, Heading):
-            lines += ["", block.text, "-" * len(block.text)]
+            lines += ["", block.text, "-" * display_width(block.text)]
         elif isinstance(block, Prose):
             lines.append("".join(p.text if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, Chain):

@@ -16,6 +16,7 @@ LANGUAGES = ("en", "zh")
 ENGLISH: Mapping[str, str] = MappingProxyType(
     {
         "title": "Backpropagation by the chain rule",
+        "heading_derivation": "Derivation",
         "network": "Network {network}, layer sizes {sizes}.",
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each z = W a + b) with "
@@ -77,6 +78,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
 CHINESE: Mapping[str, str] = MappingProxyType(
     {
         "title": "用链式法则推导反向传播",
+        "heading_derivation": "推导",
         "network": "网络 {network}，各层大小 {sizes}。",
         "what_is_derived": (
             "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 z = W a + b）求导；"
@@ -134,7 +136,7 @@ WORDS: Mapping[str, Mapping[str, str]] = MappingProxyType({"en": ENGLISH, "zh": 
 
 def words(lang: str) -> Mapping[str, str]:
     """The table of one language; a clear error for any other."""
-    if lang not in WORDS:
+    if not isinstance(lang, str) or lang not in WORDS:
         from ._errors import InputError
 
         raise InputError(f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
