@@ -17,11 +17,12 @@ from symbolic import (
     sample_values,
 )
 
+from ._checks import check_device, check_dtype, check_values
 from ._compile import CompiledGradients, compile_gradients
 from ._torch_models import autograd_loss_and_gradients
 
 # Largest tolerated error, relative to the largest reference entry of the same parameter.
-DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 # The exact closed form is evaluated (with SymPy, slowly) up to this many parameters x samples.
 CLOSED_FORM_LIMIT = 400
 
@@ -34,7 +35,7 @@ def random_values(
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """``symbolic.sample_values`` as tensors: the same numbers ``chainrule derive --seed`` shows."""
-    return as_tensors(sample_values(network, seed=seed, batch=batch), dtype, device)
+    return as_tensors(sample_values(network, seed=seed, batch=batch), check_dtype(dtype), check_device(device))
 
 
 def as_tensors(
@@ -170,9 +171,10 @@ def verify(
     if not isinstance(derivation, Derivation):
         raise InputTypeError(f"verify takes a Derivation (from symbolic.derive); got {type(derivation).__name__}")
     network = derivation.network
+    dtype, device = check_dtype(dtype), check_device(device)
     if values is None:
         values = TUTORIAL_VALUES if network == TUTORIAL else random_values(network, batch, seed)
-    tensors = as_tensors(values, dtype, device)
+    tensors = as_tensors(check_values(network, values), dtype, device)
     rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else rtol
     compiled = compiled or compile_gradients(derivation, form)
 

@@ -1,34 +1,51 @@
 """The ``chainrule`` command.
 
 ``chainrule`` alone runs the tutorial end to end; ``derive``, ``compile`` and ``verify`` work on any
-network given with ``--sizes/--activation/--loss/--bias``. Bad input prints one line and exits 2.
-torch is imported only by the commands that compute (``derive`` never imports it).
+network given with ``--sizes/--activation/--loss/--bias`` (options given without ``--sizes`` change the
+tutorial's network). torch is imported only by the commands that compute (``derive`` never imports it).
+Every error is one line ``chainrule: error: …`` on stderr and one of the exit codes in ``EXIT_CODES``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from symbolic import (
     ACTIVATIONS,
+    LANGUAGES,
     LOSSES,
+    MAX_WIDTH,
     TUTORIAL,
     TUTORIAL_PRINTED,
     TUTORIAL_VALUES,
-    LANGUAGES,
     ChainruleError,
+    LatexFailed,
+    LatexUnavailable,
     Network,
+    build_pdf,
     derive,
     display_width,
-    render_pdf,
     sample_values,
     words,
 )
 
 FORMATS = ("latex", "text", "markdown", "pdf")
 DTYPES = ("float32", "float64")
+FORMS = ("matrix", "elementwise")  # numeric.FORMS, repeated so that derive never imports torch
+
+EXIT_CODES = {
+    0: "success (verify: every check passed)",
+    1: "a check failed: the gradients disagree (verify, the tutorial)",
+    2: "bad input: an unknown option, name or value",
+    3: "the environment: the output cannot be written, TeX is missing or failed, memory ran out",
+    130: "interrupted (Ctrl-C)",
+    141: "the reader of the output went away (e.g. chainrule | head)",
+}
+EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 130, 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +54,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _UsageError(Exception):
-    pass
+    """The command line asks for something chainrule cannot do (exit 2)."""
+
+
+class _EnvironmentProblem(Exception):
+    """The request is fine but this machine cannot carry it out (exit 3)."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chainrule")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return "unknown (not installed)"
 
 
 def _parse_sizes(text: str) -> list[int]:
@@ -48,22 +76,20 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def _network(args: argparse.Namespace) -> Network:
-    """The network the options describe; the tutorial's when none is given."""
-    if args.sizes is None:
-        given = [flag for flag, value in (("--activation", args.activation), ("--loss", args.loss)) if value]
-        given += ["--bias"] if args.bias else []
-        if given:
-            raise _UsageError(f"{', '.join(given)} needs --sizes (without --sizes the network is the tutorial's)")
-        return TUTORIAL
+    """The network the options describe: the tutorial's, changed by whichever options are given."""
+    sizes = _parse_sizes(args.sizes) if args.sizes is not None else list(TUTORIAL.sizes)
     activations = args.activation.split(",") if args.activation else "sigmoid"
     if isinstance(activations, list) and len(activations) == 1:
         activations = activations[0]
-    return Network(_parse_sizes(args.sizes), activations=activations, loss=args.loss or "half_sse", bias=args.bias)
+    return Network(sizes, activations=activations, loss=args.loss or "half_sse", bias=args.bias)
 
 
 def _add_network_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("network (default: the tutorial's 1-2-2 sigmoid network, half_sse loss)")
-    group.add_argument("--sizes", help="widths, input first, e.g. 3,4,2")
+    group = parser.add_argument_group(
+        "network (default: the tutorial's 1-2-2 sigmoid network with the half_sse loss; "
+        "each option given changes only that part of it)"
+    )
+    group.add_argument("--sizes", help=f"widths, input first, e.g. 3,4,2 (at most {MAX_WIDTH:,} a layer)")
     group.add_argument("--activation", help=f"one name, or one per layer, comma-separated: {', '.join(ACTIVATIONS)}")
     group.add_argument("--loss", help=f"one of {', '.join(LOSSES)} (default half_sse)")
     group.add_argument("--bias", action="store_true", help="give every layer a bias b_l")
@@ -74,24 +100,64 @@ def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--lang", choices=LANGUAGES, default=default, help="language of the derivation (default en)")
 
 
+def _command(commands, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose --help page starts with what it does."""
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}".strip())
+
+
+def _check_output_path(output: str) -> None:
+    """Refuse an -o path that cannot be written before any work is done (root may write read-only files)."""
+    path = Path(output)
+    if path.is_dir():
+        raise _EnvironmentProblem(f"-o {output}: is a folder; give a file name inside it")
+    if not path.parent.is_dir():
+        raise _EnvironmentProblem(f"-o {output}: the folder {str(path.parent)!r} does not exist")
+
+
+def _write_output(output: str, data: str | bytes) -> None:
+    try:
+        if isinstance(data, bytes):
+            Path(output).write_bytes(data)
+        else:
+            Path(output).write_text(data, encoding="utf-8")
+    except OSError as error:
+        raise _EnvironmentProblem(f"cannot write -o {output}: {error.strerror or error}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainrule",
         description="Derive backpropagation by the chain rule with SymPy, compile it to torch, verify it. "
         "With no command: the tutorial's network, derived, compiled, checked against autograd and shown.",
+        epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
+    parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
     _add_lang_option(parser, "en")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    tutorial = commands.add_parser("tutorial", help="the tutorial end to end (the default command)")
+    tutorial = _command(
+        commands,
+        "tutorial",
+        "the tutorial end to end (the default command)",
+        "Derives the tutorial's 1-2-2 sigmoid network, compiles it, checks it against autograd and prints all of it.",
+    )
     _add_lang_option(tutorial, argparse.SUPPRESS)
     tutorial.set_defaults(handler=_run_tutorial)
 
-    derive_cmd = commands.add_parser("derive", help="write the derivation as LaTeX, PDF, Markdown or text")
+    derive_cmd = _command(
+        commands,
+        "derive",
+        "write the derivation as LaTeX, PDF, Markdown or text",
+        "The chain rule worked through for the network, in teaching order; torch is not needed.",
+    )
     _add_network_options(derive_cmd)
     derive_cmd.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
-    derive_cmd.add_argument("-o", "--output", help="write to this file (required for pdf); default: stdout")
-    derive_cmd.add_argument("--fragment", action="store_true", help="latex: the body only, not a standalone document")
+    derive_cmd.add_argument(
+        "-o", "--output", help="write to this file (required for pdf); default or '-': standard output"
+    )
+    derive_cmd.add_argument(
+        "--fragment", action="store_true", help="with --format latex: the body only, not a standalone document"
+    )
     derive_cmd.add_argument(
         "--seed",
         type=int,
@@ -100,26 +166,55 @@ def _parser() -> argparse.ArgumentParser:
     _add_lang_option(derive_cmd, argparse.SUPPRESS)
     derive_cmd.set_defaults(handler=_run_derive)
 
-    compile_cmd = commands.add_parser("compile", help="print the generated torch code of the gradients")
+    compile_cmd = _command(
+        commands,
+        "compile",
+        "print the generated torch code of the gradients",
+        "The Python source that compile_gradients makes for the network.",
+    )
     _add_network_options(compile_cmd)
-    compile_cmd.add_argument("--form", choices=("matrix", "elementwise"), default="matrix")
+    compile_cmd.add_argument("--form", choices=FORMS, default="matrix", help=_FORM_HELP)
     compile_cmd.set_defaults(handler=_run_compile)
 
-    verify_cmd = commands.add_parser(
-        "verify", help="check compiled gradients against autograd, the closed form and gradcheck"
+    verify_cmd = _command(
+        commands,
+        "verify",
+        "check compiled gradients against autograd, the closed form and gradcheck",
+        "Exits 0 when every check passes and 1 when one fails.",
     )
     _add_network_options(verify_cmd)
-    verify_cmd.add_argument("--batch", type=int, help="samples per batch (random values; default 4)")
+    verify_cmd.add_argument(
+        "--batch",
+        type=int,
+        help="samples of random values (default 4; the tutorial's network alone defaults to its own one sample)",
+    )
     verify_cmd.add_argument("--seed", type=int, help="seed of the random values (default 0)")
-    verify_cmd.add_argument("--dtype", choices=DTYPES, default="float64")
-    verify_cmd.add_argument("--form", choices=("matrix", "elementwise"), default="matrix")
-    verify_cmd.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    verify_cmd.add_argument(
+        "--dtype", choices=DTYPES, default="float64", help="precision of the compiled run (default float64)"
+    )
+    verify_cmd.add_argument("--form", choices=FORMS, default="matrix", help=_FORM_HELP)
+    verify_cmd.add_argument(
+        "--device", default="cpu", help="torch device to compute on: cpu (default), cuda, cuda:1, mps"
+    )
     verify_cmd.set_defaults(handler=_run_verify)
     parser.set_defaults(handler=_run_tutorial)
     return parser
 
 
+_FORM_HELP = "matrix: one line per layer quantity over whole tensors (default); elementwise: one line per unit"
+
+
 def _run_derive(args: argparse.Namespace) -> int:
+    if args.fragment and args.format != "latex":
+        raise _UsageError(f"--fragment applies to --format latex only; got --format {args.format}")
+    to_stdout = args.output in (None, "-")
+    if args.format == "pdf":
+        if args.output is None:
+            raise _UsageError("--format pdf needs -o FILE.pdf (or -o - to send the PDF to a pipe)")
+        if to_stdout and sys.stdout.isatty():
+            raise _UsageError("--format pdf -o - would print a binary PDF on the terminal; pipe it or give -o FILE.pdf")
+    if not to_stdout:
+        _check_output_path(args.output)
     network = _network(args)
     derivation = derive(network)
     if args.seed is not None:
@@ -127,23 +222,34 @@ def _run_derive(args: argparse.Namespace) -> int:
     else:
         values = TUTORIAL_VALUES if network == TUTORIAL else None
     if args.format == "pdf":
-        if not args.output:
-            raise _UsageError("--format pdf needs -o FILE.pdf")
-        render_pdf(derivation, args.output, values=values, lang=args.lang)
-        print(f"wrote {args.output}")
-        return 0
-    if args.format == "latex":
-        text = derivation.latex(document=not args.fragment, values=values, lang=args.lang)
+        data: str | bytes = _pdf_bytes(derivation.latex(document=True, values=values, lang=args.lang))
+    elif args.format == "latex":
+        data = derivation.latex(document=not args.fragment, values=values, lang=args.lang)
     elif args.format == "markdown":
-        text = derivation.markdown(values=values, lang=args.lang)
+        data = derivation.markdown(values=values, lang=args.lang)
     else:
-        text = derivation.text(values=values, lang=args.lang)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
+        data = derivation.text(values=values, lang=args.lang)
+    if to_stdout:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        return 0
+    _write_output(args.output, data)
+    print(f"wrote {args.output}")
     return 0
+
+
+def _pdf_bytes(document: str) -> bytes:
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
+            path = Path(folder) / "derivation.pdf"
+            build_pdf(document, path)
+            return path.read_bytes()
+    except (LatexUnavailable, LatexFailed) as error:
+        raise _EnvironmentProblem(str(error)) from None
 
 
 def _run_compile(args: argparse.Namespace) -> int:
@@ -157,8 +263,10 @@ def _run_verify(args: argparse.Namespace) -> int:
     import torch
 
     from numeric import random_values, verify
+    from numeric._checks import check_device
 
     network = _network(args)
+    check_device(args.device)  # before any work: a machine without CUDA says so at once
     dtype = getattr(torch, args.dtype)
     values = None
     if network != TUTORIAL or args.batch is not None or args.seed is not None:
@@ -222,13 +330,32 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _fail(message: object, code: int) -> int:
+    print(f"chainrule: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
         args = _parser().parse_args(argv)
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
     except (_UsageError, ChainruleError) as error:
-        print(f"chainrule: error: {error}", file=sys.stderr)
-        return 2
+        environment = isinstance(error, (LatexUnavailable, LatexFailed))
+        return _fail(error, EXIT_ENVIRONMENT if environment else EXIT_USAGE)
+    except _EnvironmentProblem as error:
+        return _fail(error, EXIT_ENVIRONMENT)
+    except MemoryError:
+        return _fail("not enough memory for this network; try smaller --sizes or --batch", EXIT_ENVIRONMENT)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (head, less) left: say nothing, and keep Python from complaining when it flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ from ._errors import (
 )
 from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
 from ._matrix import MatrixProgram, MatrixStep
-from ._network import Network
+from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
@@ -29,6 +29,7 @@ __all__ = [
     "LANGUAGES",
     "DEFAULT_CLOSED_FORM_BUDGET",
     "LOSSES",
+    "MAX_WIDTH",
     "TUTORIAL",
     "TUTORIAL_PRINTED",
     "TUTORIAL_VALUES",

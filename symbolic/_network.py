@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from ._errors import NetworkError, NetworkTypeError
 from ._rules import ACTIVATIONS, LOSSES
 
+# The widest layer chainrule accepts. A wider one is almost surely a typo (--sizes 3,99999999999999999999,2),
+# and its weights alone would not fit in memory (100,000 × 100,000 float32 is 40 GB).
+MAX_WIDTH = 100_000
+
 
 def _allowed(names) -> str:
     return ", ".join(names)
@@ -27,6 +31,10 @@ def _check_sizes(sizes: object) -> tuple[int, ...]:
             )
         if size < 1:
             raise NetworkError(f"sizes[{position}] must be a positive integer; got {size} in sizes {list(sizes)!r}")
+        if size > MAX_WIDTH:
+            raise NetworkError(
+                f"sizes[{position}] = {size} is wider than chainrule allows (at most {MAX_WIDTH:,} units a layer)"
+            )
     if len(sizes) < 2:
         raise NetworkError(
             f"sizes must have two or more entries (input width, then each layer's width); got {list(sizes)!r}"

@@ -1,4 +1,4 @@
-"""The network of the PyTorch tutorial chainrule starts from (shared/tutorial.md)."""
+"""The network of the PyTorch tutorial on forward and backward propagation that chainrule starts from."""
 
 from ._network import Network
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import numeric
+import numeric._checks
 import numeric._verify
+import numeric.cli
 from numeric.cli import main
 from symbolic import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES, derive
 
@@ -36,6 +41,7 @@ def test_console_script_is_installed():
 def test_main_command_shows_the_tutorial_and_exits_0():
     result = run()
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warning either (torch warns at import when numpy is missing)
     out = result.stdout
     exact = derive(TUTORIAL).evaluate(TUTORIAL_VALUES)
     for name in ("W1", "W2"):  # the tutorial's printed numbers, and the exact values beside them
@@ -96,7 +102,7 @@ BAD = [
     (["derive", "--sizes", "3,4", "--loss", "l2"], "'l2'"),
     (["derive", "--sizes", "3", "--format", "text"], "two or more"),
     (["derive", "--sizes", "3,4,2", "--activation", "softmax,tanh"], "last layer"),
-    (["derive", "--activation", "tanh"], "needs --sizes"),
+    (["derive", "--loss", "hinge"], "unknown loss 'hinge'"),
     (["derive", "--format", "pdf"], "-o"),
     (["derive", "--format", "docx"], "docx"),
     (["verify", "--batch", "0"], "batch"),
@@ -158,3 +164,135 @@ def test_verify_exits_1_on_a_deliberately_broken_gradient(monkeypatch, capsys, d
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "gradcheck (float64, finite differences): FAILED" in out
     assert main(["tutorial"]) == 1
+
+
+# The command line's edges: each is one line "chainrule: error: …" and a documented exit code.
+EDGES = [
+    # (arguments, exit code, a word the message must contain)
+    (["derive", "-o", "{tmp}/no/such/folder/d.tex"], 3, "does not exist"),
+    (["derive", "-o", "{tmp}"], 3, "is a folder"),
+    (["derive", "-o", "{file}/d.tex"], 3, "does not exist"),  # a file where a folder should be
+    (["verify", "--device", "cuda"], 2, "this machine has: cpu"),
+    (["verify", "--device", "cuda:7"], 2, "this machine has: cpu"),
+    (["verify", "--device", "banana"], 2, "unknown device 'banana'"),
+    (["verify", "--device", "meta"], 2, "meta tensors hold no values"),
+    (["derive", "--loss", "hinge"], 2, "allowed: half_sse"),
+    (["derive", "--activation", "swish"], 2, "unknown activation 'swish'"),
+    (["derive", "--sizes", "3,99999999999999999999,2"], 2, "at most 100,000"),
+    (["derive", "--format", "text", "--fragment"], 2, "--format latex only"),
+    (["derive", "--format", "markdown", "--fragment"], 2, "--format latex only"),
+]
+
+
+@pytest.mark.parametrize("args, code, fragment", EDGES, ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_command_line_edges_exit_with_one_line(args, code, fragment, tmp_path, capsys):
+    if "cuda" in " ".join(args) and numeric._checks.torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    plain_file = tmp_path / "plain"
+    plain_file.write_text("")
+    args = [arg.format(tmp=tmp_path, file=plain_file) for arg in args]
+    assert main(args) == code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chainrule: error:"), captured.err
+    assert fragment in lines[0] and not captured.out
+
+
+def test_an_unwritable_output_is_one_line_with_exit_3(tmp_path, monkeypatch, capsys):
+    # root may write read-only files, so the refusal is simulated where the write happens
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(numeric.cli.Path, "write_text", refuse)
+    assert main(["derive", "-o", str(tmp_path / "d.tex")]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: cannot write") and "Permission denied" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_pdf_to_standard_output_is_a_pdf(pdflatex):
+    result = subprocess.run(
+        [sys.executable, "-m", "numeric.cli", "derive", "--format", "pdf", "-o", "-"],
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"%PDF-") and not os.path.exists("-")
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    words = result.stdout.split()
+    assert words[0] == "chainrule"
+    if shutil.which("chainrule"):  # installed: the version pip knows
+        from importlib.metadata import version
+
+        assert words[1] == version("chainrule")
+
+
+def test_every_option_and_command_explains_itself():
+    for command in ("tutorial", "derive", "compile", "verify"):
+        page = run(command, "--help").stdout
+        # argparse prints the description after the usage block: a first sentence ending in a period
+        description = page.split("\n\n")[1]
+        assert description.strip().endswith(".") and not description.startswith(("options", "positional"))
+        for option in ("--dtype", "--form", "--device", "--batch", "--seed", "--sizes", "--format", "--fragment"):
+            if option in page:  # every option the page lists has help text beside it
+                block = page[page.index(option) :].split("\n  -")[0]
+                assert len(block.split()) > 3, (command, option, block)
+
+
+def test_verify_help_states_the_batch_it_runs(capsys, monkeypatch):
+    page = run("verify", "--help").stdout
+    assert "default 4" in page and "own one sample" in page
+    seen = {}
+
+    def spy(derivation, values=None, **kwargs):
+        seen[derivation.network.sizes] = len(values["x"][0]) if values is not None else 1
+        return real(derivation, values, **kwargs)
+
+    real = numeric.verify
+    monkeypatch.setattr(numeric, "verify", spy)
+    main(["verify"])
+    main(["verify", "--sizes", "2,2"])
+    assert seen == {TUTORIAL.sizes: 1, (2, 2): 4}
+
+
+def test_options_without_sizes_change_the_tutorials_network(capsys):
+    assert main(["verify", "--bias"]) == 0
+    assert "network 1-2-2, sigmoid, half_sse, with bias" in capsys.readouterr().out
+    assert main(["derive", "--activation", "tanh", "--loss", "sse"]) == 0
+    assert "1-2-2, tanh, sse" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly():
+    code = "import sys; from numeric.cli import main; sys.exit(main(['derive', '--sizes', '4,4,4']))"
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()  # the reader is gone before chainrule writes (its imports take longer)
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=300) == 141
+    assert stderr == ""
+
+
+def test_an_interrupt_ends_quietly_with_130():
+    code = (
+        "import sys, time; import numeric.cli as cli\n"
+        "cli._run_tutorial = lambda args: (print('ready', flush=True), time.sleep(60))\n"
+        "sys.exit(cli.main([]))"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr == b""
+
+
+def test_exit_codes_are_documented_in_help_and_readme():
+    page = " ".join(run("--help").stdout.split())
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {int(m.group(1)) for m in re.finditer(r"^\| (\d+) \|", readme, re.MULTILINE)}
+    assert rows == set(numeric.cli.EXIT_CODES)
+    for code, meaning in numeric.cli.EXIT_CODES.items():
+        assert f"{code} {meaning}" in page

@@ -118,3 +118,47 @@ def test_closed_form_refuses_above_its_budget_and_says_how_to_raise_it():
     assert "dL/dW1" in message and "budget of 10,000" in message and "closed_form_budget=" in message
     size = derivation.closed_form_size("W7")
     assert derivation.closed_form("W7", budget=size).shape == (3, 3)  # a small one still works
+
+
+# verify's own edges: each a clear InputError/InputTypeError naming the value, never SymPy's or torch's.
+def _tutorial_values_with(**changes):
+    return {**TUTORIAL_VALUES, **changes}
+
+
+VERIFY_CASES = [
+    # (keyword arguments of verify, exception, fragments the message must contain)
+    ({"values": _tutorial_values_with(W1=[[float("nan")], [2.0]])}, ValueError, ["values['W1']", "nan", "[0, 0]"]),
+    ({"values": _tutorial_values_with(x=[[float("inf")]])}, ValueError, ["values['x']", "inf", "finite"]),
+    ({"values": {k: v for k, v in TUTORIAL_VALUES.items() if k != "W1"}}, ValueError, ["missing: W1"]),
+    ({"values": _tutorial_values_with(W2="three")}, TypeError, ["values['W2']", "str"]),
+    ({"values": _tutorial_values_with(W2=[[1 + 2j, 0], [0, 0]])}, TypeError, ["values['W2']", "complex"]),
+    ({"device": "cuda:7"}, ValueError, ["cuda:7", "this machine has: cpu"]),
+    ({"device": "banana"}, ValueError, ["banana", "this machine has"]),
+    ({"device": "meta"}, ValueError, ["meta", "no values"]),
+    ({"dtype": torch.float16}, TypeError, ["float16", "float32 or float64"]),
+    ({"dtype": torch.bfloat16}, TypeError, ["bfloat16", "wrong sign"]),
+    ({"dtype": torch.int64}, TypeError, ["int64", "floating"]),
+]
+
+
+@pytest.mark.parametrize("kwargs, exception, fragments", VERIFY_CASES, ids=lambda v: repr(v)[:50])
+def test_bad_arguments_to_verify(kwargs, exception, fragments):
+    if "cuda" in str(kwargs.get("device")) and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(exception) as caught:
+        verify(derive(TUTORIAL), **kwargs)
+    assert isinstance(caught.value, ChainruleError)
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_because_it_gets_the_sign_wrong(dtype):
+    compiled = compile_gradients(derive(TUTORIAL))
+    t = as_tensors(TUTORIAL_VALUES, dtype)
+    with pytest.raises(TypeError, match=f"x has dtype {dtype}.*wrong sign"):
+        compiled(t["x"], t["y"], {"W1": t["W1"], "W2": t["W2"]})
+    # the reason given is true: the same generated code, run in half precision, flips the sign of dL/dW1
+    raw = compiled._gradients_only(t["x"], t["y"], t["W1"], t["W2"])[0]
+    exact = derive(TUTORIAL).evaluate(TUTORIAL_VALUES)["W1"]
+    assert exact[0][0] > 0 and raw[0, 0].item() < 0

@@ -94,7 +94,9 @@ def test_missing_pdflatex_is_a_clear_error(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("symbolic._pdf.shutil.which", lambda name: None)
     with pytest.raises(LatexUnavailable, match="pdflatex was not found"):
         build_pdf("\\documentclass{article}\\begin{document}x\\end{document}", tmp_path / "x.pdf")
-    assert main(["derive", "--format", "pdf", "-o", str(tmp_path / "x.pdf")]) == 2
+    assert (
+        main(["derive", "--format", "pdf", "-o", str(tmp_path / "x.pdf")]) == 3
+    )  # the environment, not the input (see EXIT_CODES)
     assert "pdflatex was not found" in capsys.readouterr().err
 
 

@@ -1,5 +1,5 @@
 """Saturated layers: at pre-activations of ±1e3 and ±1e4 the compiled gradients stay finite wherever
-autograd's are, and equal them there (shared/design-notes.md: SymPy's own sigmoid derivative is NaN)."""
+autograd's are, and equal them there (SymPy's own derivative of 1/(1 + e^(−z)) is NaN at z = −1000 in float64)."""
 
 from __future__ import annotations
 
