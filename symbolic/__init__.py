@@ -5,7 +5,6 @@ This package never imports torch or ``numeric``: a derivation can be made and ty
 
 from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, Derivation, derive
 from ._elementwise import LayerDerivation
-from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
 from ._errors import (
     ChainruleError,
     ExpressionTooLarge,
@@ -15,6 +14,7 @@ from ._errors import (
     NetworkTypeError,
     UnsupportedModule,
 )
+from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
 from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
@@ -26,8 +26,8 @@ from ._words import LANGUAGES, words
 
 __all__ = [
     "ACTIVATIONS",
-    "LANGUAGES",
     "DEFAULT_CLOSED_FORM_BUDGET",
+    "LANGUAGES",
     "LOSSES",
     "MAX_WIDTH",
     "TUTORIAL",
@@ -41,9 +41,9 @@ __all__ = [
     "InputTypeError",
     "LatexFailed",
     "LatexUnavailable",
-    "MarkdownText",
     "LayerDerivation",
     "Loss",
+    "MarkdownText",
     "MatrixProgram",
     "MatrixStep",
     "Network",

@@ -7,8 +7,8 @@ which keeps pages short and stops a page break from falling inside such a run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._derivation import Derivation
@@ -180,7 +180,9 @@ def _display(run: Sequence[Chain]) -> str:
     return "\\begin{aligned}\n" + _aligned(run) + "\n\\end{aligned}"
 
 
-def render_markdown(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> MarkdownText:
+def render_markdown(
+    derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
+) -> MarkdownText:
     parts = [f"# {words(lang)['title']}"]
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):

@@ -18,7 +18,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from ._functions import step, unit_sum
+from ._functions import step
 
 # --- notation nodes ------------------------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class TextNotation(StrPrinter):
     def _print_Symbol(self, expr):
         return self.names.get(expr, text_name(expr.name))
 
-    _print_Dummy = _print_Symbol
+    _print_Dummy = _print_Symbol  # noqa: N815 - SymPy dispatches on _print_<ClassName>
 
     def _print_MatrixSymbol(self, expr):
         return self.names.get(expr, text_name(expr.name))
@@ -309,7 +309,9 @@ class TextNotation(StrPrinter):
         return f"{self.parenthesize(expr.args[0], PRECEDENCE['Pow'])}ᵀ"
 
     def _print_HadamardProduct(self, expr):
-        return " ⊙ ".join(f"({self._print(a)})" if isinstance(a, (MatMul, MatAdd)) else self._print(a) for a in expr.args)
+        return " ⊙ ".join(
+            f"({self._print(a)})" if isinstance(a, (MatMul, MatAdd)) else self._print(a) for a in expr.args
+        )
 
     def _print_MatMul(self, expr):
         return " ".join(self.parenthesize(a, PRECEDENCE["Mul"], strict=True) for a in expr.args)
@@ -340,8 +342,8 @@ class TextNotation(StrPrinter):
     def _print_MatrixBase(self, expr):
         return "[" + "; ".join(", ".join(self._print(v) for v in expr.row(i)) for i in range(expr.rows)) + "]"
 
-    _print_ImmutableDenseMatrix = _print_MatrixBase
-    _print_MutableDenseMatrix = _print_MatrixBase
+    _print_ImmutableDenseMatrix = _print_MatrixBase  # noqa: N815 - as above
+    _print_MutableDenseMatrix = _print_MatrixBase  # noqa: N815 - as above
 
     def _print_Exp1(self, expr):
         return "e"
@@ -351,4 +353,3 @@ class TextNotation(StrPrinter):
 
     def _print_sigmoid(self, expr):
         return f"σ({self._print(expr.args[0])})"
-

@@ -21,7 +21,7 @@ from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum
 from ._derivation import Derivation
 from ._elementwise import LayerDerivation
 from ._functions import unit_sum
-from ._printers import Applied, Scientific, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, TextNotation
+from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
 from ._words import words
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
@@ -112,7 +112,9 @@ class _Writer:
         self.derivation, self.words = derivation, words(lang)
         latex_names: dict[sympy.Basic, str] = dict(derivation.latex_names)
         text_names: dict[sympy.Basic, str] = {Symbol("y_hat"): "ŷ", Symbol("ell"): "ℓ", Symbol("f_l"): "f_l"}
-        latex_names.update({Symbol("y_hat"): r"\hat{y}", Symbol("ell"): r"\ell", Symbol("f_l"): "f_l", ELLIPSIS: r"\ldots"})
+        latex_names.update(
+            {Symbol("y_hat"): r"\hat{y}", Symbol("ell"): r"\ell", Symbol("f_l"): "f_l", ELLIPSIS: r"\ldots"}
+        )
         for layer in derivation.layers:
             symbol = _activation_symbol(layer)
             latex_names[symbol] = layer.activation.latex
@@ -298,7 +300,10 @@ def _notation(w: _Writer) -> Notation:
         if used[0] == str(layer.index):
             name = layer.activation.name
             rows.append(
-                (w.show(_activation_symbol(layer)), w.words["notation_activation"].format(name=name, layers=", ".join(used)))
+                (
+                    w.show(_activation_symbol(layer)),
+                    w.words["notation_activation"].format(name=name, layers=", ".join(used)),
+                )
             )
     rows.append((w.show(HadamardProduct(_column("u", 1), _column("v", 1))), w.words["notation_hadamard"]))
     rows.append((w.show(OneMatrix(2, 1)), w.words["notation_ones"]))
@@ -317,9 +322,7 @@ def _forward(w: _Writer) -> list[Block]:
         table = {weight: layer.weight, previous: layer.inputs, _column(f"b{l_}", n): layer.bias}
         table = {k: v for k, v in table.items() if v is not None}
         z = _column(f"z{l_}", n)
-        blocks.append(
-            Chain((w.show(z, layer.z), w.show(right, matrix_value(right, table))), "definition")
-        )
+        blocks.append(Chain((w.show(z, layer.z), w.show(right, matrix_value(right, table))), "definition"))
         a = _column(f"a{l_}", n)
         blocks.append(
             Chain(
@@ -333,8 +336,8 @@ def _forward(w: _Writer) -> list[Block]:
         for i in _shown(len(layer.z)):
             definition = layer.z_definition[i]
             if _is_long_sum(definition):
-                W, a = _base(f"W{l_}"), _base(_previous_name(layer))
-                general = Sum(Factors(W[i + 1, INDEX_J], a[INDEX_J]), (INDEX_J, 1, len(layer.inputs)))
+                weights, a = _base(f"W{l_}"), _base(_previous_name(layer))
+                general = Sum(Factors(weights[i + 1, INDEX_J], a[INDEX_J]), (INDEX_J, 1, len(layer.inputs)))
                 if layer.bias is not None:
                     general = sympy.Add(general, _base(f"b{l_}")[i + 1], evaluate=False)
                 right = w.show(general, expand_notation(general, entries))
@@ -408,7 +411,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     dz_dw = sympy.diff(layer.z_definition[i], weight)
     blocks: list[Block] = [w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight))]
     blocks += _derivative_statement(w, layer)
-    a_k, z_k = _base(f"a{l_}")[INDEX_K], _base(f"z{l_}")[INDEX_K]
+    a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
         by_sympy = sympy.diff(loss, a_i) * sympy.diff(layer.a_definition[i], z_i)
         factors = w.show(Factors(Partial(LOSS, a_i), Partial(a_i, z_i), Partial(z_i, weight)), by_sympy * dz_dw)
@@ -418,7 +421,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
         coupled = Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_i)), (INDEX_K, 1, n))
         factors = w.show(Factors(coupled, Partial(z_i, weight)), by_sympy * dz_dw)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
-            general = Factors(_softmax_sum(layer, derivation.symbols['y'][0], i), layer.inputs[j])
+            general = Factors(_softmax_sum(layer, derivation.symbols["y"][0], i), layer.inputs[j])
             written = w.show(general, expand_notation(general, entries))
         else:
             written = w.expr(Factors(layer.delta_chain[i], layer.inputs[j]))
@@ -445,7 +448,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             )
             factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
             if n > TERMS_SHOWN:
-                general = _softmax_sum(layer, derivation.symbols['y'][0], unit)
+                general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
                 written = w.show(general, expand_notation(general, entries))
             else:
                 written = w.expr(
@@ -517,7 +520,11 @@ def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
             value = layer.delta[i] * sympy.diff(layer.z_definition[i], weight)
             factors = w.show(Factors(Partial(LOSS, layer.z[i]), Partial(layer.z[i], weight)), value)
             product = Factors(layer.delta[i], layer.inputs[j])
-            blocks.append(Chain((w.show(Partial(LOSS, weight), value), factors, w.show(product, layer.delta[i] * layer.inputs[j]))))
+            blocks.append(
+                Chain(
+                    (w.show(Partial(LOSS, weight), value), factors, w.show(product, layer.delta[i] * layer.inputs[j]))
+                )
+            )
     if layer.bias is not None:
         for i in [0]:
             value = layer.delta[i] * sympy.diff(layer.z_definition[i], layer.bias[i])
@@ -529,11 +536,15 @@ def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
 def _recursion(w: _Writer, layer: LayerDerivation, above: LayerDerivation, general: bool = False) -> Chain:
     """δ⁽ˡ⁾ = (W⁽ˡ⁺¹⁾ᵀ δ⁽ˡ⁺¹⁾) ⊙ f'(z⁽ˡ⁾), evaluated on this layer's symbols (general: written for layer l)."""
     n, n_up = len(layer.z), len(above.z)
-    names = ("Wl+1", "deltal+1", "zl", "deltal") if general else (
-        f"W{above.index}",
-        f"delta{above.index}",
-        f"z{layer.index}",
-        f"delta{layer.index}",
+    names = (
+        ("Wl+1", "deltal+1", "zl", "deltal")
+        if general
+        else (
+            f"W{above.index}",
+            f"delta{above.index}",
+            f"z{layer.index}",
+            f"delta{layer.index}",
+        )
     )
     weight, delta_up, z = _column(names[0], n_up, n), _column(names[1], n_up), _column(names[2], n)
     function = Symbol("f_l") if general else _activation_symbol(layer)
@@ -654,7 +665,10 @@ def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
     for layer in derivation.layers:
         for kind in ("z", "a"):
             blocks.append(
-                Chain((w.show(_column(f"{kind}{layer.index}", 1)), _matrix_of(w, named[f"{kind}{layer.index}"])), "numbers")
+                Chain(
+                    (w.show(_column(f"{kind}{layer.index}", 1)), _matrix_of(w, named[f"{kind}{layer.index}"])),
+                    "numbers",
+                )
             )
     blocks.append(Chain((w.show(LOSS), _matrix_of(w, [[result["loss"]]], scalar=True)), "numbers"))
     for layer in reversed(derivation.layers):

@@ -51,8 +51,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "over its samples, and so its gradients.",
         "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
         "for {weight} (every entry works the same way):",
-        "derivative_through_output": "The derivative of the activation, by SymPy, then written through its "
-        "output {a}:",
+        "derivative_through_output": "The derivative of the activation, by SymPy, then written through its output {a}:",
         "derivative": "The derivative of the activation, by SymPy:",
         "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
         "shared_factor": "Everything before the last factor depends on the unit {i} but not on the input {j}. It is "
@@ -116,9 +115,11 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "shared_factor": "最后一个因子之前的部分只依赖于单元 {i}，而不依赖于输入 {j}。"
         "它是公共因子（教程中的红框），称为该单元的误差项 {delta}：",
         "delta_is_difference": "对这个激活函数和损失函数，SymPy 把误差项化简为 {equation}。",
-        "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，SymPy 把误差项化简为 {equation}。",
+        "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
+        "SymPy 把误差项化简为 {equation}。",
         "error_times_input": "所以梯度的每个分量都是误差项乘以输入：",
-        "hidden_collects": "一个单元的输出传给上一层的每个单元，所以它的误差项通过 {W} 收集上一层的误差项，重复使用 {delta}：",
+        "hidden_collects": "一个单元的输出传给上一层的每个单元，所以它的误差项通过 {W} 收集上一层的误差项，"
+        "重复使用 {delta}：",
         "general_step": "每个隐藏层都重复同一步。一个单元的输出传给上一层的每个单元，所以它的误差项收集上一层的误差项："
         "对 {range}，",
         "general_where": "其中 {f} 是第 l 层的激活函数（见记号）。逐个分量，以 {l} 为例：",

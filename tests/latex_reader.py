@@ -109,8 +109,10 @@ class Reader:
             total = total + term if operator == "+" else total - term
         return total
 
-    STARTS = re.compile(r"^(\\left\(|\\frac|\\sum|\\mathbb|\\mathbf|\\sigma|\\tanh|\\log|\\operatorname|\\delta|\\ell|"
-                        r"\\hat|\\begin\{bmatrix\}|\d|[a-zA-Z{])")
+    STARTS = re.compile(
+        r"^(\\left\(|\\frac|\\sum|\\mathbb|\\mathbf|\\sigma|\\tanh|\\log|\\operatorname|\\delta|\\ell|"
+        r"\\hat|\\begin\{bmatrix\}|\d|[a-zA-Z{])"
+    )
 
     def term(self):
         product = self.power()
@@ -194,7 +196,7 @@ class Reader:
         start_token = self.position
         variable = sympy.Symbol(variable_name, integer=True, positive=True)
         self.bound[variable_name] = variable
-        body = self.term()
+        self.term()  # read the body once, to find where it ends
         del self.bound[variable_name]
         body_tokens = self.tokens[start_token : self.position]
         terms = []

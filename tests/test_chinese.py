@@ -67,7 +67,11 @@ def test_english_is_unchanged_by_adding_chinese(network, monkeypatch):
         derivation.text(lang="en"),
     ]
     monkeypatch.setattr(symbolic._words, "WORDS", {"en": ENGLISH})
-    assert outputs == [derivation.latex(document=True, values=values), derivation.markdown(values=values), derivation.text()]
+    assert outputs == [
+        derivation.latex(document=True, values=values),
+        derivation.markdown(values=values),
+        derivation.text(),
+    ]
     assert not re.search(r"[\u4e00-\u9fff]", "".join(outputs))
 
 

@@ -41,7 +41,7 @@ def _functions(derivation):
 
     def make(name):
         def build(prime, *arguments):
-            (argument, *rest) = arguments
+            argument = arguments[0]
             matrix = isinstance(argument, sympy.MatrixExpr)
             if name == "f_l":
                 return Elementwise(sympy.Symbol("f_l"), argument, prime)
