@@ -12,6 +12,7 @@ generated from a fact checked here (``output_error_is_difference``) or from the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -682,7 +683,7 @@ def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
 
 def number_format(numbers: Sequence[float]) -> str:
     """One format for a whole vector or matrix: plain when every nonzero entry reads well so, else scientific."""
-    magnitudes = [abs(v) for v in numbers if v != 0]
+    magnitudes = [abs(v) for v in numbers if v != 0 and math.isfinite(v)]
     if all(1e-3 <= v < 1e5 for v in magnitudes):
         return "plain"
     return "scientific"
@@ -690,6 +691,8 @@ def number_format(numbers: Sequence[float]) -> str:
 
 def _number(value: float, style: str) -> sympy.Basic:
     """A number as a tree: 5 significant digits, or a mantissa times a power of ten (not an evaluated product)."""
+    if not math.isfinite(value):
+        return sympy.nan if value != value else (sympy.oo if value > 0 else -sympy.oo)
     if style == "plain" or value == 0:
         return sympy.Float(float(f"{value:.5g}"), 5) if value != int(value) else sympy.Integer(int(value))
     mantissa, exponent = f"{value:.4e}".split("e")
