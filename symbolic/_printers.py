@@ -137,6 +137,17 @@ def _needs_parentheses(factor: sympy.Basic, product: Factors) -> bool:
     return isinstance(factor, sympy.Sum) and factor is not product.args[-1]
 
 
+def _branches(expr: sympy.Piecewise) -> list[tuple[sympy.Basic, sympy.Basic]]:
+    """A Piecewise's branches with the last condition (True) written as what it means: none of the others."""
+    branches, previous = [], []
+    for value, condition in expr.args:
+        if condition == sympy.true and previous:
+            condition = sympy.And(*(sympy.Not(c) for c in previous))
+        branches.append((value, condition))
+        previous.append(condition)
+    return branches
+
+
 def _subtracted(term: sympy.Basic) -> bool:
     return isinstance(term, MatMul) and term.args[0] == -1
 
@@ -224,6 +235,11 @@ class LatexNotation(LatexPrinter):
     def _print_Scientific(self, expr):
         mantissa, exponent = expr.args
         return rf"{self._print(mantissa)} \times 10^{{{exponent}}}"
+
+    def _print_Piecewise(self, expr):
+        # every branch with its condition (no "otherwise", a word that would need translating)
+        rows = [rf"{self._print(value)} & {self._print(condition)}" for value, condition in _branches(expr)]
+        return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
 
     def _print_Tuple(self, expr):
         return ", ".join(self._print(item) for item in expr.args)
@@ -335,6 +351,15 @@ class TextNotation(StrPrinter):
     def _print_Scientific(self, expr):
         mantissa, exponent = expr.args
         return f"{self._print(mantissa)}×10{str(exponent).translate(_SUPERSCRIPT)}"
+
+    def _print_Piecewise(self, expr):
+        return "{" + "; ".join(f"{self._print(v)} | {self._print(c)}" for v, c in _branches(expr)) + "}"
+
+    def _print_Infinity(self, expr):
+        return "∞"
+
+    def _print_NegativeInfinity(self, expr):
+        return "-∞"
 
     def _print_Tuple(self, expr):
         return ", ".join(self._print(item) for item in expr.args)

@@ -14,8 +14,12 @@ import sympy
 from sympy import HadamardProduct, Transpose
 
 TOKEN = re.compile(
-    r"\\left[(\[]|\\right[)\]]|\\begin\{bmatrix\}|\\end\{bmatrix\}|\\[a-zA-Z]+|\\\\|\d+\.\d+|\d+|[a-zA-Z]|[{}^_()+\-=<>,'&\[\]]|\S"
+    r"\\left[(\[]|\\right[)\]]|\\begin\{bmatrix\}|\\end\{bmatrix\}|\\begin\{cases\}|\\end\{cases\}|\\[,:;!]|"
+    r"\\[a-zA-Z]+|\\\\|\d+\.\d+|\d+|[a-zA-Z]|[{}^_()+\-=<>,'&\[\]]|\S"
 )
+
+
+SPACES = {r"\,", r"\:", r"\;", r"\!"}
 
 
 class Unreadable(ValueError):
@@ -37,7 +41,7 @@ class Reader:
     """Reads a printed side; ``names`` maps printed names (W2[1,1], a2, delta2, z) to what they stand for."""
 
     def __init__(self, latex: str, names: dict[str, object], functions: dict[str, object]):
-        self.tokens = [t for t in TOKEN.findall(latex)]
+        self.tokens = [t for t in TOKEN.findall(latex) if t not in SPACES]
         self.position = 0
         self.names, self.functions = names, functions
         self.bound: dict[str, sympy.Symbol] = {}
@@ -177,6 +181,14 @@ class Reader:
             return self.names["ones"]
         if token == r"\begin{bmatrix}":
             return self.bmatrix()
+        if token == r"\begin{cases}":
+            return self.cases()
+        if token == r"\sqrt":
+            self.take()
+            return sympy.sqrt(self.inner(self.group_text()).read())
+        if token == r"\pi":
+            self.take()
+            return sympy.pi
         if token is not None and re.fullmatch(r"\d+(\.\d+)?", token):
             self.take()
             return sympy.Float(token) if "." in token else sympy.Integer(token)
@@ -206,6 +218,19 @@ class Reader:
             inner.bound[variable_name] = sympy.Integer(value)
             terms.append(inner.term())
         return sympy.Add(*terms)
+
+    def cases(self):
+        """value & condition rows: a Piecewise."""
+        self.take(r"\begin{cases}")
+        branches = []
+        while True:
+            value = self.expression()
+            self.take("&")
+            branches.append((value, self.relation()))
+            if self.peek() == r"\end{cases}":
+                self.take()
+                return sympy.Piecewise(*branches)
+            self.take("\\\\")
 
     def bmatrix(self):
         self.take(r"\begin{bmatrix}")

@@ -9,6 +9,7 @@ matrix equations by structure (Wᵀδ is not Wδ), numbers to the digits shown.
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import sympy
@@ -29,14 +30,21 @@ NETWORKS = {
     "wide-softmax": Network([2, 6], "softmax", "cross_entropy"),
     "wide-hidden": Network([6, 5, 2], "identity", "mse", bias=True),
 }
-SCALAR_FUNCTIONS = {r"\sigma": sigmoid, r"\tanh": sympy.tanh, r"\log": sympy.log, "relu": relu, "softplus": softplus}
+SCALAR_FUNCTIONS = {
+    r"\sigma": sigmoid,
+    r"\tanh": sympy.tanh,
+    r"\log": sympy.log,
+    "relu": relu,
+    "softplus": softplus,
+    "erf": sympy.erf,
+}
 
 
 def _functions(derivation):
     """Printed function names -> how to build what they mean (activations by the derivation's own names)."""
     activations = {}
     for layer in derivation.layers:
-        printed = layer.activation.latex.replace(r"\operatorname{", "").rstrip("}")
+        printed = re.sub(r"\\[,:;!]|\s", "", layer.activation.latex.replace(r"\operatorname{", "").rstrip("}"))
         activations[printed] = sympy.Symbol(f"activation {layer.activation.name}"), layer.activation
 
     def make(name):

@@ -17,7 +17,7 @@ import sympy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
+from symbolic import ACTIVATIONS, TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
 from symbolic._render import Chain, explain
 
 NETWORKS = {
@@ -91,7 +91,7 @@ def networks(draw):
     """Small random architectures: every activation, loss and bias setting, widths up to 6 (Σ forms)."""
     depth = draw(st.integers(1, 3))
     sizes = [draw(st.integers(1, 6)) for _ in range(depth + 1)]
-    hidden = st.sampled_from(["sigmoid", "tanh", "relu", "softplus", "identity"])
+    hidden = st.sampled_from([name for name, rule in ACTIVATIONS.items() if rule.elementwise])
     activations = [draw(hidden) for _ in range(depth - 1)]
     loss = draw(st.sampled_from(["half_sse", "sse", "mse", "bce", "cross_entropy"]))
     if loss == "cross_entropy" or (loss == "bce" and draw(st.booleans()) and sizes[-1] > 1):
@@ -100,7 +100,7 @@ def networks(draw):
     elif loss == "bce":
         last = "sigmoid"
     else:
-        last = draw(st.sampled_from(["sigmoid", "tanh", "relu", "softplus", "identity", "softmax"]))
+        last = draw(st.sampled_from(list(ACTIVATIONS)))
         if last == "softmax":
             sizes[-1] = max(sizes[-1], 2)
     return Network(sizes, [*activations, last], loss, bias=draw(st.booleans()))
