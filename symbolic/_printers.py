@@ -90,7 +90,7 @@ class Elementwise(MatrixExpr):
 
 _SUPERSCRIPT = str.maketrans("0123456789()+-l", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁺⁻ˡ")
 _ENTRY = re.compile(r"^(delta|[A-Za-z])(\d*)\[(.+)\]$")
-_MATRIX = re.compile(r"^(delta|[A-Za-z])(\d+|l|l\+1)$")
+_MATRIX = re.compile(r"^(delta|[A-Za-z])(\d+|l|l\+1)?$")
 
 
 def text_name(name: str) -> str:
@@ -111,7 +111,7 @@ def latex_name(name: str) -> str:
     if not match:
         return name
     letter = r"\delta" if match.group(1) == "delta" else match.group(1)
-    return f"{letter}^{{({match.group(2)})}}"
+    return f"{letter}^{{({match.group(2)})}}" if match.group(2) else letter
 
 
 def _natural_key(term: sympy.Basic) -> tuple:

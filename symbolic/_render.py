@@ -261,7 +261,13 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     sizes = ", ".join(map(str, network.sizes))
     blocks: list[Block] = [
         w.say("network", network=network.describe(), sizes=f"[{sizes}]"),
-        w.say("what_is_derived"),
+        w.say(
+            "what_is_derived",
+            layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),
+            z=w.show(_column("z", 1)),
+            a=w.show(_column("a", 1)),
+            delta=w.show(_column("delta", 1)),
+        ),
         w.heading("heading_notation"),
         _notation(w),
         w.heading("heading_forward"),

@@ -19,8 +19,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "heading_derivation": "Derivation",
         "network": "Network {network}, layer sizes {sizes}.",
         "what_is_derived": (
-            "SymPy differentiates the definitions below (the loss, each activation, each z = W a + b) with "
-            "sympy.diff; the chain rule joins those derivatives through the named intermediates z, a and δ. "
+            "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
+            "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
             "The tests check, for many networks, that each side of every equation here equals the next, and "
             "parse each printed equation back to compare it with what was checked."
         ),
@@ -36,14 +36,14 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "column_meaning": "meaning",
         "notation_x": "input, a column of length {n}; a batch has one column per sample",
         "notation_y": "target, a column of length {n}",
-        "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of layer l − 1",
+        "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of the layer below",
         "notation_b": "bias of layer l",
         "notation_z": "pre-activation of layer l",
         "notation_a": "output of layer l; layer 0 is the input x, the last layer's output is the prediction",
         "notation_delta": "error of layer l: the derivative of the loss L by the layer's pre-activation",
         "notation_activation": "activation function {name} (layers {layers})",
         "notation_hadamard": "element-wise product",
-        "notation_ones": "a column of ones: δ𝟏 sums δ over the samples of a batch",
+        "notation_ones": "a column of ones: multiplying by it sums over the samples of a batch",
         "notation_indicator": "1 where the condition holds, else 0",
         "forward_names": "Every intermediate gets a name, so that backpropagation can reuse it:",
         "entry_by_entry": "Entry by entry:",
@@ -80,8 +80,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "heading_derivation": "推导",
         "network": "网络 {network}，各层大小 {sizes}。",
         "what_is_derived": (
-            "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 z = W a + b）求导；"
-            "链式法则通过命名的中间量 z、a 和 δ 把这些导数连接起来。"
+            "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
+            "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
             "测试对许多网络检查：每个等式的每一边都等于下一边，并把打印出的每个等式解析回来，与检查过的表达式比较。"
         ),
         "heading_notation": "记号",
@@ -96,14 +96,14 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "column_meaning": "含义",
         "notation_x": "输入，长度为 {n} 的列向量；一批样本中每个样本占一列",
         "notation_y": "目标值，长度为 {n} 的列向量",
-        "notation_W": "第 l 层的权重：第 i 行对应第 l 层的第 i 个单元，第 j 列对应第 l − 1 层的第 j 个单元",
+        "notation_W": "第 l 层的权重：第 i 行对应第 l 层的第 i 个单元，第 j 列对应下一层的第 j 个单元",
         "notation_b": "第 l 层的偏置",
         "notation_z": "第 l 层的激活前的值",
         "notation_a": "第 l 层的输出；第 0 层是输入 x，最后一层的输出是预测值",
         "notation_delta": "第 l 层的误差项：损失函数 L 对该层激活前的值的导数",
         "notation_activation": "激活函数 {name}（第 {layers} 层）",
         "notation_hadamard": "逐元素乘积",
-        "notation_ones": "全为 1 的列向量：δ𝟏 把 δ 在一批样本上求和",
+        "notation_ones": "全为 1 的列向量：乘以它就是对一批样本求和",
         "notation_indicator": "条件成立时为 1，否则为 0",
         "forward_names": "每个中间量都有名字，以便反向传播时重复使用：",
         "entry_by_entry": "逐个分量：",
