@@ -290,11 +290,11 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     forward = derivation.intermediates(TUTORIAL_VALUES)
     exact = derivation.evaluate(TUTORIAL_VALUES, closed_form=True)
     out = [
-        "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against autograd",
+        words(args.lang)["tutorial_title"],
         "  z1 = W1 x, y1 = σ(z1), z2 = W2 y1, y2 = σ(z2), L = ½ Σ (y2 − y)²",
         "  x = [[1]], y = [[1], [0]], W1 = [[1], [2]], W2 = [[3, 4], [5, 6]]",
         "",
-        "Forward pass (exact; the tutorial prints float32 to 4 digits)",
+        words(args.lang)["tutorial_forward"],
         f"  y1 = a1 = {_matrix_text(forward['a1'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y1']}",
         f"  y2 = a2 = {_matrix_text(forward['a2'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y2']}",
         f"  loss    = {exact['loss']:.4f}                  tutorial: {TUTORIAL_PRINTED['loss']}",
@@ -312,7 +312,8 @@ def _run_tutorial(args: argparse.Namespace) -> int:
 
     columns = ("tutorial", "closed form", "compiled f32", "compiled f64", "autograd f64")
     header = f"  {'entry':<10} {columns[0]:>12}" + "".join(f" {title:>14}" for title in columns[1:])
-    out += ["Gradients", "=========", header]
+    gradients = words(args.lang)["heading_gradients"]
+    out += [gradients, "=" * display_width(gradients), header]
     for name in derivation.parameters:
         rows, cols = TUTORIAL.parameter_shapes[name]
         for i in range(rows):

@@ -17,12 +17,16 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
     {
         "title": "Backpropagation by the chain rule",
         "heading_derivation": "Derivation",
+        "heading_gradients": "Gradients",
+        "tutorial_title": "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against "
+        "autograd",
+        "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
         "network": "Network {network}, layer sizes {sizes}.",
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
-            "The tests check, for many networks, that each side of every equation here equals the next, and "
-            "parse each printed equation back to compare it with what was checked."
+            "chainrule's tests check, on many networks (fixed and random), that in such a derivation each side of "
+            "every equation equals the next, and read each printed equation back to compare it with what was checked."
         ),
         "heading_notation": "Notation",
         "heading_forward": "Forward pass",
@@ -78,11 +82,15 @@ CHINESE: Mapping[str, str] = MappingProxyType(
     {
         "title": "用链式法则推导反向传播",
         "heading_derivation": "推导",
+        "heading_gradients": "梯度",
+        "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
+        "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
         "network": "网络 {network}，各层大小 {sizes}。",
         "what_is_derived": (
             "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
-            "测试对许多网络检查：每个等式的每一边都等于下一边，并把打印出的每个等式解析回来，与检查过的表达式比较。"
+            "chainrule 的测试在许多网络（固定的和随机的）上检查：这样的推导中每个等式的每一边都等于下一边，"
+            "并把打印出的每个等式解析回来，与检查过的表达式比较。"
         ),
         "heading_notation": "记号",
         "heading_forward": "正向传播",
