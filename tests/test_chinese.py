@@ -123,3 +123,12 @@ def test_missing_chinese_tex_support_names_the_packages(monkeypatch, tmp_path):
     monkeypatch.setattr("symbolic._pdf.tex_file_found", lambda name: False)
     with pytest.raises(LatexUnavailable, match="latex-cjk-chinese latex-cjk-chinese-arphic-gbsn00lp"):
         build_pdf(derive(TUTORIAL).latex(document=True, lang="zh"), tmp_path / "zh.pdf")
+
+
+def test_tutorial_report_in_chinese(capsys):
+    assert main(["--lang", "zh"]) == 0
+    out = capsys.readouterr().out
+    for term in (*TERMS, "推导", "梯度"):
+        assert term in out, term
+    assert main(["tutorial"]) == 0  # English by default
+    assert not re.search(r"[\u4e00-\u9fff]", capsys.readouterr().out)
