@@ -41,6 +41,16 @@ INDEX_I, INDEX_J, INDEX_K = sympy.symbols("i j k", integer=True, positive=True)
 # --- blocks --------------------------------------------------------------------------------------------
 
 
+class Deferred:
+    """A value computed when asked for: the checks need it, the printed page does not (wide layers stay cheap)."""
+
+    def __init__(self, function, *arguments):
+        self.function, self.arguments = function, arguments
+
+    def compute(self) -> object:
+        return self.function(*self.arguments)
+
+
 @dataclass(frozen=True)
 class Math:
     """One side of an equation, or math in prose: a SymPy tree printed both ways, and what it stands for.
@@ -52,7 +62,11 @@ class Math:
     tree: sympy.Basic
     latex: str
     text: str
-    value: object = field(default=None, compare=False)
+    stands_for: object = field(default=None, compare=False, repr=False)  # the value, or a Deferred one
+
+    @property
+    def value(self) -> object:
+        return self.stands_for.compute() if isinstance(self.stands_for, Deferred) else self.stands_for
 
 
 @dataclass(frozen=True)
@@ -90,13 +104,18 @@ def output_error_is_difference(derivation: Derivation) -> str | None:
     layer = derivation.layers[-1]
     y = derivation.symbols["y"]
     differences = [d - (a - t) for d, a, t in zip(layer.delta_definition, layer.a, y)]
-    if all(sympy.simplify(d) == 0 for d in differences):
+    if all(_is_zero(d) for d in differences):
         return "always"
     if not layer.activation.elementwise and len(y) > 1:  # softmax: the entries of a sum to 1 by definition
         last = {y[-1]: 1 - sympy.Add(*y[:-1])}
-        if all(sympy.simplify(d.xreplace(last)) == 0 for d in differences):
+        if all(_is_zero(d.xreplace(last)) for d in differences):
             return "probability target"
     return None
+
+
+def _is_zero(expression: sympy.Expr) -> bool:
+    """Proved zero by SymPy: expanded (fast; enough for polynomials in a and y), else simplified."""
+    return sympy.expand(expression) == 0 or sympy.simplify(expression) == 0
 
 
 # --- writing -------------------------------------------------------------------------------------------
@@ -329,7 +348,7 @@ def _forward(w: _Writer) -> list[Block]:
         table = {weight: layer.weight, previous: layer.inputs, _column(f"b{l_}", n): layer.bias}
         table = {k: v for k, v in table.items() if v is not None}
         z = _column(f"z{l_}", n)
-        blocks.append(Chain((w.show(z, layer.z), w.show(right, matrix_value(right, table))), "definition"))
+        blocks.append(Chain((w.show(z, layer.z), w.show(right, Deferred(matrix_value, right, table))), "definition"))
         a = _column(f"a{l_}", n)
         blocks.append(
             Chain(
@@ -347,7 +366,7 @@ def _forward(w: _Writer) -> list[Block]:
                 general = Sum(Factors(weights[i + 1, INDEX_J], a[INDEX_J]), (INDEX_J, 1, len(layer.inputs)))
                 if layer.bias is not None:
                     general = sympy.Add(general, _base(f"b{l_}")[i + 1], evaluate=False)
-                right = w.show(general, expand_notation(general, entries))
+                right = w.show(general, Deferred(expand_notation, general, entries))
             else:
                 right = w.expr(definition)
             blocks.append(Chain((w.expr(layer.z[i]), right), "definition"))
@@ -375,6 +394,12 @@ def _per_unit_loss(w: _Writer) -> Math:
     return w.show(Eq(Applied(Symbol("ell"), Symbol("y_hat"), Symbol("y")), per_unit, evaluate=False))
 
 
+def _softmax_jacobian(layer: LayerDerivation) -> sympy.Matrix:
+    """∂a_k/∂z_i by sympy.diff of the softmax's definition, [k, i]."""
+    n = len(layer.z)
+    return sympy.Matrix(n, n, lambda k, i: sympy.diff(layer.a_definition[k], layer.z[i]))
+
+
 def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
     """The activation's derivative, the first time the explanation meets that activation (else nothing)."""
     activation, symbol = layer.activation, _activation_symbol(layer)
@@ -385,14 +410,14 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
         k, i, n = INDEX_K, INDEX_I, len(layer.z)
         a, z = _base(f"a{layer.index}"), _base(f"z{layer.index}")
         entries = _entries_of(w.derivation)
-        jacobian = sympy.Matrix(n, n, lambda r, c: sympy.diff(layer.a_definition[r], layer.z[c]))
+        jacobian = Deferred(_softmax_jacobian, layer)
         right = a[k] * (Indicator(Eq(k, i)) - a[i])
         return [
             w.say("softmax_couples"),
             Chain(
                 (
                     w.show(Partial(a[k], z[i]), jacobian),
-                    w.show(right, for_each_entry(right, [(k, n), (i, n)], entries)),
+                    w.show(right, Deferred(for_each_entry, right, [(k, n), (i, n)], entries)),
                 ),
                 "sympy.diff",
             ),
@@ -429,7 +454,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
         factors = w.show(Factors(coupled, Partial(z_i, weight)), by_sympy * dz_dw)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
             general = Factors(_softmax_sum(layer, derivation.symbols["y"][0], i), layer.inputs[j])
-            written = w.show(general, expand_notation(general, entries))
+            written = w.show(general, Deferred(expand_notation, general, entries))
         else:
             written = w.expr(Factors(layer.delta_chain[i], layer.inputs[j]))
     blocks.append(Chain((w.show(Partial(LOSS, weight), by_sympy * dz_dw), factors, written)))
@@ -456,7 +481,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
             if n > TERMS_SHOWN:
                 general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
-                written = w.show(general, expand_notation(general, entries))
+                written = w.show(general, Deferred(expand_notation, general, entries))
             else:
                 written = w.expr(
                     sympy.Add(
@@ -466,7 +491,7 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
         terms = [w.show(layer.delta[unit], layer.delta[unit]), factors, written]
         if not layer.activation.elementwise and n > TERMS_SHOWN:
             simplified = _unit_form(derivation, layer, unit)
-            terms.append(w.show(simplified, expand_notation(simplified, entries)))
+            terms.append(w.show(simplified, Deferred(expand_notation, simplified, entries)))
         else:
             terms += [w.expr(layer.delta_chain[unit]), w.expr(layer.delta_definition[unit])]
         blocks.append(Chain(_dedupe(terms)))
@@ -491,7 +516,7 @@ def _error_times_input(w: _Writer, layer: LayerDerivation) -> list[Block]:
         Chain(
             (
                 w.show(Partial(LOSS, _base(f"W{l_}")[INDEX_I, INDEX_J]), gradient),
-                w.show(right, for_each_entry(right, [(INDEX_I, n), (INDEX_J, m)], entries)),
+                w.show(right, Deferred(for_each_entry, right, [(INDEX_I, n), (INDEX_J, m)], entries)),
             )
         )
     ]
@@ -559,7 +584,7 @@ def _recursion(w: _Writer, layer: LayerDerivation, above: LayerDerivation, gener
     right = HadamardProduct(Transpose(weight) * delta_up, derivative)
     local = sympy.Matrix([layer.local_jacobian[j, j] for j in range(n)])
     table = {weight: above.weight, delta_up: above.delta, derivative: local}
-    return Chain((w.show(_column(names[3], n), layer.delta), w.show(right, matrix_value(right, table))))
+    return Chain((w.show(_column(names[3], n), layer.delta), w.show(right, Deferred(matrix_value, right, table))))
 
 
 def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivation, j: int) -> Chain:
@@ -575,7 +600,7 @@ def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivati
             Sum(Factors(_base(f"W{up}")[INDEX_I, j + 1], _base(f"delta{up}")[INDEX_I]), (INDEX_I, 1, len(above.z))),
             local,
         )
-        written = w.show(general, expand_notation(general, entries))
+        written = w.show(general, Deferred(expand_notation, general, entries))
     else:
         written = w.expr(Factors(upstream, local))
     return Chain(_dedupe([w.show(layer.delta[j], layer.delta[j]), factors, written]))
@@ -624,23 +649,37 @@ def _matrix_form(w: _Writer) -> list[Block]:
         n, m = layer.weight.shape
         delta, previous = _column(f"delta{l_}", n, BATCH), _column(_previous_name(layer), m, BATCH)
         table = {delta: _batch(layer.delta), previous: _batch(layer.inputs)}
-        per_sample = derivation.gradient_definitions[f"W{l_}"]
-        summed = sympy.Add(*(per_sample.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, BATCH + 1)))
+        summed = Deferred(_over_batch, derivation, f"W{l_}")
         right = delta * Transpose(previous)
         blocks.append(
-            Chain((w.show(Partial(LOSS, _column(f"W{l_}", n, m)), summed), w.show(right, matrix_value(right, table))))
+            Chain(
+                (
+                    w.show(Partial(LOSS, _column(f"W{l_}", n, m)), summed),
+                    w.show(right, Deferred(matrix_value, right, table)),
+                )
+            )
         )
         if layer.bias is not None:
             ones = OneMatrix(BATCH, 1)
-            per_sample = derivation.gradient_definitions[f"b{l_}"]
-            summed = sympy.Add(*(per_sample.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, BATCH + 1)))
+            summed = Deferred(_over_batch, derivation, f"b{l_}")
             right = delta * ones
             bias_blocks.append(
-                Chain((w.show(Partial(LOSS, _column(f"b{l_}", n)), summed), w.show(right, matrix_value(right, table))))
+                Chain(
+                    (
+                        w.show(Partial(LOSS, _column(f"b{l_}", n)), summed),
+                        w.show(right, Deferred(matrix_value, right, table)),
+                    )
+                )
             )
     if bias_blocks:
         blocks += [w.say("matrix_bias"), *bias_blocks]
     return blocks
+
+
+def _over_batch(derivation: Derivation, parameter: str) -> sympy.Matrix:
+    """∂L/∂parameter summed over a batch of BATCH samples: the per-sample gradient at each sample's symbols."""
+    per_sample = derivation.gradient_definitions[parameter]
+    return sympy.Add(*(per_sample.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, BATCH + 1)))
 
 
 def _closed_forms(w: _Writer) -> list[Block]:
