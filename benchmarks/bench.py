@@ -10,6 +10,7 @@ Symbolic timings are cold: SymPy's cache and chainrule's simplification cache ar
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -265,6 +266,31 @@ def cli_time(lines: list[str], targets: list[tuple[str, str, bool]]) -> None:
     targets.append(("`chainrule derive` (LaTeX) for the tutorial, wall", f"{wall:.2f} s", wall <= 0.8))
 
 
+def verify_time(lines: list[str], targets: list[tuple[str, str, bool]]) -> None:
+    """``chainrule verify`` end to end on an MNIST-sized network, pinned to one core."""
+    executable = shutil.which("chainrule")
+    command = [executable] if executable else [sys.executable, "-m", "numeric.cli"]
+    one_core = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    network = ["--sizes", "784,128,10", "--activation", "relu,softmax", "--loss", "cross_entropy", "--bias"]
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(
+            [*one_core, *command, "verify", *network],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        runs.append(time.perf_counter() - start)
+    wall = statistics.median(runs)
+    lines += [
+        f"`chainrule verify` 784-128-10 (relu/softmax, cross_entropy, bias; every entry against autograd, "
+        f"sampled finite differences), one core: {wall:.2f} s wall.",
+        "",
+    ]
+    targets.append(("`chainrule verify` 784-128-10, one core, wall", f"{wall:.2f} s", wall <= 10))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update-readme", action="store_true")
@@ -279,6 +305,7 @@ def main() -> int:
     symbolic_scaling(lines, targets)
     evaluation(lines, targets)
     cli_time(lines, targets)
+    verify_time(lines, targets)
     lines += ["### Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets]
     table = "\n".join(lines) + "\n"

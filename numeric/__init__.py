@@ -16,6 +16,7 @@ _EXPORTS = {
     "autograd_gradients": "._torch_models",
     "autograd_loss_and_gradients": "._torch_models",
     "from_torch": "._torch_models",
+    "gradients": "._torch_models",
     "to_torch": "._torch_models",
     "REFERENCE_LOSSES": "._torch_models",
     "verify": "._verify",
@@ -24,11 +25,19 @@ _EXPORTS = {
     "random_values": "._verify",
     "as_tensors": "._verify",
     "check_with_gradcheck": "._verify",
+    "check_backward": "._check_backward",
+    "BackwardReport": "._check_backward",
+    "Mistake": "._check_backward",
+    "MISTAKES": "._check_backward",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from ._check_backward import MISTAKES as MISTAKES
+    from ._check_backward import BackwardReport as BackwardReport
+    from ._check_backward import Mistake as Mistake
+    from ._check_backward import check_backward as check_backward
     from ._compile import FORMS as FORMS
     from ._compile import CompiledGradients as CompiledGradients
     from ._compile import compile_gradients as compile_gradients
@@ -36,6 +45,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._torch_models import autograd_gradients as autograd_gradients
     from ._torch_models import autograd_loss_and_gradients as autograd_loss_and_gradients
     from ._torch_models import from_torch as from_torch
+    from ._torch_models import gradients as gradients
     from ._torch_models import to_torch as to_torch
     from ._verify import Comparison as Comparison
     from ._verify import Report as Report

@@ -29,7 +29,9 @@ class CompiledGradients:
     """``f(x, y, params) -> {name: gradient}``; ``f.value_and_grad`` also returns the loss.
 
     ``x`` is [n_in, B] and ``y`` [n_out, B] (samples are columns, as in the tutorial's ``torch.mm``);
-    every gradient is of the loss summed over the B samples, with its parameter's shape, dtype and device.
+    every gradient is of the batch loss (summed over the B samples, or their mean with
+    ``reduction="mean"``), with its parameter's shape, dtype and device. A derivation made with
+    ``wrt=("x",)`` adds ``"x"``: ∂L/∂x, [n_in, B], one column per sample.
     """
 
     def __init__(self, derivation: Derivation, form: str, gradients_only: Callable, with_loss: Callable | None = None):
@@ -37,7 +39,7 @@ class CompiledGradients:
         self.form = form
         self._gradients_only = gradients_only
         self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
-        self.names = derivation.parameters
+        self.names = tuple(derivation.matrix_program.gradients)  # the parameters, then "x" when asked
 
     @property
     def _with_loss(self) -> Callable:
@@ -120,4 +122,6 @@ def compile_gradients(derivation: Derivation, form: str = "matrix") -> CompiledG
         )
     if form not in FORMS:
         raise InputError(f"unknown form {form!r}; allowed: {', '.join(FORMS)}")
+    if derivation.wrt and form != "matrix":
+        raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     return CompiledGradients(derivation, form, _BUILDERS[form](derivation, with_loss=False))

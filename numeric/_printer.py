@@ -71,6 +71,13 @@ class MatrixTorchPrinter(TorchPrinter):
     def _print_softmax(self, expr):
         return f"torch.softmax({self._print(expr.args[0])}, dim=0)"
 
+    def _print_unit_logsumexp(self, expr):
+        return f"torch.logsumexp({self._print(expr.args[0])}, 0, keepdim=True)"
+
+    def _print_batch_size(self, expr):
+        # B of reduction="mean": the argument is always the whole x argument, [n_in, B], in both forms
+        return f"{self.parenthesize(expr.args[0], 999)}.shape[1]"
+
     def _print_matmul(self, expr):
         left, right = expr.args
         return f"({self._print(left)} @ {self._print(right)})"
@@ -102,6 +109,10 @@ class ElementwiseTorchPrinter(MatrixTorchPrinter):
 
     def _print_batch_sum(self, expr):
         return f"{self.parenthesize(expr.args[0], 999)}.sum(-1)"
+
+    def _print_logsumexp(self, expr):
+        stacked = ", ".join(self._print(argument) for argument in expr.args)
+        return f"torch.logsumexp(torch.stack([{stacked}]), 0)"
 
     def _print_MatrixBase(self, expr):
         rows = ", ".join(

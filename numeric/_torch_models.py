@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual spelling
 
-from symbolic import ACTIVATIONS, LOSSES, Network, NetworkError, UnsupportedModule
+from symbolic import ACTIVATIONS, LOSSES, InputError, InputTypeError, Network, NetworkError, UnsupportedModule
+from symbolic._network import REDUCTIONS
 
 from ._checks import check_inputs
 
@@ -24,8 +25,21 @@ REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     "sse": lambda out, target: F.mse_loss(out, target, reduction="sum"),
     "mse": lambda out, target: F.mse_loss(out, target, reduction="none").mean(dim=1).sum(),
     "bce": lambda out, target: -(target * torch.log(out) + (1 - target) * torch.log1p(-out)).sum(),
+    "mean_bce": lambda out, target: F.binary_cross_entropy(out, target, reduction="none").mean(dim=1).sum(),
     "cross_entropy": lambda out, target: -(target * torch.log(out)).sum(),
+    "softmax_cross_entropy": lambda out, target: F.cross_entropy(out, target, reduction="sum"),
+    "bce_with_logits": lambda out, target: F.binary_cross_entropy_with_logits(out, target, reduction="sum"),
+    "mean_bce_with_logits": lambda out, target: (
+        F.binary_cross_entropy_with_logits(out, target, reduction="none").mean(dim=1).sum()
+    ),
 }
+
+
+def reference_loss(network: Network, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The batch loss of ``network`` by torch's functions (samples as rows), with its reduction."""
+    total = REFERENCE_LOSSES[network.loss](out, target)
+    return total / out.shape[0] if network.reduction == "mean" else total
+
 
 _MODULE_NAMES = {activation.torch_module: name for name, activation in ACTIVATIONS.items()}
 
@@ -67,7 +81,7 @@ def autograd_loss_and_gradients(
     """The reference: torch's forward pass and ``loss.backward()``. x, y and params as for compiled functions."""
     check_inputs(network, x, y, params)
     module = to_torch(network, params)
-    loss = REFERENCE_LOSSES[network.loss](module(x.T), y.T)
+    loss = reference_loss(network, module(x.T), y.T)
     loss.backward()
     return loss.detach(), _module_gradients(module, network)
 
@@ -84,14 +98,68 @@ def _unsupported(position: int, module: nn.Module, why: str) -> UnsupportedModul
     return UnsupportedModule(f"module [{position}] {module!r}: {why}; supported: nn.Sequential of {allowed}")
 
 
-def from_torch(module: nn.Module, loss: str = "half_sse") -> tuple[Network, dict[str, torch.Tensor]]:
+# nn loss modules: the LOSSES name for reduction="sum", and for "mean" (None: the same name). torch's
+# element-wise losses take their mean over every element, samples and output units; the table's "mse"
+# and "mean_bce*" are means over the units, so with reduction="mean" they are exactly torch's.
+_LOSS_MODULES: dict[type[nn.Module], tuple[str, str]] = {
+    nn.MSELoss: ("sse", "mse"),
+    nn.BCELoss: ("bce", "mean_bce"),
+    nn.BCEWithLogitsLoss: ("bce_with_logits", "mean_bce_with_logits"),
+    nn.CrossEntropyLoss: ("softmax_cross_entropy", "softmax_cross_entropy"),
+}
+
+
+def _loss_from_module(loss: nn.Module) -> tuple[str, str]:
+    """``(loss name, reduction)`` for one of torch's loss modules, or UnsupportedModule saying why not."""
+    names = _LOSS_MODULES.get(type(loss))
+    allowed = ", ".join(f"nn.{cls.__name__}" for cls in _LOSS_MODULES)
+    if names is None:
+        raise UnsupportedModule(f"loss module {loss!r} is not supported; supported: {allowed}, or a loss name")
+    if loss.reduction not in REDUCTIONS:
+        raise UnsupportedModule(
+            f"{loss!r} has reduction={loss.reduction!r}; supported: {', '.join(map(repr, REDUCTIONS))} "
+            "(a gradient is of one number)"
+        )
+    extras = {
+        "weight": getattr(loss, "weight", None),
+        "pos_weight": getattr(loss, "pos_weight", None),
+        "label_smoothing": getattr(loss, "label_smoothing", 0.0) or None,
+    }
+    given = [name for name, value in extras.items() if value is not None]
+    if given:
+        raise UnsupportedModule(f"{loss!r}: {', '.join(given)} is not supported; use the loss without it")
+    return names[loss.reduction == "mean"], loss.reduction
+
+
+def torch_parameter_names(module: nn.Sequential) -> dict[str, str]:
+    """chainrule's parameter names -> ``module.named_parameters()`` names: ``{"W1": "0.weight", ...}``."""
+    names: dict[str, str] = {}
+    layer = 0
+    for child_name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            layer += 1
+            names[f"W{layer}"] = f"{child_name}.weight"
+            if child.bias is not None:
+                names[f"b{layer}"] = f"{child_name}.bias"
+    return names
+
+
+def from_torch(
+    module: nn.Module, loss: str | nn.Module = "half_sse", *, reduction: str = "sum"
+) -> tuple[Network, dict[str, torch.Tensor]]:
     """An ``nn.Sequential`` of Linear and activation modules as a Network and its parameters.
 
+    ``loss`` is a name from ``LOSSES`` (with ``reduction``) or one of torch's loss modules, read with its
+    own reduction: ``nn.MSELoss()``, ``nn.BCELoss()``, ``nn.BCEWithLogitsLoss()``, ``nn.CrossEntropyLoss()``.
     The parameters are detached copies named W1, b1, W2, ... (Linear's weight is already [out, in]);
     two Linear layers in a row get an ``identity`` activation between them.
     """
     if not isinstance(module, nn.Sequential):
         raise UnsupportedModule(f"from_torch takes an nn.Sequential; got {type(module).__name__}")
+    if isinstance(loss, nn.Module):
+        loss, reduction = _loss_from_module(loss)
+    elif not isinstance(loss, str):
+        raise InputTypeError(f"loss must be a loss name or a torch loss module; got {type(loss).__name__}")
     sizes: list[int] = []
     activations: list[str] = []
     params: dict[str, torch.Tensor] = {}
@@ -122,7 +190,9 @@ def from_torch(module: nn.Module, loss: str = "half_sse") -> tuple[Network, dict
             raise _unsupported(position, child, "an activation must follow a Linear layer")
         if name == "softplus" and (child.beta != 1 or child.threshold != 20):
             raise _unsupported(position, child, "Softplus is supported with its default beta=1 and threshold=20 only")
-        if name == "softmax" and child.dim not in (-1, 1):
+        # dim=None: on 2-D input [samples, features] torch's softmax takes dim 1 (its legacy implicit
+        # choice, torch.nn.functional._get_softmax_dim), the features, as chainrule does
+        if name == "softmax" and child.dim not in (-1, 1, None):
             raise _unsupported(position, child, f"Softmax must act on the features (dim=-1); got dim={child.dim}")
         activations.append(name)
         pending_activation = False
@@ -134,5 +204,69 @@ def from_torch(module: nn.Module, loss: str = "half_sse") -> tuple[Network, dict
         raise UnsupportedModule("from_torch: either every nn.Linear has a bias or none has; this model mixes them")
     if loss not in LOSSES:
         raise NetworkError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
-    network = Network(sizes, activations=activations, loss=loss, bias=biases == {True})
+    network = Network(sizes, activations=activations, loss=loss, bias=biases == {True}, reduction=reduction)
     return network, params
+
+
+def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` in chainrule's layout (samples as columns) from what the user feeds ``loss_fn(model(inputs),
+    targets)``: rows are samples; class indices (an integer [B] tensor) become one-hot columns."""
+    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise InputTypeError(
+            f"inputs and targets must be torch.Tensors; got {type(inputs).__name__} and {type(targets).__name__}"
+        )
+    n_in, n_out = network.sizes[0], network.sizes[-1]
+    if inputs.ndim != 2 or inputs.shape[1] != n_in:
+        raise InputError(f"inputs has shape {list(inputs.shape)}; expected [B, {n_in}] (one sample per row)")
+    batch = inputs.shape[0]
+    classes = LOSSES[network.loss].targets == "distribution"
+    if classes and not targets.is_floating_point():
+        if targets.shape != (batch,):
+            raise InputError(f"class-index targets have shape {list(targets.shape)}; expected [{batch}]")
+        if targets.numel() and (targets.min() < 0 or targets.max() >= n_out):
+            raise InputError(
+                f"class-index targets must lie in 0..{n_out - 1}; got {targets.min().item()}..{targets.max().item()}"
+            )
+        return inputs.T, F.one_hot(targets.long(), n_out).to(inputs.dtype).T
+    if targets.shape != (batch, n_out):
+        indices = " or class indices [B]" if classes else ""
+        raise InputError(f"targets has shape {list(targets.shape)}; expected [{batch}, {n_out}]{indices}")
+    return inputs.T, targets.T
+
+
+def gradients(
+    model: nn.Sequential,
+    loss_fn: str | nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    wrt: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """The gradients of ``loss_fn(model(inputs), targets)`` by chainrule's derivation, compiled.
+
+    Inputs and targets as you feed them to the model and the loss (rows are samples; class indices for
+    nn.CrossEntropyLoss); the result is keyed like ``model.named_parameters()`` and holds what
+    ``.backward()`` would leave in each ``.grad``. ``wrt=("x",)`` adds ``"x"``: the gradient with respect
+    to ``inputs``, shaped like it (what ``inputs.grad`` would hold).
+    """
+    from symbolic import derive
+
+    from ._compile import compile_gradients
+
+    network, params = from_torch(model, loss_fn)
+    x, y = torch_batch(network, inputs, targets)
+    ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)
+    result = to_torch_layout(model, ours)
+    if "x" in ours:
+        result["x"] = ours["x"].T  # samples back to rows
+    return result
+
+
+def to_torch_layout(model: nn.Sequential, gradients: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """chainrule's ``{"W1": ..., "b1": [n, 1]}`` as ``{"0.weight": ..., "0.bias": [n]}``."""
+    names = torch_parameter_names(model)
+    return {
+        names[name]: value.reshape(-1) if name.startswith("b") else value
+        for name, value in gradients.items()
+        if name in names
+    }

@@ -81,7 +81,13 @@ def _network(args: argparse.Namespace) -> Network:
     activations = args.activation.split(",") if args.activation else "sigmoid"
     if isinstance(activations, list) and len(activations) == 1:
         activations = activations[0]
-    return Network(sizes, activations=activations, loss=args.loss or "half_sse", bias=args.bias)
+    return Network(
+        sizes,
+        activations=activations,
+        loss=args.loss or "half_sse",
+        bias=args.bias,
+        reduction=args.reduction or "sum",
+    )
 
 
 def _add_network_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +99,11 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--activation", help=f"one name, or one per layer, comma-separated: {', '.join(ACTIVATIONS)}")
     group.add_argument("--loss", help=f"one of {', '.join(LOSSES)} (default half_sse)")
     group.add_argument("--bias", action="store_true", help="give every layer a bias b_l")
+    group.add_argument(
+        "--reduction",
+        choices=("sum", "mean"),
+        help="sum the loss over the batch (default), or take its mean (PyTorch's default)",
+    )
 
 
 def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -194,9 +205,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify_cmd.add_argument("--form", choices=FORMS, default="matrix", help=_FORM_HELP)
     verify_cmd.add_argument(
+        "--gradcheck",
+        choices=("auto", "full", "sample", "off"),
+        default="auto",
+        help="finite differences on every entry (full), on a random direction and random entries per "
+        "parameter (sample), or none (off); auto (default): full on small networks, sampled on large ones",
+    )
+    verify_cmd.add_argument(
         "--device", default="cpu", help="torch device to compute on: cpu (default), cuda, cuda:1, mps"
     )
     verify_cmd.set_defaults(handler=_run_verify)
+
+    check_cmd = _command(
+        commands,
+        "check",
+        "check a hand-written backward pass FILE.py:FUNCTION against the derivation, naming its mistakes",
+        "FUNCTION(x, y, params) must return {'W1': ..., 'b1': ...}: the gradients in chainrule's layout "
+        "(x is [n_in, B], samples are columns; b is [n, 1]). Exits 0 when every gradient matches, 1 when "
+        "not, after a diagnosis.",
+    )
+    check_cmd.add_argument("target", metavar="FILE.py:FUNCTION", help="the file and the function in it")
+    _add_network_options(check_cmd)
+    check_cmd.add_argument("--batch", type=int, default=4, help="samples per batch (random values; default 4)")
+    check_cmd.add_argument("--seed", type=int, default=0, help="seed of the random values (default 0)")
+    check_cmd.set_defaults(handler=_run_check)
     parser.set_defaults(handler=_run_tutorial)
     return parser
 
@@ -272,7 +304,48 @@ def _run_verify(args: argparse.Namespace) -> int:
     if network != TUTORIAL or args.batch is not None or args.seed is not None:
         batch = 4 if args.batch is None else args.batch
         values = random_values(network, batch, 0 if args.seed is None else args.seed, dtype=dtype)
-    report = verify(derive(network), values, form=args.form, dtype=dtype, device=args.device)
+    report = verify(
+        derive(network),
+        values,
+        form=args.form,
+        dtype=dtype,
+        device=args.device,
+        gradcheck=args.gradcheck,
+        seed=0 if args.seed is None else args.seed,
+    )
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _load_function(target: str):
+    """``FILE.py:FUNCTION`` -> the function, loaded with importlib from the file's path."""
+    import importlib.util
+
+    path_text, colon, name = target.rpartition(":")
+    if not colon or not path_text or not name:
+        raise _UsageError(f"{target!r} is not FILE.py:FUNCTION (e.g. examples/student_backward.py:backward)")
+    path = Path(path_text)
+    if not path.is_file():
+        raise _UsageError(f"no file {path_text!r}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise _UsageError(f"cannot load {path_text!r} as Python (give a .py file)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    function = getattr(module, name, None)
+    if function is None:
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise _UsageError(f"{path_text} has no function {name!r}; it has: {', '.join(found) or 'none'}")
+    if not callable(function):
+        raise _UsageError(f"{path_text}:{name} is a {type(function).__name__}, not a function")
+    return function
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from numeric import check_backward
+
+    function = _load_function(args.target)
+    report = check_backward(function, _network(args), seed=args.seed, batch=args.batch)
     print(report)
     return 0 if report.ok else 1
 

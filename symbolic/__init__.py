@@ -15,7 +15,20 @@ from ._errors import (
     UnsupportedModule,
 )
 from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
-from ._functions import batch_sum, matmul, relu, sigmoid, softmax, softplus, step, transpose, unit_sum
+from ._functions import (
+    batch_size,
+    batch_sum,
+    logsumexp,
+    matmul,
+    relu,
+    sigmoid,
+    softmax,
+    softplus,
+    step,
+    transpose,
+    unit_logsumexp,
+    unit_sum,
+)
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
@@ -50,10 +63,12 @@ __all__ = [
     "NetworkError",
     "NetworkTypeError",
     "UnsupportedModule",
+    "batch_size",
     "batch_sum",
     "build_pdf",
     "derive",
     "display_width",
+    "logsumexp",
     "matmul",
     "pdflatex_path",
     "relu",
@@ -67,6 +82,7 @@ __all__ = [
     "softplus",
     "step",
     "transpose",
+    "unit_logsumexp",
     "unit_sum",
     "words",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy
 from sympy import Matrix, Symbol
 
-from ._elementwise import ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
+from ._elementwise import BATCH_SIZE, ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
 from ._errors import (
     ExpressionTooLarge,
     InputError,
@@ -43,6 +43,7 @@ class Derivation:
     network: Network
     matrix_program: MatrixProgram
     closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGET
+    wrt: tuple[str, ...] = ()  # gradients besides the parameters': ("x",) adds ∂L/∂x
 
     # -- the element-wise derivation, built on first use ---------------------------------------------
 
@@ -218,6 +219,7 @@ class Derivation:
             for name, matrix in self.symbols.items():
                 for (i, j), symbol in _entries(matrix):
                     env[symbol] = sympy.Float(numbers[name][i][column if name in ("x", "y") else j], digits)
+            env[BATCH_SIZE] = sympy.Integer(len(numbers["x"][0]))  # B of reduction="mean"
             if run_program:
                 for symbol, definition in self.program:
                     env[symbol] = definition.xreplace(env).evalf(digits)
@@ -303,11 +305,26 @@ def _entries(matrix: Matrix):
             yield (i, j), matrix[i, j]
 
 
-def derive(network: Network, closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGET) -> Derivation:
-    """Derive ∂L/∂θ for every parameter θ of ``network`` by the chain rule over named intermediates."""
+WRT = ("x",)  # what ``derive(..., wrt=...)`` may add to the parameters
+
+
+def derive(
+    network: Network, closed_form_budget: int = DEFAULT_CLOSED_FORM_BUDGET, *, wrt: tuple[str, ...] = ()
+) -> Derivation:
+    """Derive ∂L/∂θ for every parameter θ of ``network`` by the chain rule over named intermediates.
+
+    ``wrt=("x",)`` also derives ∂L/∂x = W1ᵀ δ1, the gradient with respect to the input, one column per
+    sample (the matrix program and ``compile_gradients`` give it under the name ``"x"``).
+    """
     if not isinstance(network, Network):
         raise NetworkTypeError(f"derive takes a Network; got {type(network).__name__} ({network!r:.80})")
     if isinstance(closed_form_budget, bool) or not isinstance(closed_form_budget, int) or closed_form_budget < 0:
         raise NetworkError(f"closed_form_budget must be a non-negative integer; got {closed_form_budget!r}")
 
-    return Derivation(network, derive_matrix_program(network), closed_form_budget)
+    if isinstance(wrt, str) or not isinstance(wrt, (tuple, list)) or any(name not in WRT for name in wrt):
+        raise NetworkError(
+            f"wrt must be a tuple of names from {', '.join(map(repr, WRT))} (every parameter's gradient is "
+            f"always derived); got {wrt!r}"
+        )
+    wrt = tuple(dict.fromkeys(wrt))
+    return Derivation(network, derive_matrix_program(network, wrt), closed_form_budget, wrt)

@@ -18,10 +18,14 @@ from dataclasses import dataclass
 import sympy
 from sympy import Matrix, Symbol
 
+from ._functions import batch_size
 from ._matrix import matrix_symbol
 from ._network import Network
 from ._rules import ACTIVATIONS, LOSSES, Activation
 from ._simplify import smallest_per_unit
+
+# B in the element-wise derivation (one sample per column): the batch size of x, as in the matrix program
+BATCH_SIZE = batch_size(matrix_symbol("x"))
 
 
 def _entry_symbol(name: str, latex_base: str, i: int, j: int | None, latex_names: dict) -> Symbol:
@@ -150,10 +154,17 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     loss_rule = LOSSES[network.loss]
     output = forward[-1][7]
     loss_definition = loss_rule.per_sample(list(output), list(symbols["y"]))
+    if network.reduction == "mean":  # each sample's share of the batch mean
+        loss_definition = loss_definition / BATCH_SIZE
 
     # backward: name every δ, from the loss down
     layers: list[LayerDerivation] = []
-    upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
+    if loss_rule.coupled is None:
+        upstream = Matrix([sympy.diff(loss_definition, a_k) for a_k in output])
+    else:  # the same derivative, collected (tests/test_steps.py checks it against sympy.diff)
+        scale = loss_definition / loss_rule.per_sample(list(output), list(symbols["y"]))  # 1, or 1/B
+        units = list(output), list(symbols["y"])
+        upstream = Matrix([scale * loss_rule.coupled.gradient(*units, i) for i in range(len(output))])
     for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
         n = len(z)
         z_list, a_list = list(z), list(a)
@@ -166,8 +177,10 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
         if layer == depth:  # one simplification per form, shared by every unit and the matrix program
             a_all, z_all, y_all = (matrix_symbol(name) for name in (f"a{layer}", f"z{layer}", "y"))
             target = symbols["y"]
+            x_all = matrix_symbol("x")  # in the batch size B of reduction="mean", the same for every unit
+            generic = {x_all: x_all}
             definition = Matrix(
-                [smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all}) for i in range(n)]
+                [smallest_per_unit(chain[i], {a[i]: a_all, z[i]: z_all, target[i]: y_all, **generic}) for i in range(n)]
             )
         else:
             definition = chain

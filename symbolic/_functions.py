@@ -198,3 +198,49 @@ class softmax(sympy.Function):  # noqa: N801
 
     def _latex(self, printer):
         return rf"\operatorname{{softmax}}\left({printer._print(self.args[0])}\right)"
+
+
+class batch_size(sympy.Function):  # noqa: N801
+    """B, the number of samples (columns) of a batch matrix: the 1/B of ``reduction="mean"``."""
+
+    nargs = 1
+    is_positive = True
+    is_integer = True
+
+    def _latex(self, printer):
+        return "B"
+
+    def _sympystr(self, printer):
+        return "B"
+
+
+class unit_logsumexp(sympy.Function):  # noqa: N801
+    """log Σ_k e^{z_k} over the units of each sample (column), a 1 x B row; printed as torch.logsumexp,
+    which subtracts the largest z_k first and so never overflows."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\log \mathbf{{1}}^{{\top}} e^{{{printer._print(self.args[0])}}}"
+
+
+class logsumexp(sympy.Function):  # noqa: N801
+    """log Σ_k e^{z_k} of one sample's units, with ∂/∂z_i = e^{z_i − logsumexp}: the softmax, written so
+    that no e^{z} is ever formed on its own (the finite form; torch.logsumexp computes the value)."""
+
+    def fdiff(self, argindex=1):
+        return sympy.exp(self.args[argindex - 1] - self)
+
+    def _eval_rewrite_as_log(self, *arguments, **kwargs):
+        return sympy.log(sympy.Add(*(sympy.exp(argument) for argument in arguments)))
+
+    def _eval_evalf(self, prec):
+        if not all(argument.is_number and argument.is_extended_real for argument in self.args):
+            return None
+        largest = max(self.args, key=float)  # m + log Σ e^{z − m}: no overflow in the digits either
+        shifted = sympy.Add(*(sympy.exp(argument - largest) for argument in self.args))
+        return (largest + sympy.log(shifted))._eval_evalf(prec)
+
+    def _latex(self, printer):
+        terms = " + ".join(rf"e^{{{printer._print(argument)}}}" for argument in self.args)
+        return rf"\log\left({terms}\right)"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy
 from sympy import Symbol
 
-from ._functions import batch_sum, matmul, transpose, unit_sum
+from ._functions import batch_size, batch_sum, matmul, transpose
 from ._network import Network
 from ._rules import ACTIVATIONS, LOSSES
 from ._simplify import smallest
@@ -49,7 +49,7 @@ class MatrixProgram:
     gradients: Mapping[str, Symbol]  # parameter name -> target holding its gradient
 
 
-def derive_matrix_program(network: Network) -> MatrixProgram:
+def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> MatrixProgram:
     sym = matrix_symbol
     x, y = sym("x"), sym("y")
     params = {name: sym(name) for name in network.parameter_shapes}
@@ -70,12 +70,12 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
         a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer)
 
     depth, rule = network.depth, LOSSES[network.loss]
-    output = a_of[depth]
-    per_unit = rule.per_unit(output, y, network.sizes[-1])
-    loss = emit("loss", batch_sum(unit_sum(per_unit)), "loss", depth)
-
-    # ∂ℓ/∂a_L element-wise: every loss in the table is a sum of per-unit terms φ(ŷ_k, y_k)
-    upstream = sympy.factor_terms(sympy.diff(per_unit, output))  # 2(a - y)/n: one product, not two
+    output, n = a_of[depth], network.sizes[-1]
+    total = batch_sum(rule.matrix_per_sample(output, y, n))
+    upstream = rule.matrix_gradient(output, y, n)  # ∂ℓ/∂a_L, element-wise
+    if network.reduction == "mean":  # L = (1/B) Σ_b ℓ_b: every sample's gradient carries the 1/B
+        total, upstream = total / batch_size(x), upstream / batch_size(x)
+    loss = emit("loss", total, "loss", depth)
     gradients: dict[str, Symbol] = {}
     for layer in range(depth, 0, -1):
         activation = activations[layer - 1]
@@ -95,4 +95,6 @@ def derive_matrix_program(network: Network) -> MatrixProgram:
             gradients[f"b{layer}"] = emit(f"grad_b{layer}", batch_sum(delta), "gradient", layer)
         upstream = matmul(transpose(params[f"W{layer}"]), delta)
     ordered = {name: gradients[name] for name in network.parameter_shapes}
+    if "x" in wrt:  # ∂L/∂x = W1ᵀ δ1, one column per sample (saliency maps, adversarial examples)
+        ordered["x"] = emit("grad_x", upstream, "gradient", 1)
     return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered)

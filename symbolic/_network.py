@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ._errors import NetworkError, NetworkTypeError
 from ._rules import ACTIVATIONS, LOSSES
 
+REDUCTIONS = ("sum", "mean")  # of the per-sample losses over a batch
 # The widest layer chainrule accepts. A wider one is almost surely a typo (--sizes 3,99999999999999999999,2),
 # and its weights alone would not fit in memory (100,000 × 100,000 float32 is 40 GB).
 MAX_WIDTH = 100_000
@@ -68,13 +69,15 @@ class Network:
     """A dense feed-forward network: z_l = W_l a_{l-1} (+ b_l), a_l = f_l(z_l), a_0 = x, loss ℓ(a_L, y).
 
     ``sizes`` lists the widths, input first; ``activations`` is one name for every layer or one per
-    layer; ``loss`` is a per-sample loss summed over the batch; ``bias`` adds b_l to every layer.
+    layer; ``loss`` is a per-sample loss summed over the batch (``reduction="sum"``) or averaged over it
+    (``reduction="mean"``, PyTorch's default); ``bias`` adds b_l to every layer.
     """
 
     sizes: tuple[int, ...]
     activations: tuple[str, ...] | str = "sigmoid"
     loss: str = "half_sse"
     bias: bool = False
+    reduction: str = "sum"  # "sum" over the batch, or "mean": divided by the batch size B (torch's default)
 
     def __post_init__(self) -> None:
         sizes = _check_sizes(self.sizes)
@@ -94,6 +97,15 @@ class Network:
                 "softmax over a single output unit is the constant 1 (nothing to learn); "
                 "use sigmoid for one output, or give the last layer two or more units"
             )
+        if self.loss == "softmax_cross_entropy" and sizes[-1] == 1:
+            raise NetworkError(
+                "softmax_cross_entropy over a single output unit is the constant 0 (nothing to learn); "
+                "use bce_with_logits for one output, or give the last layer two or more units"
+            )
+        if not isinstance(self.reduction, str):
+            raise NetworkTypeError(f"reduction must be a name (str); got {self.reduction!r}")
+        if self.reduction not in REDUCTIONS:
+            raise NetworkError(f"unknown reduction {self.reduction!r}; allowed: {_allowed(REDUCTIONS)}")
         if not isinstance(self.bias, bool):
             raise NetworkTypeError(f"bias must be True or False; got {self.bias!r}")
         # normalise (the dataclass is frozen, so set through object)
@@ -123,4 +135,5 @@ class Network:
         """A one-line description, e.g. ``3-4-2, tanh/sigmoid, bce, with bias``."""
         widths = "-".join(map(str, self.sizes))
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
-        return f"{widths}, {acts}, {self.loss}{', with bias' if self.bias else ''}"
+        mean = ", mean over the batch" if self.reduction == "mean" else ""
+        return f"{widths}, {acts}, {self.loss}{', with bias' if self.bias else ''}{mean}"

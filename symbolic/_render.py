@@ -23,6 +23,7 @@ from ._derivation import Derivation
 from ._elementwise import LayerDerivation
 from ._functions import unit_sum
 from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
+from ._rules import LOSSES
 from ._words import words
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
@@ -373,25 +374,27 @@ def _forward(w: _Writer) -> list[Block]:
             blocks.append(Chain((w.expr(layer.a[i]), w.expr(layer.a_definition[i])), "definition"))
     output = derivation.layers[-1]
     loss = derivation.loss_definition
-    if _is_long_sum(loss):
+    if _is_long_sum(loss) and getattr(LOSSES[derivation.network.loss], "per_unit", None) is not None:
         a, y = _base(f"a{output.index}"), _base("y")
         general = Sum(Applied(Symbol("ell"), a[INDEX_K], y[INDEX_K]), (INDEX_K, 1, len(output.a)))
         right = w.show(general, loss)  # ℓ is defined in the sentence below
     else:
         right = w.expr(loss)
     blocks.append(Chain((w.show(LOSS, loss), right), "definition"))
-    blocks.append(w.say("loss_is", loss=derivation.network.loss, per_unit=_per_unit_loss(w)))
+    blocks.append(_loss_sentence(w))
     return blocks
 
 
-def _per_unit_loss(w: _Writer) -> Math:
-    """ℓ(ŷ, y) = the loss's term for one output unit, read off the derivation's loss (the terms in unit 1)."""
-    output, y = w.derivation.layers[-1], w.derivation.symbols["y"]
-    own = {output.a[0], y[0]}
-    loss = w.derivation.loss_definition
-    terms = [t for t in sympy.Add.make_args(loss) if t.free_symbols <= own]
-    per_unit = sympy.Add(*terms).xreplace({output.a[0]: Symbol("y_hat"), y[0]: Symbol("y")})
-    return w.show(Eq(Applied(Symbol("ell"), Symbol("y_hat"), Symbol("y")), per_unit, evaluate=False))
+def _loss_sentence(w: _Writer) -> Prose:
+    """What the loss is per output unit (ℓ(ŷ, y) from the loss rule), or that it couples the units; the batch."""
+    network = w.derivation.network
+    rule = LOSSES[network.loss]
+    batch = w.words["batch_mean" if getattr(network, "reduction", "sum") == "mean" else "batch_sum"]
+    if getattr(rule, "per_unit", None) is None:  # a loss on all outputs at once (log-sum-exp): no per-unit term
+        return w.say("loss_is_coupled", loss=network.loss, batch=batch)
+    per_unit = rule.per_unit(Symbol("y_hat"), Symbol("y"), len(w.derivation.layers[-1].a))
+    ell = w.show(Eq(Applied(Symbol("ell"), Symbol("y_hat"), Symbol("y")), per_unit, evaluate=False))
+    return w.say("loss_is", loss=network.loss, per_unit=ell, batch=batch)
 
 
 def _softmax_jacobian(layer: LayerDerivation) -> sympy.Matrix:
@@ -673,7 +676,29 @@ def _matrix_form(w: _Writer) -> list[Block]:
             )
     if bias_blocks:
         blocks += [w.say("matrix_bias"), *bias_blocks]
+    if "x" in getattr(derivation, "wrt", ()):
+        first = derivation.layers[0]
+        n, m = first.weight.shape
+        right = Transpose(_column("W1", n, m)) * _column("delta1", n)
+        table = {_column("W1", n, m): first.weight, _column("delta1", n): first.delta}
+        blocks += [
+            w.say("input_gradient"),
+            Chain(
+                (
+                    w.show(Partial(LOSS, _column("x", m)), Deferred(_input_gradient, first)),
+                    w.show(right, Deferred(matrix_value, right, table)),
+                )
+            ),
+        ]
     return blocks
+
+
+def _input_gradient(first: LayerDerivation) -> sympy.Matrix:
+    """∂L/∂x_j = Σ_i δ_i ∂z_i/∂x_j, by sympy.diff of the first layer's z (one sample)."""
+    inputs = list(first.inputs)
+    return sympy.Matrix(
+        [sympy.Add(*(d * sympy.diff(z, x) for d, z in zip(first.delta, first.z_definition))) for x in inputs]
+    )
 
 
 def _over_batch(derivation: Derivation, parameter: str) -> sympy.Matrix:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 import sympy
 from sympy import KroneckerDelta
 
-from ._functions import ActivationBackwardBase, backward_function, relu, sigmoid, softmax, softplus, step, unit_sum
+from ._functions import (
+    ActivationBackwardBase,
+    backward_function,
+    logsumexp,
+    relu,
+    sigmoid,
+    softmax,
+    softplus,
+    step,
+    unit_logsumexp,
+    unit_sum,
+)
 
 
 @dataclass(frozen=True)
@@ -82,17 +93,67 @@ ACTIVATIONS: dict[str, Activation] = {
 
 @dataclass(frozen=True)
 class Loss:
-    """A per-sample loss Σ_k φ(ŷ_k, y_k); the batch loss sums it over the samples (columns)."""
+    """A per-sample loss Σ_k φ(ŷ_k, y_k); the batch loss sums it over the samples (columns), or averages
+    it with ``Network(reduction="mean")``.
+
+    A loss that couples the units (softmax cross-entropy's log-sum-exp) gives ``coupled`` instead of
+    ``per_unit``: its per-sample loss and its gradient ∂ℓ/∂ŷ, element-wise and at matrix level.
+    """
 
     name: str
     description: str
-    per_unit: Callable[[sympy.Expr, sympy.Expr, int], sympy.Expr]  # φ(ŷ_k, y_k) for n output units
+    per_unit: Callable[[sympy.Expr, sympy.Expr, int], sympy.Expr] | None  # φ(ŷ_k, y_k) for n output units
     output_activations: frozenset[str] | None = None  # last-layer activations it makes sense with
+    targets: str = "real"  # what y holds: "real" numbers, "probability" per unit, or "distribution" per sample
+    coupled: CoupledLoss | None = None
 
     def per_sample(self, predictions: Sequence[sympy.Expr], targets: Sequence[sympy.Expr]) -> sympy.Expr:
+        if self.coupled is not None:
+            return self.coupled.per_sample(list(predictions), list(targets))
         n = len(predictions)
         return sympy.Add(*(self.per_unit(p, t, n) for p, t in zip(predictions, targets)))
 
+    def matrix_per_sample(self, output: sympy.Symbol, target: sympy.Symbol, n: int) -> sympy.Expr:
+        """ℓ for every sample at once, a 1 x B row (``output`` and ``target`` stand for [n, B] matrices)."""
+        if self.coupled is not None:
+            return self.coupled.matrix_per_sample(output, target)
+        return unit_sum(self.per_unit(output, target, n))
+
+    def matrix_gradient(self, output: sympy.Symbol, target: sympy.Symbol, n: int) -> sympy.Expr:
+        """∂ℓ/∂ŷ at matrix level, element-wise in the [n, B] matrices."""
+        if self.coupled is not None:
+            return self.coupled.matrix_gradient(output, target)
+        # a sum of per-unit terms: differentiate one; factor_terms keeps 2(a - y)/n one product, not two
+        return sympy.factor_terms(sympy.diff(self.per_unit(output, target, n), output))
+
+
+@dataclass(frozen=True)
+class CoupledLoss:
+    per_sample: Callable[[list[sympy.Expr], list[sympy.Expr]], sympy.Expr]
+    matrix_per_sample: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
+    matrix_gradient: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
+    # ∂ℓ/∂ŷ_i for one unit, collected as the matrix form writes it (sympy.diff leaves one term per unit)
+    gradient: Callable[[list[sympy.Expr], list[sympy.Expr], int], sympy.Expr]
+
+
+def _bce(p: sympy.Expr, t: sympy.Expr) -> sympy.Expr:
+    return -(t * sympy.log(p) + (1 - t) * sympy.log(1 - p))
+
+
+def _bce_with_logits(z: sympy.Expr, t: sympy.Expr) -> sympy.Expr:
+    # −[t log σ(z) + (1 − t) log(1 − σ(z))] = softplus(z) − t z, finite for every z (softplus = log(1 + e^z))
+    return softplus(z) - t * z
+
+
+# −Σ_k y_k log softmax(z)_k = Σ_k y_k (logsumexp(z) − z_k): nn.CrossEntropyLoss on logits, finite
+_SOFTMAX_CROSS_ENTROPY = CoupledLoss(
+    per_sample=lambda z, y: sympy.Add(*(t * (logsumexp(*z) - p) for p, t in zip(z, y))),
+    matrix_per_sample=lambda z, y: unit_sum(y) * unit_logsumexp(z) - unit_sum(y * z),
+    matrix_gradient=lambda z, y: softmax(z) * unit_sum(y) - y,  # ∂/∂z_i: softmax_i Σ_k y_k − y_i
+    gradient=lambda z, y, i: sympy.exp(z[i] - logsumexp(*z)) * sympy.Add(*y) - y[i],
+)
+
+_LOGITS = frozenset({"identity"})
 
 LOSSES: dict[str, Loss] = {
     loss.name: loss
@@ -103,14 +164,45 @@ LOSSES: dict[str, Loss] = {
         Loss(
             "bce",
             "−Σ [y log ŷ + (1 − y) log(1 − ŷ)]",
-            lambda p, t, n: -(t * sympy.log(p) + (1 - t) * sympy.log(1 - p)),
+            lambda p, t, n: _bce(p, t),
             output_activations=frozenset({"sigmoid", "softmax"}),
+            targets="probability",
+        ),
+        Loss(
+            "mean_bce",
+            "mean over the output units of −[y log ŷ + (1 − y) log(1 − ŷ)] (nn.BCELoss's mean)",
+            lambda p, t, n: _bce(p, t) / n,
+            output_activations=frozenset({"sigmoid", "softmax"}),
+            targets="probability",
         ),
         Loss(
             "cross_entropy",
             "−Σ y log ŷ",
             lambda p, t, n: -t * sympy.log(p),
             output_activations=frozenset({"softmax"}),
+            targets="distribution",
+        ),
+        Loss(
+            "softmax_cross_entropy",
+            "−Σ y log softmax(z) on the logits z, as Σ_k y_k (logsumexp(z) − z_k) (nn.CrossEntropyLoss)",
+            None,
+            output_activations=_LOGITS,
+            targets="distribution",
+            coupled=_SOFTMAX_CROSS_ENTROPY,
+        ),
+        Loss(
+            "bce_with_logits",
+            "Σ [softplus(z) − y z] = −Σ [y log σ(z) + (1 − y) log(1 − σ(z))] on the logits z (nn.BCEWithLogitsLoss)",
+            lambda p, t, n: _bce_with_logits(p, t),
+            output_activations=_LOGITS,
+            targets="probability",
+        ),
+        Loss(
+            "mean_bce_with_logits",
+            "mean over the output units of softplus(z) − y z (nn.BCEWithLogitsLoss's mean)",
+            lambda p, t, n: _bce_with_logits(p, t) / n,
+            output_activations=_LOGITS,
+            targets="probability",
         ),
     )
 }

@@ -6,12 +6,13 @@ import random
 
 from ._errors import InputError, InputTypeError
 from ._network import Network
+from ._rules import LOSSES
 
 
 def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, list[list[float]]]:
     """x, y and every parameter as nested lists (rows), rounded to two decimals so a page can show them.
 
-    Weights are scaled by 1/sqrt(fan-in); targets suit the loss (in (0, 1) for bce, a probability vector
+    Weights are scaled by 1/sqrt(fan-in); targets suit the loss (``Loss.targets``: in (0, 1) for bce, one-hot
     per sample for cross_entropy).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -25,9 +26,10 @@ def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, 
 
     n_in, n_out = network.sizes[0], network.sizes[-1]
     values = {"x": matrix(n_in, batch, lambda: rng.gauss(0, 1))}
-    if network.loss == "bce":
+    targets = LOSSES[network.loss].targets
+    if targets == "probability":
         values["y"] = matrix(n_out, batch, lambda: rng.uniform(0.05, 0.95))
-    elif network.loss == "cross_entropy":
+    elif targets == "distribution":
         # one-hot targets: a class per sample
         classes = [rng.randrange(n_out) for _ in range(batch)]
         values["y"] = [[1.0 if classes[b] == k else 0.0 for b in range(batch)] for k in range(n_out)]

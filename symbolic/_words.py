@@ -51,8 +51,14 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "notation_indicator": "1 where the condition holds, else 0",
         "forward_names": "Every intermediate gets a name, so that backpropagation can reuse it:",
         "entry_by_entry": "Entry by entry:",
-        "loss_is": "The loss function is {loss}, {per_unit} for each output unit of one sample; a batch sums it "
-        "over its samples, and so its gradients.",
+        "loss_is": "The loss function is {loss}, {per_unit} for each output unit of one sample; {batch}",
+        "loss_is_coupled": "The loss function is {loss}: it couples the output units, as written above for one "
+        "sample; {batch}",
+        "batch_sum": "a batch sums it over its samples, and so its gradients.",
+        "batch_mean": "a batch takes its mean over the samples (reduction mean, PyTorch's default): each sample's "
+        "loss is divided by the batch size B, and so are its gradients, through the 1/B in the output layer's δ.",
+        "input_gradient": "The input's gradient is the first layer's error carried back through its weights once "
+        "more, one column per sample (not summed over the batch):",
         "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
         "for {weight} (every entry works the same way):",
         "derivative_through_output": "The derivative of the activation, by SymPy, then written through its output {a}:",
@@ -115,7 +121,12 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "notation_indicator": "条件成立时为 1，否则为 0",
         "forward_names": "每个中间量都有名字，以便反向传播时重复使用：",
         "entry_by_entry": "逐个分量：",
-        "loss_is": "损失函数是 {loss}，一个样本的每个输出单元贡献 {per_unit}；一批样本把它对样本求和，梯度也随之求和。",
+        "loss_is": "损失函数是 {loss}，一个样本的每个输出单元贡献 {per_unit}；{batch}",
+        "loss_is_coupled": "损失函数是 {loss}：它把各输出单元耦合在一起，一个样本的损失如上所写；{batch}",
+        "batch_sum": "一批样本把它对样本求和，梯度也随之求和。",
+        "batch_mean": "一批样本取它对样本的平均（reduction 为 mean，PyTorch 的默认值）：每个样本的损失除以批大小 B，"
+        "梯度也一样，这来自输出层误差项中的 1/B。",
+        "input_gradient": "输入的梯度是第一层的误差项再经过它的权重传回一次，每个样本一列（不对样本求和）：",
         "chain_path": "链式法则沿着从权重到损失的路径。以 {W} 的一个分量 {weight} 为例（每个分量都一样）：",
         "derivative_through_output": "激活函数的导数（由 SymPy 求出），再用它的输出 {a} 表示：",
         "derivative": "激活函数的导数（由 SymPy 求出）：",

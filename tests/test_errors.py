@@ -30,7 +30,7 @@ NETWORK_CASES = [
     (([3, 4, 2], ["tanh", "relu", "relu"]), ValueError, ["3 entries"]),
     (([3, 4, 2], ["softmax", "sigmoid"]), ValueError, ["'softmax'", "last layer", "layer 1"]),
     (([3, 4, 2], [1, "tanh"]), TypeError, ["layer 1", "1"]),
-    (([3, 2], "sigmoid", "l2"), ValueError, ["'l2'", "half_sse, sse, mse, bce, cross_entropy"]),
+    (([3, 2], "sigmoid", "l2"), ValueError, ["'l2'", "half_sse, sse, mse, bce, mean_bce, cross_entropy"]),
     (([3, 2], "tanh", "cross_entropy"), ValueError, ["cross_entropy", "softmax", "'tanh'"]),
     (([3, 2], "relu", "bce"), ValueError, ["bce", "sigmoid", "'relu'"]),
     (([3, 2], "sigmoid", "half_sse", "yes"), TypeError, ["bias", "'yes'"]),

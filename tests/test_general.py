@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import sympy
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, verify
+from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, to_torch, verify
 from symbolic import ACTIVATIONS, LOSSES, Network, derive
 
 HIDDEN = [name for name, activation in ACTIVATIONS.items() if not activation.last_layer_only]
@@ -22,10 +22,11 @@ def networks(draw, max_depth=4, max_width=5):
     loss = draw(st.sampled_from(sorted(LOSSES)))
     pairing = LOSSES[loss].output_activations
     last = draw(st.sampled_from(sorted(pairing) if pairing else [*HIDDEN, "softmax"]))
-    if last == "softmax" and sizes[-1] == 1:  # a constant; Network rejects it (see test_errors.py)
+    if (last == "softmax" or loss == "softmax_cross_entropy") and sizes[-1] == 1:  # a constant; rejected
         sizes[-1] = 2
     hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
-    return Network(sizes, [*hidden, last], loss, bias=draw(st.booleans()))
+    reduction = draw(st.sampled_from(["sum", "mean"]))
+    return Network(sizes, [*hidden, last], loss, bias=draw(st.booleans()), reduction=reduction)
 
 
 def _relative_error(ours, reference):
@@ -46,9 +47,25 @@ def test_compiled_gradients_equal_autograd_float64(network, seed, batch):
             assert _relative_error(ours[name], reference[name]) <= 1e-10, (form, name)
 
 
+def _at_a_relu_kink(network, values) -> bool:
+    """Whether a ReLU's input is (nearly) 0, where finite differences see a kink, not the derivative 0.
+
+    Example values are rounded to two decimals, so a bias of exactly 0 after a dead unit happens."""
+    params = {name: values[name] for name in network.parameter_shapes}
+    modules = list(to_torch(network, params))
+    h = values["x"].T
+    for linear, activation in zip(modules[::2], modules[1::2]):
+        h = linear(h)
+        if isinstance(activation, torch.nn.ReLU) and (h.abs() < 1e-4).any():
+            return True
+        h = activation(h)
+    return False
+
+
 @given(network=networks(max_depth=3, max_width=4), seed=st.integers(0, 2**16))
 def test_gradcheck_passes(network, seed):
     values = random_values(network, 3, seed)
+    assume(not _at_a_relu_kink(network, values))
     assert check_with_gradcheck(compile_gradients(derive(network)), values)
 
 
@@ -63,6 +80,8 @@ SMALL = [
     Network([2, 3], "softmax", "cross_entropy"),
     Network([1, 2, 2], ["softplus", "identity"], "mse"),
     Network([2, 2, 2], ["relu", "tanh"], "sse", bias=True),
+    Network([2, 2, 3], ["tanh", "identity"], "softmax_cross_entropy", bias=True),
+    Network([2, 2, 1], ["sigmoid", "identity"], "bce_with_logits", bias=True),
 ]
 
 
