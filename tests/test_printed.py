@@ -16,6 +16,7 @@ import sympy
 from hypothesis import given
 
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
+from symbolic._elementwise import BATCH_SIZE
 from symbolic._functions import relu, sigmoid, softplus, step
 from symbolic._printers import Applied, Elementwise, Factors, Indicator, Partial, Prime, Scientific
 from symbolic._render import Chain, Math, Prose, explain
@@ -29,6 +30,8 @@ NETWORKS = {
     "deep": Network([2, 2, 2, 2, 2, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce", bias=True),
     "wide-softmax": Network([2, 6], "softmax", "cross_entropy"),
     "wide-hidden": Network([6, 5, 2], "identity", "mse", bias=True),
+    "logits-ce-mean": Network([2, 3, 3], ["tanh", "identity"], "softmax_cross_entropy", bias=True, reduction="mean"),
+    "logits-bce": Network([2, 2, 2], ["sigmoid", "identity"], "bce_with_logits"),
 }
 SCALAR_FUNCTIONS = {
     r"\sigma": sigmoid,
@@ -78,7 +81,7 @@ def _names(derivation, tree):
             names.update({s.name: s for s in matrix})
     for atom in tree.atoms(sympy.Symbol, sympy.MatrixSymbol):
         names[atom.name] = atom
-    names.update({"hat y": sympy.Symbol("y_hat"), r"\ldots": sympy.Symbol("…")})
+    names.update({"hat y": sympy.Symbol("y_hat"), r"\ldots": sympy.Symbol("…"), "B": BATCH_SIZE})
     ones = list(tree.atoms(sympy.OneMatrix)) if isinstance(tree, sympy.Basic) else []
     if ones:
         names["ones"] = ones[0]
@@ -141,6 +144,7 @@ def _same(read, expected) -> bool:
     difference = difference.xreplace(
         {p: sympy.Symbol(f"∂{n}") for n, p in enumerate(sorted(difference.atoms(PartialOf), key=str))}
     )
+    difference = difference.xreplace({BATCH_SIZE: sympy.Integer(3)})  # B of reduction="mean", a batch of 3
     symbols = sorted(difference.free_symbols, key=str)
     rng = random.Random(0)
     points = [{s: sympy.Rational(rng.randint(5, 95), 100) for s in symbols} for _ in range(3)]

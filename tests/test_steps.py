@@ -17,7 +17,7 @@ import sympy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symbolic import ACTIVATIONS, TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
+from symbolic import ACTIVATIONS, LOSSES, TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
 from symbolic._render import Chain, explain
 
 NETWORKS = {
@@ -95,17 +95,13 @@ def networks(draw):
     sizes = [draw(st.integers(1, 6)) for _ in range(depth + 1)]
     hidden = st.sampled_from([name for name, rule in ACTIVATIONS.items() if rule.elementwise])
     activations = [draw(hidden) for _ in range(depth - 1)]
-    loss = draw(st.sampled_from(["half_sse", "sse", "mse", "bce", "cross_entropy"]))
-    if loss == "cross_entropy" or (loss == "bce" and draw(st.booleans()) and sizes[-1] > 1):
+    loss = draw(st.sampled_from(list(LOSSES)))
+    allowed = LOSSES[loss].output_activations
+    last = draw(st.sampled_from(sorted(allowed) if allowed is not None else list(ACTIVATIONS)))
+    if last == "softmax" or loss == "softmax_cross_entropy":
         sizes[-1] = max(sizes[-1], 2)
-        last = "softmax"
-    elif loss == "bce":
-        last = "sigmoid"
-    else:
-        last = draw(st.sampled_from(list(ACTIVATIONS)))
-        if last == "softmax":
-            sizes[-1] = max(sizes[-1], 2)
-    return Network(sizes, [*activations, last], loss, bias=draw(st.booleans()))
+    reduction = draw(st.sampled_from(["sum", "mean"]))
+    return Network(sizes, [*activations, last], loss, bias=draw(st.booleans()), reduction=reduction)
 
 
 @given(networks())
