@@ -49,7 +49,7 @@ def _substitutions(derivation):
         lambda e: e.xreplace(deltas).xreplace(outputs),  # the backward steps
         lambda e: e.xreplace(pre_activations),  # the forward steps
     ]
-    if derivation.network.parameter_count <= 30:
+    if derivation.network.parameter_count <= 30 or derivation.network.depth == 1:  # closed forms are shown
         transforms.append(derivation.substitute)
     return transforms
 
@@ -62,9 +62,11 @@ def _equal(derivation, left, right) -> bool:
             and left.shape == right.shape
             and all(_equal(derivation, a, b) for a, b in zip(left, right))
         )
-    differences = [t(left) - t(right) for t in _substitutions(derivation)]
-    if any(sympy.expand(d) == 0 for d in differences):
-        return True
+    differences = []
+    for transform in _substitutions(derivation):  # cheapest first; stop at the first that shows equality
+        differences.append(transform(left) - transform(right))
+        if sympy.expand(differences[-1]) == 0:
+            return True
     return sympy.simplify(differences[1]) == 0  # the last resort, on the one-level form
 
 
