@@ -51,6 +51,8 @@ def check_device(device: object) -> torch.device:
         parsed = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {str(device)!r}; this machine has: {', '.join(available)}") from None
+    if parsed.type == "cpu":  # torch accepts cpu:0 and treats it as cpu
+        return torch.device("cpu")
     if parsed.type == "cuda" and parsed.index is None and torch.cuda.is_available():
         parsed = torch.device("cuda", torch.cuda.current_device())
     if str(parsed) not in available:

@@ -17,7 +17,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual spelling
 from symbolic import ACTIVATIONS, LOSSES, InputError, InputTypeError, Network, NetworkError, UnsupportedModule
 from symbolic._network import REDUCTIONS
 
-from ._checks import check_inputs
+from ._checks import HALF_PRECISION, HALF_PRECISION_REASON, check_inputs
 
 # Per-sample losses summed over a batch whose samples are rows.
 REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -173,6 +173,8 @@ def from_torch(
                 raise _unsupported(
                     position, child, f"in_features {child.in_features} does not match the previous width {sizes[-1]}"
                 )
+            if child.weight.dtype in HALF_PRECISION:
+                raise _unsupported(position, child, f"{HALF_PRECISION_REASON} (model.double() converts it)")
             if not sizes:
                 sizes.append(child.in_features)
             sizes.append(child.out_features)

@@ -214,6 +214,14 @@ def _gradcheck_detail(network: Network, mode: str) -> str:
     )
 
 
+def _check_rtol(rtol: object) -> float:
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)):
+        raise InputTypeError(f"rtol must be a number such as 1e-6; got {rtol!r}")
+    if not 0 < rtol < float("inf"):
+        raise InputError(f"rtol must be a positive finite number (a relative tolerance); got {rtol!r}")
+    return float(rtol)
+
+
 def verify(
     derivation: Derivation,
     values: Mapping[str, object] | None = None,
@@ -221,8 +229,8 @@ def verify(
     form: str = "matrix",
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
-    batch: int = 4,
-    seed: int = 0,
+    batch: int | None = None,
+    seed: int | None = None,
     rtol: float | None = None,
     gradcheck: str | bool = "auto",
     compiled: CompiledGradients | None = None,
@@ -231,7 +239,8 @@ def verify(
     """Check the compiled gradients of ``derivation`` against torch autograd (and more).
 
     ``values`` (x, y and every parameter; nested lists or tensors) default to the tutorial's for the
-    tutorial network, else to ``random_values(network, batch, seed)``. Every entry of every gradient is
+    tutorial network when neither ``batch`` nor ``seed`` is given, else to ``random_values(network,
+    batch, seed)`` (batch 4 and seed 0 unless given). Every entry of every gradient is
     compared with autograd. The exact closed form is compared too when the network is small (the report
     says why when it is not). ``gradcheck`` chooses the finite differences: ``"full"`` (every entry),
     ``"sample"`` (see :func:`check_with_gradcheck`; drawn with ``seed``), ``"off"``, or ``"auto"`` (full up
@@ -244,15 +253,26 @@ def verify(
     network = derivation.network
     dtype, device = check_dtype(dtype), check_device(device)
     mode = {True: "auto", False: "off"}.get(gradcheck, gradcheck) if isinstance(gradcheck, bool) else gradcheck
-    if mode not in GRADCHECK_MODES:
+    if not isinstance(mode, str) or mode not in GRADCHECK_MODES:
         raise InputError(f"unknown gradcheck mode {gradcheck!r}; allowed: {', '.join(GRADCHECK_MODES)}")
     if mode == "auto":
         mode = "full" if network.parameter_count <= FULL_GRADCHECK_LIMIT else "sample"
     if values is None:
-        values = TUTORIAL_VALUES if network == TUTORIAL else random_values(network, batch, seed)
+        if network == TUTORIAL and batch is None and seed is None:
+            values = TUTORIAL_VALUES
+        else:
+            values = random_values(network, 4 if batch is None else batch, 0 if seed is None else seed)
+    seed = 0 if seed is None else seed
     tensors = as_tensors(check_values(network, values), dtype, device)
-    rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else rtol
-    compiled = compiled or compile_gradients(derivation, form)
+    rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else _check_rtol(rtol)
+    if compiled is None:
+        compiled = compile_gradients(derivation, form)
+    elif not isinstance(compiled, CompiledGradients) or compiled.derivation.network != network:
+        what = compiled.derivation.network.describe() if isinstance(compiled, CompiledGradients) else None
+        raise InputTypeError(
+            f"compiled must be the CompiledGradients of this network ({network.describe()}); "
+            f"got {'those of ' + what if what else type(compiled).__name__}"
+        )
 
     params = {name: tensors[name] for name in network.parameter_shapes}
     stages = _progress(None, "verify: compiled vs autograd", progress, total=3)  # the closed form can be slow

@@ -43,7 +43,7 @@ EXIT_CODES = {
     2: "bad input: an unknown option, name or value",
     3: "the environment: the output cannot be written, TeX is missing or failed, memory ran out",
     130: "interrupted (Ctrl-C)",
-    141: "the reader of the output went away (e.g. chainrule | head)",
+    141: "the reader of the output went away while chainrule still had output to write (e.g. chainrule | head)",
 }
 EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 130, 141
 
@@ -78,13 +78,13 @@ def _parse_sizes(text: str) -> list[int]:
 def _network(args: argparse.Namespace) -> Network:
     """The network the options describe: the tutorial's, changed by whichever options are given."""
     sizes = _parse_sizes(args.sizes) if args.sizes is not None else list(TUTORIAL.sizes)
-    activations = args.activation.split(",") if args.activation else "sigmoid"
+    activations = args.activation.split(",") if args.activation is not None else "sigmoid"
     if isinstance(activations, list) and len(activations) == 1:
         activations = activations[0]
     return Network(
         sizes,
         activations=activations,
-        loss=args.loss or "half_sse",
+        loss="half_sse" if args.loss is None else args.loss,
         bias=args.bias,
         reduction=args.reduction or "sum",
     )
@@ -118,6 +118,8 @@ def _command(commands, name: str, summary: str, details: str = "") -> argparse.A
 
 def _check_output_path(output: str) -> None:
     """Refuse an -o path that cannot be written before any work is done (root may write read-only files)."""
+    if not output.strip():
+        raise _UsageError("-o needs a file name (or - for standard output); got an empty one")
     path = Path(output)
     if path.is_dir():
         raise _EnvironmentProblem(f"-o {output}: is a folder; give a file name inside it")

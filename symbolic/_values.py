@@ -8,6 +8,10 @@ from ._errors import InputError, InputTypeError
 from ._network import Network
 from ._rules import LOSSES
 
+# Example values are drawn in Python, one number at a time: enough for any check, and refused beyond
+# (a typo such as --batch 1000000000000 would otherwise fill the memory before failing).
+MAX_SAMPLE_BATCH = 10_000
+
 
 def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, list[list[float]]]:
     """x, y and every parameter as nested lists (rows), rounded to two decimals so a page can show them.
@@ -17,8 +21,10 @@ def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, 
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputTypeError(f"seed must be an integer; got {seed!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InputError(f"batch must be a positive integer; got {batch!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise InputTypeError(f"batch must be a positive integer; got {batch!r}")
+    if not 1 <= batch <= MAX_SAMPLE_BATCH:
+        raise InputError(f"batch must be a positive integer of at most {MAX_SAMPLE_BATCH:,} samples; got {batch!r}")
     rng = random.Random(seed)
 
     def matrix(rows: int, cols: int, draw) -> list[list[float]]:

@@ -181,6 +181,10 @@ EDGES = [
     (["derive", "--sizes", "3,99999999999999999999,2"], 2, "at most 100,000"),
     (["derive", "--format", "text", "--fragment"], 2, "--format latex only"),
     (["derive", "--format", "markdown", "--fragment"], 2, "--format latex only"),
+    (["derive", "-o", ""], 2, "empty"),
+    (["derive", "--activation", ""], 2, "unknown activation ''"),
+    (["derive", "--loss", ""], 2, "unknown loss ''"),
+    (["verify", "--batch", "100000000"], 2, "at most 10,000"),
 ]
 
 

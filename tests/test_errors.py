@@ -138,6 +138,15 @@ VERIFY_CASES = [
     ({"dtype": torch.float16}, TypeError, ["float16", "float32 or float64"]),
     ({"dtype": torch.bfloat16}, TypeError, ["bfloat16", "wrong sign"]),
     ({"dtype": torch.int64}, TypeError, ["int64", "floating"]),
+    ({"rtol": "1e-3"}, TypeError, ["rtol", "'1e-3'"]),
+    ({"rtol": -1}, ValueError, ["rtol", "positive"]),
+    ({"rtol": float("nan")}, ValueError, ["rtol", "nan"]),
+    ({"gradcheck": "no"}, ValueError, ["'no'", "full"]),
+    ({"compiled": "x"}, TypeError, ["CompiledGradients", "str"]),
+    ({"batch": 0}, ValueError, ["batch", "at most 10,000"]),
+    ({"batch": 10**12}, ValueError, ["batch", "1000000000000"]),
+    ({"batch": 1.5}, TypeError, ["batch", "1.5"]),
+    ({"seed": "a"}, TypeError, ["seed", "'a'"]),
 ]
 
 
@@ -150,6 +159,18 @@ def test_bad_arguments_to_verify(kwargs, exception, fragments):
     assert isinstance(caught.value, ChainruleError)
     for fragment in fragments:
         assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def test_verify_refuses_the_compiled_gradients_of_another_network():
+    other = compile_gradients(derive(Network([2, 2])))
+    with pytest.raises(TypeError, match=r"of this network \(1-2-2.*those of 2-2"):
+        verify(derive(TUTORIAL), compiled=other)
+
+
+def test_batch_and_seed_replace_the_tutorials_own_sample():
+    assert verify(derive(TUTORIAL)).batch == 1
+    assert verify(derive(TUTORIAL), batch=8).batch == 8
+    assert verify(derive(TUTORIAL), seed=3).batch == 4
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

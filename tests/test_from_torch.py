@@ -93,6 +93,8 @@ class Custom(nn.Module):
         (nn.Sequential(nn.Linear(2, 3), nn.Linear(2, 2)), "in_features 2"),
         (nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 2, bias=False)), "bias"),
         (nn.Sequential(), "no nn.Linear"),
+        (nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()).half(), "half precision"),
+        (nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()).bfloat16(), "model.double()"),
     ],
 )
 def test_unsupported_modules_get_a_clear_error(module, fragment):
