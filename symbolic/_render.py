@@ -21,7 +21,7 @@ from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum
 
 from ._derivation import Derivation
 from ._elementwise import LayerDerivation
-from ._functions import unit_sum
+from ._functions import logsumexp, unit_sum
 from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
 from ._rules import LOSSES
 from ._words import words
@@ -134,7 +134,13 @@ class _Writer:
         latex_names: dict[sympy.Basic, str] = dict(derivation.latex_names)
         text_names: dict[sympy.Basic, str] = {Symbol("y_hat"): "ŷ", Symbol("ell"): "ℓ", Symbol("f_l"): "f_l"}
         latex_names.update(
-            {Symbol("y_hat"): r"\hat{y}", Symbol("ell"): r"\ell", Symbol("f_l"): "f_l", ELLIPSIS: r"\ldots"}
+            {
+                Symbol("y_hat"): r"\hat{y}",
+                Symbol("ell"): r"\ell",
+                Symbol("f_l"): "f_l",
+                ELLIPSIS: r"\ldots",
+                Symbol("logsumexp"): r"\operatorname{logsumexp}",
+            }
         )
         for layer in derivation.layers:
             symbol = _activation_symbol(layer)
@@ -147,8 +153,15 @@ class _Writer:
         return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
 
     def expr(self, expression: sympy.Basic) -> Math:
-        """A derivation expression shown as it is (factors kept in their written order): its value is itself."""
-        return self.show(expression, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))
+        """A derivation expression shown as it is (factors kept in their written order): its value is itself.
+
+        A log-sum-exp over a whole wide layer is written of the layer's vector, logsumexp(a⁽ᴸ⁾), not of every entry.
+        """
+        shown = expression.replace(
+            lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN,
+            lambda e: Applied(Symbol("logsumexp"), _column(e.args[0].name.split("[")[0], 1)),
+        )
+        return self.show(shown, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))
 
     def say(self, key: str, **pieces: object) -> Prose:
         """The sentence ``key`` with each {name} replaced: Math stays math, anything else becomes words."""
@@ -374,10 +387,15 @@ def _forward(w: _Writer) -> list[Block]:
             blocks.append(Chain((w.expr(layer.a[i]), w.expr(layer.a_definition[i])), "definition"))
     output = derivation.layers[-1]
     loss = derivation.loss_definition
-    if _is_long_sum(loss) and getattr(LOSSES[derivation.network.loss], "per_unit", None) is not None:
+    scale, total = loss.as_independent(*output.a, *derivation.symbols["y"], as_Add=False)  # 1, or the 1/B of mean
+    if _is_long_sum(total):
         a, y = _base(f"a{output.index}"), _base("y")
-        general = Sum(Applied(Symbol("ell"), a[INDEX_K], y[INDEX_K]), (INDEX_K, 1, len(output.a)))
-        right = w.show(general, loss)  # ℓ is defined in the sentence below
+        if getattr(LOSSES[derivation.network.loss], "per_unit", None) is not None:
+            term = Applied(Symbol("ell"), a[INDEX_K], y[INDEX_K])  # ℓ is defined in the sentence below
+        else:  # softmax cross-entropy on the logits: y_k (logsumexp(a) − a_k)
+            term = y[INDEX_K] * (Applied(Symbol("logsumexp"), _column(f"a{output.index}", 1)) - a[INDEX_K])
+        general = Sum(term, (INDEX_K, 1, len(output.a)))
+        right = w.show(general if scale == 1 else sympy.Mul(scale, general, evaluate=False), loss)
     else:
         right = w.expr(loss)
     blocks.append(Chain((w.show(LOSS, loss), right), "definition"))

@@ -58,6 +58,8 @@ def _functions(derivation):
                 return Elementwise(sympy.Symbol("f_l"), argument, prime)
             if name == r"\ell":
                 return Applied(sympy.Symbol("ell"), *arguments)
+            if name == "logsumexp":  # of a whole layer's vector
+                return Applied(sympy.Symbol("logsumexp"), *arguments)
             symbol, activation = activations.get(name, (None, None))
             if matrix:
                 return Elementwise(symbol, argument, prime)
@@ -69,7 +71,7 @@ def _functions(derivation):
 
         return build
 
-    return {name: make(name) for name in {*SCALAR_FUNCTIONS, *activations, r"\ell", "f_l"}}
+    return {name: make(name) for name in {*SCALAR_FUNCTIONS, *activations, r"\ell", "f_l", "logsumexp"}}
 
 
 def _names(derivation, tree):
