@@ -158,7 +158,7 @@ class _Writer:
         A log-sum-exp over a whole wide layer is written of the layer's vector, logsumexp(a⁽ᴸ⁾), not of every entry.
         """
         shown = expression.replace(
-            lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN,
+            lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN and all(a.is_Symbol for a in e.args),
             lambda e: Applied(Symbol("logsumexp"), _column(e.args[0].name.split("[")[0], 1)),
         )
         return self.show(shown, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))

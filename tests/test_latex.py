@@ -19,6 +19,7 @@ NETWORKS = {
     "relu-softplus-sigmoid-bce": Network([2, 3, 3, 1], ["relu", "softplus", "sigmoid"], "bce"),
     "deep": Network([2, 6, 6, 6, 6, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce", bias=True),
     "wide": Network([32, 32, 32, 10], ["relu", "tanh", "softmax"], "cross_entropy", bias=True),
+    "wide-logits-mean": Network([4, 8, 10], ["tanh", "identity"], "softmax_cross_entropy", bias=True, reduction="mean"),
 }
 OVERFULL = re.compile(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)")
 

@@ -81,8 +81,8 @@ def _names(derivation, tree):
     for layer in derivation.layers:
         for matrix in (layer.z, layer.a, layer.delta):
             names.update({s.name: s for s in matrix})
-    for atom in tree.atoms(sympy.Symbol, sympy.MatrixSymbol):
-        names[atom.name] = atom
+    for kind in (sympy.Symbol, sympy.MatrixSymbol):  # a whole layer's name is its matrix, not an index base's label
+        names.update({atom.name: atom for atom in tree.atoms(kind)})
     names.update({"hat y": sympy.Symbol("y_hat"), r"\ldots": sympy.Symbol("…"), "B": BATCH_SIZE})
     ones = list(tree.atoms(sympy.OneMatrix)) if isinstance(tree, sympy.Basic) else []
     if ones:
