@@ -16,6 +16,7 @@ from pathlib import Path
 
 from symbolic import (
     ACTIVATIONS,
+    LANGUAGES,
     LOSSES,
     MAX_WIDTH,
     TUTORIAL,
@@ -27,7 +28,9 @@ from symbolic import (
     Network,
     build_pdf,
     derive,
+    display_width,
     sample_values,
+    words,
 )
 
 FORMATS = ("latex", "text", "markdown", "pdf")
@@ -103,6 +106,11 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
+    # a subcommand's default must not overwrite a --lang given before the subcommand: it is SUPPRESSed there
+    parser.add_argument("--lang", choices=LANGUAGES, default=default, help="language of the derivation (default en)")
+
+
 def _command(commands, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
     """A subcommand whose --help page starts with what it does."""
     return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}".strip())
@@ -137,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
+    _add_lang_option(parser, "en")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tutorial = _command(
@@ -145,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         "the tutorial end to end (the default command)",
         "Derives the tutorial's 1-2-2 sigmoid network, compiles it, checks it against autograd and prints all of it.",
     )
+    _add_lang_option(tutorial, argparse.SUPPRESS)
     tutorial.set_defaults(handler=_run_tutorial)
 
     derive_cmd = _command(
@@ -166,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="substitute reproducible example values drawn with this seed (the tutorial has its own)",
     )
+    _add_lang_option(derive_cmd, argparse.SUPPRESS)
     derive_cmd.set_defaults(handler=_run_derive)
 
     compile_cmd = _command(
@@ -245,13 +256,13 @@ def _run_derive(args: argparse.Namespace) -> int:
     else:
         values = TUTORIAL_VALUES if network == TUTORIAL else None
     if args.format == "pdf":
-        data: str | bytes = _pdf_bytes(derivation.latex(document=True, values=values))
+        data: str | bytes = _pdf_bytes(derivation.latex(document=True, values=values, lang=args.lang))
     elif args.format == "latex":
-        data = derivation.latex(document=not args.fragment, values=values)
+        data = derivation.latex(document=not args.fragment, values=values, lang=args.lang)
     elif args.format == "markdown":
-        data = derivation.markdown(values=values)
+        data = derivation.markdown(values=values, lang=args.lang)
     else:
-        data = derivation.text(values=values)
+        data = derivation.text(values=values, lang=args.lang)
     if to_stdout:
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
@@ -354,18 +365,18 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     forward = derivation.intermediates(TUTORIAL_VALUES)
     exact = derivation.evaluate(TUTORIAL_VALUES, closed_form=True)
     out = [
-        "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against autograd",
+        words(args.lang)["tutorial_title"],
         "  z1 = W1 x, y1 = σ(z1), z2 = W2 y1, y2 = σ(z2), L = ½ Σ (y2 − y)²",
         "  x = [[1]], y = [[1], [0]], W1 = [[1], [2]], W2 = [[3, 4], [5, 6]]",
         "",
-        "Forward pass (exact; the tutorial prints float32 to 4 digits)",
+        words(args.lang)["tutorial_forward"],
         f"  y1 = a1 = {_matrix_text(forward['a1'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y1']}",
         f"  y2 = a2 = {_matrix_text(forward['a2'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y2']}",
         f"  loss    = {exact['loss']:.4f}                  tutorial: {TUTORIAL_PRINTED['loss']}",
         "",
-        "Derivation",
-        "==========",
-        derivation.text(),
+        words(args.lang)["heading_derivation"],
+        "=" * display_width(words(args.lang)["heading_derivation"]),
+        derivation.text(lang=args.lang),
     ]
     compiled = compile_gradients(derivation)
     runs = {}
@@ -376,7 +387,8 @@ def _run_tutorial(args: argparse.Namespace) -> int:
 
     columns = ("tutorial", "closed form", "compiled f32", "compiled f64", "autograd f64")
     header = f"  {'entry':<10} {columns[0]:>12}" + "".join(f" {title:>14}" for title in columns[1:])
-    out += ["Gradients", "=========", header]
+    gradients = words(args.lang)["heading_gradients"]
+    out += [gradients, "=" * display_width(gradients), header]
     for name in derivation.parameters:
         rows, cols = TUTORIAL.parameter_shapes[name]
         for i in range(rows):

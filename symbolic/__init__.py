@@ -14,6 +14,7 @@ from ._errors import (
     NetworkTypeError,
     UnsupportedModule,
 )
+from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
 from ._functions import (
     DefinedFunctionBase,
     batch_size,
@@ -42,10 +43,12 @@ from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
 from ._values import sample_values
+from ._words import LANGUAGES, words
 
 __all__ = [
     "ACTIVATIONS",
     "DEFAULT_CLOSED_FORM_BUDGET",
+    "LANGUAGES",
     "LOSSES",
     "MAX_WIDTH",
     "TUTORIAL",
@@ -64,6 +67,7 @@ __all__ = [
     "LatexUnavailable",
     "LayerDerivation",
     "Loss",
+    "MarkdownText",
     "MatrixProgram",
     "MatrixStep",
     "Network",
@@ -74,6 +78,7 @@ __all__ = [
     "batch_sum",
     "build_pdf",
     "derive",
+    "display_width",
     "elu",
     "gelu",
     "layer_facts",
@@ -83,6 +88,10 @@ __all__ = [
     "max_mask",
     "pdflatex_path",
     "relu",
+    "render_latex",
+    "render_markdown",
+    "render_pdf",
+    "render_text",
     "sample_values",
     "sigmoid",
     "silu",
@@ -93,4 +102,5 @@ __all__ = [
     "transpose",
     "unit_logsumexp",
     "unit_sum",
+    "words",
 ]

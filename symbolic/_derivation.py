@@ -293,34 +293,46 @@ class Derivation:
             numbers[name] = rows
         return numbers
 
-    # -- explanations (implemented in _render) -------------------------------------------------------
+    # -- explanations (implemented in _render and _formats) -----------------------------------------
 
-    def latex(self, document: bool = False, values: Mapping[str, object] | None = None) -> str:
-        """The derivation as LaTeX: a fragment, or a standalone document that pdflatex compiles."""
-        from ._render import render_latex
+    def latex(self, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
+        """The derivation as LaTeX: a fragment, or a standalone document that pdflatex compiles.
 
-        return render_latex(self, document=document, values=values)
+        ``lang`` is ``"en"`` or ``"zh"`` (Chinese: the document uses CJKutf8).
+        """
+        from ._formats import render_latex
 
-    def markdown(self, values: Mapping[str, object] | None = None) -> str:
-        """The derivation as Markdown with ``$$`` display math (GitHub, Jupyter)."""
-        from ._render import render_markdown
+        return render_latex(self, document=document, values=values, lang=lang)
 
-        return render_markdown(self, values=values)
+    def markdown(self, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
+        """The derivation as Markdown with ``$$`` display math (GitHub, Jupyter).
 
-    def text(self, values: Mapping[str, object] | None = None) -> str:
+        A ``str`` that a notebook also renders when it is a cell's last value.
+        """
+        from ._formats import render_markdown
+
+        return render_markdown(self, values=values, lang=lang)
+
+    def text(self, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
         """The derivation as plain text for a terminal."""
-        from ._render import render_text
+        from ._formats import render_text
 
-        return render_text(self, values=values)
+        return render_text(self, values=values, lang=lang)
+
+    def pdf(self, output, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
+        """Write the derivation as a PDF file (pdflatex); returns pdflatex's log."""
+        from ._formats import render_pdf
+
+        return render_pdf(self, output, values=values, lang=lang)
 
     def _repr_latex_(self) -> str:
         """Display math only: notebooks render text/latex with MathJax, which typesets no sections."""
-        from ._render import render_math
+        from ._formats import render_math
 
         return render_math(self)
 
     def _repr_markdown_(self) -> str:
-        return self.markdown()
+        return str(self.markdown())
 
     def _check_parameter(self, name: str) -> None:
         if name not in self.gradient_definitions:

@@ -41,7 +41,6 @@ from ._simplify import smallest_per_unit
 
 # B in the element-wise derivation (one sample per column): the batch size of x, as in the matrix program
 BATCH_SIZE = batch_size(matrix_symbol("x"))
-BATCH_SIZE = batch_size(matrix_symbol("x"))
 
 
 class Entries:

@@ -18,8 +18,30 @@ class LatexFailed(ChainruleError, RuntimeError):
     """pdflatex ran and reported an error."""
 
 
+CJK_PACKAGES = "latex-cjk-chinese latex-cjk-chinese-arphic-gbsn00lp"  # Debian's CJK for pdflatex, Arphic fonts
+
+
 def pdflatex_path() -> str | None:
     return shutil.which("pdflatex")
+
+
+def tex_file_found(name: str) -> bool:
+    """Whether TeX can find ``name`` (a .sty or .fd file), asked through kpsewhich."""
+    kpsewhich = shutil.which("kpsewhich")
+    if kpsewhich is None:
+        return False
+    result = subprocess.run([kpsewhich, name], capture_output=True, text=True, timeout=60, check=False)
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def _check_chinese_support() -> None:
+    missing = [name for name in ("CJKutf8.sty", "c70gbsn.fd") if not tex_file_found(name)]
+    if missing:
+        raise LatexUnavailable(
+            f"a Chinese PDF needs the CJK package for pdflatex and the Arphic gbsn font ({', '.join(missing)} not "
+            f"found); install them (Debian: apt-get install -y --no-install-recommends {CJK_PACKAGES}) or use "
+            "--format latex, markdown or text"
+        )
 
 
 def build_pdf(document: str, output: str | Path, timeout: float = 120) -> str:
@@ -30,6 +52,8 @@ def build_pdf(document: str, output: str | Path, timeout: float = 120) -> str:
             "pdflatex was not found on PATH; install TeX Live (Debian: apt-get install -y "
             "--no-install-recommends texlive-latex-base texlive-latex-recommended) or use --format latex"
         )
+    if "\\usepackage{CJKutf8}" in document:
+        _check_chinese_support()
     with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
         source = Path(folder) / "derivation.tex"
         source.write_text(document, encoding="utf-8")

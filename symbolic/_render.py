@@ -1,49 +1,76 @@
-"""Explanations of a Derivation: LaTeX, Markdown and terminal text from one sequence of blocks.
+"""What the derivation says: a sequence of blocks (headings, prose, equations, the notation table).
 
-``explain`` walks the derivation once and produces format-neutral blocks (headings, prose, equation
-chains, a notation table); each backend only typesets them, so the formats always say the same thing.
-Every term of a chain that stands for an expression carries it (``Math.value``): the factors of the
-chain rule as ``sympy.diff`` of their definitions, the rest as the derivation's own expressions.
-``tests/test_steps.py`` checks that each such term equals the one before it.
+``explain`` walks the derivation once and produces format-neutral blocks; ``_formats`` typesets them as
+LaTeX, Markdown and text, so the formats always say the same thing. An equation is data (``Chain``): a
+chain of sides, each a SymPy tree (``Math.tree``, printed by ``_printers``) and, where the side stands for
+something, its value (``Math.value``): an expression in the derivation's symbols, or a Matrix of them
+for a matrix equation (evaluated on the layer's own symbols, a batch of two samples where the batch
+matters). ``tests/test_steps.py`` checks that each value equals the next; ``tests/test_printed.py``
+parses each printed side back and compares it with the tree's value. Prose that claims something is
+generated from a fact checked here (``output_error_is_difference``) or from the form that exists.
 """
 
 from __future__ import annotations
 
+import math
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sympy
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.str import StrPrinter
+from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum, Symbol, Transpose
 
-from ._derivation import Derivation
-from ._elementwise import LayerDerivation
+from ._derivation import Derivation, derive
+from ._elementwise import BATCH_SIZE, LayerDerivation
+from ._functions import logsumexp, unit_sum
+from ._network import Network
+from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
+from ._rules import LOSSES
+from ._words import words
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
 TERMS_SHOWN = 4  # a sum with more terms is written with Σ
-VALUES_UP_TO = 64  # a wider output layer's loss is shown in Σ form without building its terms
 GENERAL_FROM_DEPTH = 4  # from this depth on, the hidden layers get one general layer-l step
 CLOSED_FORM_NODES = 60  # closed forms shown while this small (estimated nodes per entry) ...
 CLOSED_FORM_SHOWN = 400  # ... and this short (LaTeX characters)
 NUMBERS_SHOWN = (6, 4)  # the largest matrix of numbers printed in full (rows, columns) ...
 VECTOR_SHOWN = 6  # ... and the longest vector
-WIDE = 72  # characters of an equation's text form (a fair measure of its printed width) before it breaks
+BATCH = 2  # samples in the batch on which the matrix form's sums over samples are checked
+LOSS = Symbol("L")
+ELLIPSIS = Symbol("…")
+INDEX_I, INDEX_J, INDEX_K = sympy.symbols("i j k", integer=True, positive=True)
 
 
 # --- blocks --------------------------------------------------------------------------------------------
 
 
+class Deferred:
+    """A value computed when asked for: the checks need it, the printed page does not (wide layers stay cheap)."""
+
+    def __init__(self, function, *arguments):
+        self.function, self.arguments = function, arguments
+
+    def compute(self) -> object:
+        return self.function(*self.arguments)
+
+
 @dataclass(frozen=True)
 class Math:
-    """One piece of mathematics, in both notations, with the SymPy expression it stands for (if any).
+    """One side of an equation, or math in prose: a SymPy tree printed both ways, and what it stands for.
 
-    In a Chain every two consecutive terms that have a value must be equal once the intermediates are
-    substituted back. Pure notation (``∂L/∂W``) has none.
+    ``value`` is None for pure notation (∂L/∂W as a name); otherwise an expression in the derivation's
+    symbols, or a Matrix of them. In a Chain every two consecutive values must be equal.
     """
 
+    tree: sympy.Basic
     latex: str
     text: str
-    value: sympy.Basic | None = field(default=None, compare=False)
+    stands_for: object = field(default=None, compare=False, repr=False)  # the value, or a Deferred one
+
+    @property
+    def value(self) -> object:
+        value = self.stands_for.compute() if isinstance(self.stands_for, Deferred) else self.stands_for
+        return _matrix(value) if hasattr(value, "as_matrix") else value
 
 
 @dataclass(frozen=True)
@@ -58,126 +85,219 @@ class Prose:
 
 @dataclass(frozen=True)
 class Chain:
-    """``terms[0] = terms[1] = ...``, one displayed equation (one row per term when it is long)."""
+    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal."""
 
     terms: tuple[Math, ...]
+    reason: str = "chain rule"
 
 
 @dataclass(frozen=True)
 class Notation:
+    header: tuple[str, str]
     rows: tuple[tuple[Math, str], ...]
 
 
 Block = Heading | Prose | Chain | Notation
 
 
-# --- writing mathematics ----------------------------------------------------------------------------------
+# --- facts -------------------------------------------------------------------------------------------------
 
 
-class _Latex(LatexPrinter):
-    """SymPy's LaTeX printer with the derivation's symbol names, printing products with a dot."""
-
-    def __init__(self, names: Mapping[sympy.Symbol, str]):
-        # not copied: the derivation's names cover entries built after this printer (a lazy Mapping)
-        super().__init__({"symbol_names": names, "mul_symbol": "dot", "order": "none"})
-
-    def _print_Symbol(self, expr, style="plain"):
-        # a^{(1)}_{1} squared must print as {a^{(1)}_{1}}^{2}, not as a double superscript
-        name = super()._print_Symbol(expr, style)
-        return f"{{{name}}}" if "^" in name else name
+# δ_L depends on the output activation, the loss and the reduction, never on the widths; expanding it costs the
+# square of the output width (softmax couples every unit), so the fact is decided on an output layer this wide.
+PROOF_WIDTH = 3
 
 
-class _UnitLatex(_Latex):
-    """Prints a matrix-program expression as its entry for one unit: a3 -> a^{(3)}_{1}, unit_sum -> Σ_k."""
-
-    def __init__(self, unit_names: Mapping[sympy.Symbol, str], sum_names: Mapping[sympy.Symbol, str]):
-        super().__init__(unit_names)
-        self.sum_printer = _Latex(sum_names)
-
-    def _print_unit_sum(self, expr):
-        return rf"\sum_{{k}} {self.sum_printer.parenthesize(expr.args[0], 50)}"
-
-
-class _UnitText(StrPrinter):
-    def __init__(self, unit_names: Mapping[sympy.Symbol, str], sum_names: Mapping[sympy.Symbol, str]):
-        super().__init__({"order": "none"})
-        self.names, self.sum_names = unit_names, sum_names
-
-    def _print_Symbol(self, expr):
-        return self.names.get(expr, expr.name)
-
-    def _print_unit_sum(self, expr):
-        inner = StrPrinter({"order": "none"})
-        inner._print_Symbol = lambda symbol: self.sum_names.get(symbol, symbol.name)
-        return f"Σ_k {inner.parenthesize(expr.args[0], 50)}"
+def output_error_is_difference(derivation: Derivation) -> str | None:
+    """Whether SymPy proves δ_L = a_L − y: ``"always"``, ``"probability target"`` (given Σ y = 1), or None."""
+    network = derivation.network
+    if network.sizes[-1] > PROOF_WIDTH or network.depth > 1:
+        narrow = Network(
+            [1, PROOF_WIDTH],
+            [network.activation_rules[-1]],
+            network.loss_rule,
+            reduction=network.reduction,
+        )
+        return output_error_is_difference(derive(narrow))
+    layer = derivation.layers[-1]
+    y = derivation.symbols["y"]
+    differences = [d - (a - t) for d, a, t in zip(layer.delta_definition, layer.a, y)]
+    if all(_is_zero(d) for d in differences):
+        return "always"
+    if not layer.activation.elementwise and len(y) > 1:  # softmax: the entries of a sum to 1 by definition
+        last = {y[-1]: 1 - sympy.Add(*y[:-1])}
+        if all(_is_zero(d.xreplace(last)) for d in differences):
+            return "probability target"
+    return None
 
 
-def _unit_form(expression: sympy.Expr, layer: int, unit: str) -> Math:
-    """A matrix-program expression (a{layer}, z{layer}, y) written for unit ``unit``, sums over k."""
-    symbols = {name: sympy.Symbol(name, real=True) for name in (f"a{layer}", f"z{layer}", "y")}
-
-    def names(index: str, text: bool) -> dict[sympy.Symbol, str]:
-        if text:
-            return {
-                symbols[f"a{layer}"]: f"a{layer}[{index}]",
-                symbols[f"z{layer}"]: f"z{layer}[{index}]",
-                symbols["y"]: f"y[{index}]",
-            }
-        return {
-            symbols[f"a{layer}"]: f"a^{{({layer})}}_{{{index}}}",
-            symbols[f"z{layer}"]: f"z^{{({layer})}}_{{{index}}}",
-            symbols["y"]: f"y_{{{index}}}",
-        }
-
-    latex = _UnitLatex(names(unit, False), names("k", False)).doprint(expression)
-    text = _UnitText(names(unit, True), names("k", True)).doprint(expression)
-    return Math(latex, text)
+def _is_zero(expression: sympy.Expr) -> bool:
+    """Proved zero by SymPy: expanded (fast; enough for polynomials in a and y), else simplified."""
+    return sympy.expand(expression) == 0 or sympy.simplify(expression) == 0
 
 
-def _frac(of: str, wrt: str) -> str:
-    return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
+# --- writing -------------------------------------------------------------------------------------------
 
 
-def _layer(letter: str, layer: int, index: str | None = None) -> Math:
-    """Notation such as a^{(2)}_k (LaTeX) / a2[k] (text)."""
-    latex = f"{letter}^{{({layer})}}" + (f"_{{{index}}}" if index else "")
-    text_letter = "delta" if letter == r"\delta" else letter
-    return Math(latex, f"{text_letter}{layer}" + (f"[{index}]" if index else ""))
+def _activation_symbol(layer: LayerDerivation) -> Symbol:
+    return Symbol(f"activation {layer.activation.name}")
 
 
 class _Writer:
-    def __init__(self, derivation: Derivation):
-        self.derivation = derivation
-        self.latex_printer = _Latex(derivation.latex_names)
-        self.text_printer = StrPrinter({"order": "none"})
+    """Prints trees through the two printers and builds prose from the language's words."""
 
-    def math(self, expression: sympy.Basic) -> Math:
-        return Math(self.latex_printer.doprint(expression), self.text_printer.doprint(expression), expression)
-
-    def partial(self, of: sympy.Basic | Math | str, wrt: sympy.Basic | Math, value: sympy.Basic | None = None) -> Math:
-        of_m = of if isinstance(of, Math) else Math(of, of) if isinstance(of, str) else self.math(of)
-        wrt_m = wrt if isinstance(wrt, Math) else self.math(wrt)
-        return Math(_frac(of_m.latex, wrt_m.latex), f"∂{of_m.text}/∂{wrt_m.text}", value)
-
-    def product(self, *factors: sympy.Basic) -> Math:
-        """Factors as written, each in parentheses when it is a sum; its value is their product."""
-        pieces = [self.math(f) for f in factors]
-        latex = r" \cdot ".join(
-            rf"\left({p.latex}\right)" if isinstance(f, sympy.Add) else p.latex for p, f in zip(pieces, factors)
+    def __init__(self, derivation: Derivation, lang: str):
+        self.derivation, self.words = derivation, words(lang)
+        own: dict[sympy.Basic, str] = {}
+        # a view, not a copy: the derivation names its entries' LaTeX as they are built (a lazy Mapping)
+        latex_names = ChainMap(own, derivation.latex_names)
+        text_names: dict[sympy.Basic, str] = {Symbol("y_hat"): "ŷ", Symbol("ell"): "ℓ", Symbol("f_l"): "f_l"}
+        latex_names.update(
+            {
+                Symbol("y_hat"): r"\hat{y}",
+                Symbol("ell"): r"\ell",
+                Symbol("f_l"): "f_l",
+                ELLIPSIS: r"\ldots",
+                Symbol("logsumexp"): r"\operatorname{logsumexp}",
+            }
         )
-        text = " · ".join(f"({p.text})" if isinstance(f, sympy.Add) else p.text for p, f in zip(pieces, factors))
-        return Math(latex, text, sympy.Mul(*factors, evaluate=False))
+        for layer in derivation.layers:
+            symbol = _activation_symbol(layer)
+            latex_names[symbol] = layer.activation.latex
+            text_names[symbol] = _activation_text(layer)
+        self.latex, self.text = LatexNotation(latex_names), TextNotation(text_names)
+        self.explained: set[str] = set()  # activations whose derivative has been stated
 
-    def sum_or_terms(self, expression: sympy.Expr, general: Math) -> Math:
-        """The expression itself, or the Σ form ``general`` when it has too many terms to read."""
-        if isinstance(expression, sympy.Add) and len(expression.args) > TERMS_SHOWN:
-            return replace(general, value=expression)
-        return self.math(expression)
+    def show(self, tree: sympy.Basic, value: object = None) -> Math:
+        return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
+
+    def expr(self, expression: sympy.Basic) -> Math:
+        """A derivation expression shown as it is (factors kept in their written order): its value is itself.
+
+        A log-sum-exp over a whole wide layer is written of the layer's vector, logsumexp(a⁽ᴸ⁾), not of every entry.
+        """
+        shown = expression.replace(
+            lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN and all(a.is_Symbol for a in e.args),
+            lambda e: Applied(Symbol("logsumexp"), _column(e.args[0].name.split("[")[0], 1)),
+        )
+        return self.show(shown, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))
+
+    def say(self, key: str, **pieces: object) -> Prose:
+        """The sentence ``key`` with each {name} replaced: Math stays math, anything else becomes words."""
+        template, parts = self.words[key], []
+        while "{" in template:
+            before, rest = template.split("{", 1)
+            name, template = rest.split("}", 1)
+            piece = pieces[name]
+            parts += [before, piece] if isinstance(piece, Math) else [before + str(piece)]
+        parts.append(template)
+        merged: list[str | Math] = []
+        for part in parts:
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            elif part != "":
+                merged.append(part)
+        return Prose(tuple(merged))
+
+    def heading(self, key: str, **pieces: object) -> Heading:
+        return Heading(self.words[key].format(**pieces))
 
 
-def _join(*pieces: Math, value: sympy.Basic | None = None) -> Math:
-    """A product of factors as written; ``value`` is what the product equals (SymPy's derivatives)."""
-    return Math(r" \cdot ".join(p.latex for p in pieces), " · ".join(p.text for p in pieces), value)
+def _activation_text(layer: LayerDerivation) -> str:
+    """The activation's text symbol: how the text printer writes f(z), up to the parenthesis."""
+    activation = layer.activation
+    if not activation.elementwise:
+        return activation.name
+    printed = TextNotation({}).doprint(activation.function(Symbol("z")))
+    return printed.split("(")[0] if printed.endswith("(z)") else activation.name
+
+
+def _column(name: str, rows: int, columns: int = 1) -> MatrixSymbol:
+    return MatrixSymbol(name, rows, columns)
+
+
+def _base(name: str) -> IndexedBase:
+    return IndexedBase(Symbol(name))
+
+
+def _previous_name(layer: LayerDerivation) -> str:
+    return "x" if layer.index == 1 else f"a{layer.index - 1}"
+
+
+def _entries_of(derivation: Derivation) -> dict[str, sympy.Matrix]:
+    """Every indexed name (W2, delta2, a1, x, ...) -> the Matrix of its entries' symbols."""
+    table: dict[str, sympy.Matrix] = dict(derivation.symbols)
+    for layer in derivation.layers:
+        table.update({f"z{layer.index}": layer.z, f"a{layer.index}": layer.a, f"delta{layer.index}": layer.delta})
+    return table
+
+
+def expand_notation(tree: sympy.Basic, entries: Mapping[str, sympy.Matrix]) -> sympy.Expr:
+    """What an index-notation tree means: each Σ written out, each W_{ij} the entry's symbol, 𝟙 as 0 or 1."""
+    if isinstance(tree, Sum):
+        variable, low, high = tree.limits[0]
+        return sympy.Add(
+            *(
+                expand_notation(tree.function.xreplace({variable: sympy.Integer(v)}), entries)
+                for v in range(int(low), int(high) + 1)
+            )
+        )
+    if isinstance(tree, sympy.Indexed):
+        matrix = entries[str(tree.base.label)]
+        row, column = (tree.indices[0], tree.indices[1]) if len(tree.indices) == 2 else (tree.indices[0], sympy.S.One)
+        if row.is_Integer and column.is_Integer:
+            return matrix[int(row) - 1, int(column) - 1]
+        return tree
+    if isinstance(tree, Indicator):
+        return Indicator(tree.args[0]).value()
+    if isinstance(tree, Factors):
+        return sympy.Mul(*(expand_notation(f, entries) for f in tree.args))
+    if not tree.args or isinstance(tree, (Symbol, sympy.Number)):
+        return tree
+    expanded = tree.func(*(expand_notation(a, entries) for a in tree.args))
+    if isinstance(expanded, (Indicator, Factors, Sum)):  # an index just became a number
+        return expand_notation(expanded, entries)
+    return expanded
+
+
+def for_each_entry(tree: sympy.Basic, indices: Sequence[tuple[Symbol, int]], entries) -> sympy.Matrix:
+    """The index-notation ``tree`` at every value of its free indices: a Matrix (one or two indices)."""
+    (first, n_first), *rest = indices
+    n_second = rest[0][1] if rest else 1
+
+    def at(r: int, c: int) -> sympy.Expr:
+        values = {first: sympy.Integer(r + 1)}
+        if rest:
+            values[rest[0][0]] = sympy.Integer(c + 1)
+        return expand_notation(tree.xreplace(values), entries)
+
+    return sympy.Matrix(n_first, n_second, lambda r, c: at(r, c))
+
+
+def matrix_value(tree: sympy.Basic, table: Mapping[sympy.Basic, sympy.Matrix]) -> sympy.Matrix:
+    """A matrix-notation tree evaluated with each matrix symbol (or f'(z) node) replaced by its entries."""
+    replaced = tree.xreplace({symbol: sympy.ImmutableMatrix(_matrix(value)) for symbol, value in table.items()})
+    return sympy.Matrix(replaced.doit())
+
+
+def _matrix(entries) -> sympy.Matrix:
+    """The derivation's lazily built entries (or any sequence of rows) as a SymPy Matrix."""
+    return entries.as_matrix() if hasattr(entries, "as_matrix") else sympy.Matrix(entries)
+
+
+def _batch(matrix: sympy.Matrix, copies: int = BATCH) -> sympy.Matrix:
+    """A column of symbols as a batch: the first sample is the column itself, the others renamed copies."""
+    matrix = _matrix(matrix)
+    columns = [matrix]
+    for sample in range(2, copies + 1):
+        columns.append(matrix.applyfunc(lambda s, n=sample: Symbol(f"{s.name}@{n}", **s.assumptions0)))
+    return sympy.Matrix.hstack(*columns)
+
+
+def _sample(expression: sympy.Expr, sample: int) -> sympy.Expr:
+    if sample == 1:
+        return expression
+    return expression.xreplace({s: Symbol(f"{s.name}@{sample}", **s.assumptions0) for s in expression.free_symbols})
 
 
 def _shown(count: int) -> list[int]:
@@ -185,394 +305,390 @@ def _shown(count: int) -> list[int]:
     return list(range(count)) if count <= ENTRIES_SHOWN else [0]
 
 
-def _previous(layer: LayerDerivation) -> Math:
-    return Math("x", "x") if layer.index == 1 else _layer("a", layer.index - 1)
+def _is_long_sum(expression: sympy.Expr) -> bool:
+    return isinstance(expression, sympy.Add) and len(expression.args) > TERMS_SHOWN
 
 
 # --- the explanation ---------------------------------------------------------------------------------------
 
 
-def explain(derivation: Derivation, values: Mapping[str, object] | None = None) -> list[Block]:
+def explain(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> list[Block]:
     """The derivation as blocks: notation, forward pass, chain rule layer by layer, matrix form, numbers."""
-    w = _Writer(derivation)
+    w = _Writer(derivation, lang)
     network, layers = derivation.network, derivation.layers
+    sizes = ", ".join(map(str, network.sizes))
     blocks: list[Block] = [
-        Prose(
-            (
-                f"Network {network.describe()}: sizes {list(network.sizes)}, {network.depth} weight layer(s). "
-                "Every equation below was derived by SymPy, and every equality in it is checked by the tests.",
-            )
+        w.say("network", network=network.describe(), sizes=f"[{sizes}]"),
+        w.say(
+            "what_is_derived",
+            layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),
+            z=w.show(_column("z", 1)),
+            a=w.show(_column("a", 1)),
+            delta=w.show(_column("delta", 1)),
         ),
-        Heading("Notation"),
-        Notation(_notation(derivation)),
-        Heading("Forward pass"),
-        *_forward(w, derivation),
-        Heading(f"Output layer (layer {network.depth})"),
+        w.heading("heading_notation"),
+        _notation(w),
+        w.heading("heading_forward"),
+        *_forward(w),
+        w.heading("heading_output", layer=network.depth),
         *_output_layer(w, layers[-1]),
     ]
-    hidden = list(reversed(layers[:-1]))
     if network.depth >= GENERAL_FROM_DEPTH:
-        blocks += [Heading(f"Hidden layers l = {network.depth - 1}, ..., 1"), *_general_layer(w, layers)]
+        blocks += [w.heading("heading_hidden", top=network.depth - 1), *_general_layer(w, layers)]
     else:
-        for layer in hidden:
-            blocks += [Heading(f"Layer {layer.index}"), *_hidden_layer(w, layer, layers[layer.index])]
-    blocks += [Heading("Gradients in matrix form"), *_matrix_form(derivation)]
-    blocks += _closed_forms(w, derivation)
+        for layer in reversed(layers[:-1]):
+            blocks += [w.heading("heading_layer", layer=layer.index), *_hidden_layer(w, layer, layers[layer.index])]
+    blocks += [w.heading("heading_matrix"), *_matrix_form(w)]
+    blocks += _closed_forms(w)
     if values is not None:
-        blocks += _numbers(derivation, values)
+        blocks += _numbers(w, values)
     return blocks
 
 
-def _notation(derivation: Derivation) -> tuple[tuple[Math, str], ...]:
-    network = derivation.network
+def _notation(w: _Writer) -> Notation:
+    derivation, network = w.derivation, w.derivation.network
+    general = {letter: _column(f"{letter}l", 1) for letter in ("W", "b", "z", "a", "delta")}
     rows = [
-        (Math("x", "x"), f"input, a column of {network.sizes[0]} (a batch puts its samples in columns)"),
-        (Math("y", "y"), f"target, a column of {network.sizes[-1]}"),
-        (Math("W^{(l)}", "Wl"), "weights of layer l: one row per unit of layer l, one column per unit of layer l-1"),
+        (w.show(Symbol("x")), w.words["notation_x"].format(n=network.sizes[0])),
+        (w.show(Symbol("y")), w.words["notation_y"].format(n=network.sizes[-1])),
+        (w.show(general["W"]), w.words["notation_W"]),
     ]
     if network.bias:
-        rows.append((Math("b^{(l)}", "bl"), "bias of layer l"))
+        rows.append((w.show(general["b"]), w.words["notation_b"]))
     rows += [
-        (Math("z^{(l)}", "zl"), "pre-activation of layer l"),
-        (Math("a^{(l)}", "al"), "output of layer l; the input counts as a0 = x, the last output is the prediction"),
-        (Math(r"\delta^{(l)}", "deltal"), "error of layer l: the derivative of L by its pre-activation"),
+        (w.show(general["z"]), w.words["notation_z"]),
+        (w.show(general["a"]), w.words["notation_a"]),
+        (w.show(general["delta"]), w.words["notation_delta"]),
     ]
-    for name in dict.fromkeys(network.activations):
-        activation = derivation.layers[network.activations.index(name)].activation
-        used = [str(i + 1) for i, n in enumerate(network.activations) if n == name]
-        rows.append((Math(activation.latex, name), f"activation {name}, used in layer {', '.join(used)}"))
-    rows.append((Math(r"\odot", "*"), "element-wise product"))
-    return tuple(rows)
-
-
-def _forward(w: _Writer, derivation: Derivation) -> list[Block]:
-    blocks: list[Block] = [Prose(("Every intermediate gets a name, so that the backward pass can reuse it:",))]
     for layer in derivation.layers:
-        l_, prev = layer.index, _previous(layer)
-        bias = (f" + b^{{({l_})}}", f" + b{l_}") if layer.bias is not None else ("", "")
-        blocks.append(
-            Chain((_layer("z", l_), Math(f"W^{{({l_})}} {prev.latex}{bias[0]}", f"W{l_} {prev.text}{bias[1]}")))
-        )
+        used = [str(lay.index) for lay in derivation.layers if lay.activation.name == layer.activation.name]
+        if used[0] == str(layer.index):
+            name = layer.activation.name
+            rows.append(
+                (
+                    w.show(_activation_symbol(layer)),
+                    w.words["notation_activation"].format(name=name, layers=", ".join(used)),
+                )
+            )
+    rows.append((w.show(HadamardProduct(_column("u", 1), _column("v", 1))), w.words["notation_hadamard"]))
+    rows.append((w.show(OneMatrix(2, 1)), w.words["notation_ones"]))
+    rows.append((w.show(Indicator(Symbol("P"))), w.words["notation_indicator"]))
+    return Notation((w.words["column_symbol"], w.words["column_meaning"]), tuple(rows))
+
+
+def _forward(w: _Writer) -> list[Block]:
+    derivation = w.derivation
+    entries = _entries_of(derivation)
+    blocks: list[Block] = [w.say("forward_names")]
+    for layer in derivation.layers:
+        l_, n, m = layer.index, len(layer.z), len(layer.inputs)
+        weight, previous = _column(f"W{l_}", n, m), _column(_previous_name(layer), m)
+        right = weight * previous + _column(f"b{l_}", n) if layer.bias is not None else weight * previous
+        table = {weight: layer.weight, previous: layer.inputs, _column(f"b{l_}", n): layer.bias}
+        table = {k: v for k, v in table.items() if v is not None}
+        z = _column(f"z{l_}", n)
+        blocks.append(Chain((w.show(z, layer.z), w.show(right, Deferred(matrix_value, right, table))), "definition"))
+        a = _column(f"a{l_}", n)
         blocks.append(
             Chain(
-                (
-                    _layer("a", l_),
-                    Math(rf"{layer.activation.latex}\left(z^{{({l_})}}\right)", f"{layer.activation.name}(z{l_})"),
-                )
+                (w.show(a, layer.a), w.show(Elementwise(_activation_symbol(layer), z), layer.a_definition)),
+                "definition",
             )
         )
-    blocks.append(Prose(("Entry by entry:",)))
+    blocks.append(w.say("entry_by_entry"))
     for layer in derivation.layers:
-        l_, prev = layer.index, _previous(layer)
+        l_ = layer.index
         for i in _shown(len(layer.z)):
-            index = str(i + 1)
-            bias = (f" + b^{{({l_})}}_{{{index}}}", f" + b{l_}[{index}]") if layer.bias is not None else ("", "")
-            general = Math(
-                rf"\sum_{{j=1}}^{{{len(layer.inputs)}}} W^{{({l_})}}_{{{index}j}} {prev.latex}_{{j}}{bias[0]}",
-                f"Σ_j W{l_}[{index},j] {prev.text}[j]{bias[1]}",
-            )
-            wide = len(layer.inputs) > VALUES_UP_TO  # shown in Σ form, not built just to be checked
-            shown_z = general if wide else w.sum_or_terms(layer.z_definition[i], general)
-            blocks.append(Chain((w.math(layer.z[i]), shown_z)))
-            n_units = len(layer.z)
-            if layer.activation.elementwise or n_units <= TERMS_SHOWN:
-                shown_a = w.math(layer.a_definition[i])
-            else:  # softmax over a wide layer: its Σ form, not every term
-                shown_a = Math(
-                    rf"\frac{{e^{{z^{{({l_})}}_{{{index}}}}}}}{{\sum_{{k=1}}^{{{n_units}}} e^{{z^{{({l_})}}_{{k}}}}}}",
-                    f"exp(z{l_}[{index}]) / Σ_k exp(z{l_}[k])",
-                    layer.a_definition[i] if n_units <= VALUES_UP_TO else None,
-                )
-            blocks.append(Chain((w.math(layer.a[i]), shown_a)))
+            if len(layer.inputs) > TERMS_SHOWN:  # one term an input: shown as Σ_j, never built for a page
+                weights, a = _base(f"W{l_}"), _base(_previous_name(layer))
+                general = Sum(Factors(weights[i + 1, INDEX_J], a[INDEX_J]), (INDEX_J, 1, len(layer.inputs)))
+                if layer.bias is not None:
+                    general = sympy.Add(general, _base(f"b{l_}")[i + 1], evaluate=False)
+                right = w.show(general, Deferred(expand_notation, general, entries))
+            else:
+                right = w.expr(layer.z_definition[i])
+            blocks.append(Chain((w.expr(layer.z[i]), right), "definition"))
+            blocks.append(Chain((w.expr(layer.a[i]), w.expr(layer.a_definition[i])), "definition"))
     output = derivation.layers[-1]
-    n = len(output.a)
-    general_loss = Math(
-        rf"\sum_{{k=1}}^{{{n}}} \ell\left(a^{{({output.index})}}_k, y_k\right)", f"Σ_k ℓ(a{output.index}[k], y[k])"
-    )
-    # a wide output layer shows the Σ form without building every unit's term (width must not cost)
-    loss_shown = w.sum_or_terms(derivation.loss_definition, general_loss) if n <= VALUES_UP_TO else general_loss
-    blocks.append(Chain((Math("L", "L"), loss_shown)))
-    loss = derivation.network.loss
-    blocks.append(
-        Prose(
-            (
-                f"The loss is {loss}, {derivation.network.loss_rule.description}, for one sample; "
-                + (
-                    'a batch takes its mean over the samples (reduction "mean", PyTorch\'s default): each '
-                    "sample's loss is divided by the batch size B, and so are its gradients, through the 1/B "
-                    "in the output layer's δ."
-                    if derivation.network.reduction == "mean"
-                    else "a batch sums it over its samples, and so its gradients."
-                ),
-            )
-        )
-    )
+    if len(output.z) > TERMS_SHOWN:  # one term a unit: shown as Σ_k, the loss built only when a check asks
+        loss: object = Deferred(lambda: derivation.loss_definition)
+        scale = 1 / BATCH_SIZE if derivation.network.reduction == "mean" else sympy.S.One
+        long_sum = True
+    else:
+        loss = derivation.loss_definition
+        scale, total = loss.as_independent(*output.a, *derivation.symbols["y"], as_Add=False)  # 1, or 1/B of mean
+        long_sum = _is_long_sum(total)
+    if long_sum:
+        a, y = _base(f"a{output.index}"), _base("y")
+        if _loss_rule(derivation.network).coupled is None:
+            term = Applied(Symbol("ell"), a[INDEX_K], y[INDEX_K])  # ℓ is defined in the sentence below
+        else:  # softmax cross-entropy on the logits: y_k (logsumexp(a) − a_k)
+            term = y[INDEX_K] * (Applied(Symbol("logsumexp"), _column(f"a{output.index}", 1)) - a[INDEX_K])
+        general = Sum(term, (INDEX_K, 1, len(output.a)))
+        right = w.show(general if scale == 1 else sympy.Mul(scale, general, evaluate=False), loss)
+    else:
+        right = w.expr(loss)
+    blocks.append(Chain((w.show(LOSS, loss), right), "definition"))
+    blocks.append(_loss_sentence(w))
     return blocks
+
+
+def _loss_rule(network):
+    """The network's loss rule (a built-in row or a user's Loss.define)."""
+    return network.loss_rule if hasattr(network, "loss_rule") else LOSSES[network.loss]
+
+
+def _loss_sentence(w: _Writer) -> Prose:
+    """What the loss is per output unit (ℓ(ŷ, y) from the loss rule), or that it couples the units; the batch."""
+    network = w.derivation.network
+    rule = _loss_rule(network)
+    batch = w.words["batch_mean" if getattr(network, "reduction", "sum") == "mean" else "batch_sum"]
+    if rule.coupled is not None:  # a loss on all outputs at once (log-sum-exp): no per-unit term
+        return w.say("loss_is_coupled", loss=network.loss, batch=batch)
+    per_unit = rule.per_unit(Symbol("y_hat"), Symbol("y"), len(w.derivation.layers[-1].a))
+    ell = w.show(Eq(Applied(Symbol("ell"), Symbol("y_hat"), Symbol("y")), per_unit, evaluate=False))
+    return w.say("loss_is", loss=network.loss, per_unit=ell, batch=batch)
+
+
+def _softmax_jacobian(layer: LayerDerivation) -> sympy.Matrix:
+    """∂a_k/∂z_i by sympy.diff of the softmax's definition, [k, i]."""
+    n = len(layer.z)
+    return sympy.Matrix(n, n, lambda k, i: sympy.diff(layer.a_definition[k], layer.z[i]))
 
 
 def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
-    activation = layer.activation
-    z = sympy.Symbol("z", real=True)
-    if activation.elementwise:
-        a = sympy.Symbol("a", real=True)
-        through_output = replace(
-            w.math(activation.derivative(z, a)), value=activation.derivative(z, activation.function(z))
-        )
+    """The activation's derivative, the first time the explanation meets that activation (else nothing)."""
+    activation, symbol = layer.activation, _activation_symbol(layer)
+    if activation.name in w.explained:
+        return []
+    w.explained.add(activation.name)
+    if not activation.elementwise:
+        k, i, n = INDEX_K, INDEX_I, len(layer.z)
+        a, z = _base(f"a{layer.index}"), _base(f"z{layer.index}")
+        entries = _entries_of(w.derivation)
+        jacobian = Deferred(_softmax_jacobian, layer)
+        right = a[k] * (Indicator(Eq(k, i)) - a[i])
         return [
-            Prose(
-                (
-                    "The derivative of the activation, written through its output ",
-                    Math(rf"a = {activation.latex}(z)", f"a = {activation.name}(z)"),
-                    ":",
-                )
-            ),
+            w.say("softmax_couples"),
             Chain(
-                _dedupe(
-                    [
-                        Math(rf"{activation.latex}'(z)", f"{activation.name}'(z)"),
-                        w.math(sympy.diff(activation.function(z), z)),
-                        through_output,
-                    ]
-                )
+                (
+                    w.show(Partial(a[k], z[i]), jacobian),
+                    w.show(right, Deferred(for_each_entry, right, [(k, n), (i, n)], entries)),
+                ),
+                "sympy.diff",
             ),
         ]
-    return [
-        Prose(
-            (
-                "The softmax couples the units of its layer: ",
-                Math(
-                    r"\frac{\partial a_k}{\partial z_i} = a_k\left(\delta_{ki} - a_i\right)",
-                    "∂a_k/∂z_i = a_k (δ_ki − a_i)",
-                ),
-                " (with the Kronecker delta), so the chain rule sums over every output.",
-            )
-        )
-    ]
+    z, a = Symbol("z", real=True), Symbol("a", real=True)
+    derivative = sympy.diff(activation.function(z), z)
+    through_output = activation.derivative(z, a)
+    terms = [w.show(Prime(symbol, z), derivative), w.expr(derivative)]
+    if through_output.has(a) and not through_output.has(z):  # a form in the output alone exists
+        terms.append(w.show(through_output, through_output.xreplace({a: activation.function(z)})))
+        prose = w.say("derivative_through_output", a=w.show(Eq(a, Applied(symbol, z), evaluate=False)))
+    else:
+        prose = w.say("derivative")
+    return [prose, Chain(_dedupe(terms), "sympy.diff")]
 
 
 def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     derivation, l_ = w.derivation, layer.index
-    n = len(layer.z)
-    prev = _previous(layer)
+    loss, n = derivation.loss_definition, len(layer.z)
+    entries = _entries_of(derivation)
     i, j = 0, 0
     z_i, a_i, weight = layer.z[i], layer.a[i], layer.weight[i, j]
-    dz_dw = layer.z_derivative(i, weight)
 
-    blocks: list[Block] = [
-        Prose(
-            (
-                "The chain rule follows the path from a weight to the loss. For an entry of ",
-                Math(f"W^{{({l_})}}", f"W{l_}"),
-                ", shown for ",
-                w.math(weight),
-                " (every entry works the same way):",
-            )
-        )
-    ]
+    def dz_dw() -> sympy.Expr:  # SymPy's ∂z_i/∂W_ij: z_i has one term an input, so only when a check asks
+        return sympy.diff(layer.z_definition[i], weight)
+
+    blocks: list[Block] = [w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight))]
     blocks += _derivative_statement(w, layer)
+    a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
-        by_sympy = layer.upstream[i] * sympy.diff(layer.a_definition[i], z_i) * dz_dw  # upstream: diff of ℓ by a_i
-        factors = _join(w.partial("L", a_i), w.partial(a_i, z_i), w.partial(z_i, weight), value=by_sympy)
-        written = w.product(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j])
+        gradient = Deferred(lambda: sympy.diff(loss, a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
+        factors = w.show(Factors(Partial(LOSS, a_i), Partial(a_i, z_i), Partial(z_i, weight)), gradient)
+        written = w.expr(Factors(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j]))
     else:
-        a_k = _layer("a", l_, "k")
-        by_sympy = (  # a wide layer's Σ is shown, not built just to be checked
-            sympy.Add(*(layer.upstream[k] * layer.local_jacobian[k, i] for k in range(n))) * dz_dw
-            if n <= VALUES_UP_TO
-            else None
-        )
-        factors = Math(
-            rf"\left(\sum_{{k}} {_frac('L', a_k.latex)} {_frac(a_k.latex, w.math(z_i).latex)}\right) "
-            rf"\cdot {w.partial(z_i, weight).latex}",
-            f"(Σ_k ∂L/∂{a_k.text} · ∂{a_k.text}/∂{w.math(z_i).text}) · ∂{w.math(z_i).text}/∂{w.math(weight).text}",
-            by_sympy,
-        )
-        # a wide sum is shown in Σ form: print it only when it is shown (printing 5000 terms costs minutes)
-        written = (
-            w.product(layer.delta_chain[i], layer.inputs[j])
-            if n <= TERMS_SHOWN
-            else Math(
-                "", "", sympy.Mul(layer.delta_chain[i], layer.inputs[j], evaluate=False) if n <= VALUES_UP_TO else None
-            )
-        )
+        # every output couples here: O(n) terms per unit, so built only when a check asks (wide layers stay cheap)
+        gradient = Deferred(lambda: _coupled_chain(loss, layer, z_i, dz_dw()))
+        coupled = Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_i)), (INDEX_K, 1, n))
+        factors = w.show(Factors(coupled, Partial(z_i, weight)), gradient)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
-            general = _softmax_sum(w, layer, i)
-            written = Math(
-                rf"\left({general.latex}\right) \cdot {w.math(layer.inputs[j]).latex}",
-                f"({general.text}) · {w.math(layer.inputs[j]).text}",
-                written.value,
-            )
-    blocks.append(Chain((w.partial("L", weight), factors, written)))
+            general = Factors(_softmax_sum(layer, derivation.symbols["y"][0], i), layer.inputs[j])
+            written = w.show(general, Deferred(expand_notation, general, entries))
+        else:
+            written = w.expr(Factors(layer.delta_chain[i], layer.inputs[j]))
+    blocks.append(Chain((w.show(Partial(LOSS, weight), gradient), factors, written)))
 
+    delta_i = _base(f"delta{l_}")[INDEX_I]
     blocks.append(
-        Prose(
-            (
-                "Everything before the last factor depends on the unit ",
-                Math("i", "i"),
-                " but not on the input ",
-                Math("j", "j"),
-                ". It is the shared factor (the tutorial's red box), named the error of the unit, ",
-                Math(rf"\delta^{{({l_})}}_i = {_frac('L', f'z^{{({l_})}}_i')}", f"delta{l_}[i] = ∂L/∂z{l_}[i]"),
-                ":",
-            )
+        w.say(
+            "shared_factor",
+            i=w.show(INDEX_I),
+            j=w.show(INDEX_J),
+            delta=w.show(Eq(delta_i, Partial(LOSS, _base(f"z{l_}")[INDEX_I]), evaluate=False)),
         )
     )
     for unit in _shown(n):
         z_u, a_u = layer.z[unit], layer.a[unit]
         if layer.activation.elementwise:
-            factors = _join(
-                w.partial("L", a_u),
-                w.partial(a_u, z_u),
-                value=layer.upstream[unit] * sympy.diff(layer.a_definition[unit], z_u),
-            )
-            written = w.product(layer.upstream[unit], layer.local_jacobian[unit, unit])
+            by_sympy = sympy.diff(loss, a_u) * sympy.diff(layer.a_definition[unit], z_u)
+            factors = w.show(Factors(Partial(LOSS, a_u), Partial(a_u, z_u)), by_sympy)
+            written = w.expr(Factors(layer.upstream[unit], layer.local_jacobian[unit, unit]))
         else:
-            a_k = _layer("a", l_, "k")
-            factors = Math(
-                rf"\sum_{{k}} {_frac('L', a_k.latex)} {_frac(a_k.latex, w.math(z_u).latex)}",
-                f"Σ_k ∂L/∂{a_k.text} · ∂{a_k.text}/∂{w.math(z_u).text}",
-                sympy.Add(*(layer.upstream[k] * layer.local_jacobian[k, unit] for k in range(n)))
-                if n <= VALUES_UP_TO
-                else None,
-            )
-            as_written = (
-                sympy.Add(
-                    *(sympy.Mul(layer.upstream[k], layer.local_jacobian[k, unit], evaluate=False) for k in range(n)),
-                    evaluate=False,
+            by_sympy = Deferred(_coupled_chain, loss, layer, z_u)
+            factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
+            if n > TERMS_SHOWN:
+                general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
+                written = w.show(general, Deferred(expand_notation, general, entries))
+            else:
+                written = w.expr(
+                    sympy.Add(
+                        *(Factors(layer.upstream[k], layer.local_jacobian[k, unit]) for k in range(n)), evaluate=False
+                    )
                 )
-                if n <= VALUES_UP_TO
-                else None
-            )
-            written = w.math(as_written) if n <= TERMS_SHOWN else Math("", "", as_written)
-        wide_softmax = not layer.activation.elementwise and n > TERMS_SHOWN
-        terms = [
-            w.math(layer.delta[unit]),
-            factors,
-            written,
-            *(() if wide_softmax else (w.math(layer.delta_chain[unit]), w.math(layer.delta_definition[unit]))),
-        ]
-        if not layer.activation.elementwise and n > TERMS_SHOWN:  # Σ over the outputs, not every term
-            delta_step = next(s for s in derivation.matrix_program.steps if s.target.name == f"delta{l_}")
-            simplified = _unit_form(delta_step.expression, l_, str(unit + 1))
-            terms = [
-                terms[0],
-                factors,
-                replace(_softmax_sum(w, layer, unit), value=written.value),
-                replace(simplified, value=layer.delta_definition[unit] if n <= VALUES_UP_TO else None),
-            ]
+        terms = [w.show(layer.delta[unit], layer.delta[unit]), factors, written]
+        if not layer.activation.elementwise and n > TERMS_SHOWN:
+            simplified = _unit_form(derivation, layer, unit)
+            if simplified is not None:
+                terms.append(w.show(simplified, Deferred(expand_notation, simplified, entries)))
+        else:
+            terms += [w.expr(layer.delta_chain[unit]), w.expr(layer.delta_definition[unit])]
         blocks.append(Chain(_dedupe(terms)))
-    if not layer.activation.elementwise:
-        blocks.append(
-            Prose(
-                (
-                    "When the target is a probability vector (its entries sum to 1) this is ",
-                    Math(rf"\delta^{{({l_})}} = a^{{({l_})}} - y", f"delta{l_} = a{l_} - y"),
-                    ": the softmax Jacobian and the logarithm cancel.",
-                )
-            )
-        )
-    blocks.append(
-        Prose(
-            (
-                "So each gradient entry is an error times an input, ",
-                Math(
-                    rf"{_frac('L', f'W^{{({l_})}}_{{ij}}')} = \delta^{{({l_})}}_i {prev.latex}_j",
-                    f"∂L/∂W{l_}[i,j] = delta{l_}[i] {prev.text}[j]",
-                ),
-                ":",
-            )
-        )
-    )
+    fact = output_error_is_difference(derivation)
+    if fact is not None:
+        equation = w.show(Eq(_column(f"delta{l_}", n), _column(f"a{l_}", n) - _column("y", n), evaluate=False))
+        key = "delta_is_difference" if fact == "always" else "delta_is_difference_for_probabilities"
+        blocks.append(w.say(key, equation=equation))
+    blocks.append(w.say("error_times_input"))
+    blocks += _error_times_input(w, layer)
     blocks += _gradient_entries(w, layer)
     return blocks
 
 
-def _softmax_sum(w: _Writer, layer: LayerDerivation, unit: int) -> Math:
-    """Σ_k ∂L/∂a_k · a_k (δ_ki − a_i) with ∂L/∂a_k written for a general output k."""
-    l_, index = layer.index, str(unit + 1)
-    a, y = sympy.Symbol(f"a{l_}", real=True), sympy.Symbol("y", real=True)
-    per_unit = w.derivation.network.loss_rule.per_unit(a, y, len(layer.z))
-    upstream = _unit_form(sympy.diff(per_unit, a), l_, "k")
-    a_k, a_i = f"a^{{({l_})}}_{{k}}", f"a^{{({l_})}}_{{{index}}}"
-    kronecker = rf"\left(\delta_{{k{index}}} - {a_i}\right)"
-    return Math(
-        rf"\sum_{{k=1}}^{{{len(layer.z)}}} \left({upstream.latex}\right) {a_k} {kronecker}",
-        f"Σ_k ({upstream.text}) a{l_}[k] (δ_k{index} − a{l_}[{index}])",
-    )
+def _error_times_input(w: _Writer, layer: LayerDerivation) -> list[Block]:
+    """∂L/∂W_ij = δ_i a_j for every i, j (and ∂L/∂b_i = δ_i), checked entry by entry."""
+    l_, entries = layer.index, _entries_of(w.derivation)
+    n, m = layer.weight.shape
+    right = Factors(_base(f"delta{l_}")[INDEX_I], _base(_previous_name(layer))[INDEX_J])
+    gradient = w.derivation.gradient_definitions[f"W{l_}"]
+    return [
+        Chain(
+            (
+                w.show(Partial(LOSS, _base(f"W{l_}")[INDEX_I, INDEX_J]), gradient),
+                w.show(right, Deferred(for_each_entry, right, [(INDEX_I, n), (INDEX_J, m)], entries)),
+            )
+        )
+    ]
+
+
+def _softmax_sum(layer: LayerDerivation, target: Symbol, unit: int) -> Sum:
+    """Σ_k ∂L/∂a_k · a_k (𝟙[k = i] − a_i), with ∂L/∂a_k SymPy's derivative written for a general output k."""
+    l_, index = layer.index, unit + 1
+    a, y = _base(f"a{l_}"), _base("y")
+    first = {layer.a[0]: a[INDEX_K], target: y[INDEX_K]}
+    upstream = layer.upstream[0].xreplace(first)  # the loss is a sum of per-unit terms: unit 1 stands for k
+    return Sum(Factors(upstream, a[INDEX_K], Indicator(Eq(INDEX_K, index)) - a[index]), (INDEX_K, 1, len(layer.z)))
+
+
+def _unit_form(derivation: Derivation, layer: LayerDerivation, unit: int) -> sympy.Expr | None:
+    """The matrix program's simplified δ of the output layer, for one unit: its sums over units as Σ_k."""
+    l_, index = layer.index, unit + 1
+    step = next(s for s in derivation.matrix_program.steps if s.target.name == f"delta{l_}")
+    a_all, z_all, y_all = (Symbol(name, real=True) for name in (f"a{l_}", f"z{l_}", "y"))
+    a, z, y = _base(f"a{l_}"), _base(f"z{l_}"), _base("y")
+    inside = {a_all: a[INDEX_K], z_all: z[INDEX_K], y_all: y[INDEX_K]}
+    outside = {a_all: a[index], z_all: z[index], y_all: y[index]}
+    if not step.expression.free_symbols <= {a_all, z_all, y_all}:
+        # a δ computed through helper steps (softmax + bce's rearrangement that stays finite) has no
+        # per-unit form to show: the chain above is the derivation, the rearrangement is the compiler's
+        return None
+    sums = {s: Sum(s.args[0].xreplace(inside), (INDEX_K, 1, len(layer.z))) for s in step.expression.atoms(unit_sum)}
+    return step.expression.xreplace(sums).xreplace(outside)
 
 
 def _gradient_entries(w: _Writer, layer: LayerDerivation) -> list[Block]:
+    """The chain rule for the first weight (and bias) of the layer; the general entry is checked for all."""
     blocks: list[Block] = []
-    for i in _shown(layer.weight.rows):
-        for j in _shown(layer.weight.cols):
+    for i in [0]:
+        for j in [0]:
             weight = layer.weight[i, j]
-            factors = _join(
-                w.partial("L", layer.z[i]),
-                w.partial(layer.z[i], weight),
-                value=layer.delta[i] * layer.z_derivative(i, weight),
+            value = Deferred(lambda i=i, weight=weight: layer.delta[i] * sympy.diff(layer.z_definition[i], weight))
+            factors = w.show(Factors(Partial(LOSS, layer.z[i]), Partial(layer.z[i], weight)), value)
+            product = Factors(layer.delta[i], layer.inputs[j])
+            blocks.append(
+                Chain(
+                    (w.show(Partial(LOSS, weight), value), factors, w.show(product, layer.delta[i] * layer.inputs[j]))
+                )
             )
-            blocks.append(Chain((w.partial("L", weight), factors, w.math(layer.delta[i] * layer.inputs[j]))))
     if layer.bias is not None:
-        for i in _shown(layer.bias.rows):
-            factors = _join(
-                w.partial("L", layer.z[i]),
-                w.partial(layer.z[i], layer.bias[i]),
-                value=layer.delta[i] * layer.z_derivative(i, layer.bias[i]),
-            )
-            blocks.append(Chain((w.partial("L", layer.bias[i]), factors, w.math(layer.delta[i]))))
+        for i in [0]:
+            value = Deferred(lambda i=i: layer.delta[i] * sympy.diff(layer.z_definition[i], layer.bias[i]))
+            factors = w.show(Factors(Partial(LOSS, layer.z[i]), Partial(layer.z[i], layer.bias[i])), value)
+            blocks.append(Chain((w.show(Partial(LOSS, layer.bias[i]), value), factors, w.expr(layer.delta[i]))))
     return blocks
+
+
+def _recursion(w: _Writer, layer: LayerDerivation, above: LayerDerivation, general: bool = False) -> Chain:
+    """δ⁽ˡ⁾ = (W⁽ˡ⁺¹⁾ᵀ δ⁽ˡ⁺¹⁾) ⊙ f'(z⁽ˡ⁾), evaluated on this layer's symbols (general: written for layer l)."""
+    n, n_up = len(layer.z), len(above.z)
+    names = (
+        ("Wl+1", "deltal+1", "zl", "deltal")
+        if general
+        else (
+            f"W{above.index}",
+            f"delta{above.index}",
+            f"z{layer.index}",
+            f"delta{layer.index}",
+        )
+    )
+    weight, delta_up, z = _column(names[0], n_up, n), _column(names[1], n_up), _column(names[2], n)
+    function = Symbol("f_l") if general else _activation_symbol(layer)
+    derivative = Elementwise(function, z, prime=True)
+    right = HadamardProduct(Transpose(weight) * delta_up, derivative)
+
+    def value() -> sympy.Matrix:  # every unit's f'(z): built only when a check asks
+        local = sympy.Matrix([layer.local_jacobian[j, j] for j in range(n)])
+        return matrix_value(right, {weight: above.weight, delta_up: above.delta, derivative: local})
+
+    return Chain((w.show(_column(names[3], n), layer.delta), w.show(right, Deferred(value))))
+
+
+def _coupled_chain(loss: sympy.Expr, layer: LayerDerivation, z: sympy.Symbol, factor: sympy.Expr = sympy.S.One):
+    """Σ_k ∂L/∂a_k · ∂a_k/∂z (times ``factor``) by SymPy: O(width) terms for one unit, so computed only when a
+    check asks for the value (a Deferred), never to print a page: a wide softmax layer stays cheap."""
+    n = len(layer.a)
+    return sympy.Add(*(sympy.diff(loss, layer.a[k]) * sympy.diff(layer.a_definition[k], z) for k in range(n))) * factor
 
 
 def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivation, j: int) -> Chain:
     up, a_j, z_j = above.index, layer.a[j], layer.z[j]
-    z_up = _layer("z", up, "i")
-    a_j_math = w.math(a_j)
-    wide = len(above.z) > VALUES_UP_TO  # the Σ over the layer above is shown, not built just to be checked
-    by_sympy = (
-        None if wide else sympy.Add(*(above.delta[i] * above.input_derivative(i, j) for i in range(len(above.z))))
-    )
-    factors = Math(
-        rf"\left(\sum_{{i}} {_frac('L', z_up.latex)} {_frac(z_up.latex, a_j_math.latex)}\right) "
-        rf"\cdot {w.partial(a_j, z_j).latex}",
-        f"(Σ_i ∂L/∂{z_up.text} · ∂{z_up.text}/∂{a_j_math.text}) · ∂{a_j_math.text}/∂{w.math(z_j).text}",
-        None if wide else by_sympy * sympy.diff(layer.a_definition[j], z_j),
-    )
-    index = str(j + 1)
-    general = Math(
-        rf"\left(\sum_{{i=1}}^{{{len(above.z)}}} W^{{({up})}}_{{i{index}}} \delta^{{({up})}}_i\right) "
-        rf"\cdot {w.math(layer.local_jacobian[j, j]).latex}",
-        f"(Σ_i W{up}[i,{index}] delta{up}[i]) · {w.math(layer.local_jacobian[j, j]).text}",
-    )
-    if wide:  # Σ_i over the layer above: shown, not built just to be checked
-        written = general
-    else:
-        upstream = layer.upstream[j]
-        written = (
-            replace(general, value=upstream * layer.local_jacobian[j, j])
-            if isinstance(upstream, sympy.Add) and len(upstream.args) > TERMS_SHOWN
-            else w.product(upstream, layer.local_jacobian[j, j])
+    entries = _entries_of(w.derivation)
+    z_up = _base(f"z{up}")[INDEX_I]
+    by_sympy = Deferred(  # O(width above) terms: built only when a check asks
+        lambda: (
+            sympy.Add(*(above.delta[i] * sympy.diff(above.z_definition[i], a_j) for i in range(len(above.z))))
+            * sympy.diff(layer.a_definition[j], z_j)
         )
-    return Chain(_dedupe([w.math(layer.delta[j]), factors, written]))
+    )
+    collected = Sum(Factors(Partial(LOSS, z_up), Partial(z_up, a_j)), (INDEX_I, 1, len(above.z)))
+    factors = w.show(Factors(collected, Partial(a_j, z_j)), by_sympy)
+    local = layer.local_jacobian[j, j]
+    if len(above.z) > TERMS_SHOWN:  # Σ_i W_ij δ_i has one term a unit above: shown as Σ, never built for a page
+        general = Factors(
+            Sum(Factors(_base(f"W{up}")[INDEX_I, j + 1], _base(f"delta{up}")[INDEX_I]), (INDEX_I, 1, len(above.z))),
+            local,
+        )
+        written = w.show(general, Deferred(expand_notation, general, entries))
+    else:
+        written = w.expr(Factors(layer.upstream[j], local))
+    return Chain(_dedupe([w.show(layer.delta[j], layer.delta[j]), factors, written]))
 
 
 def _hidden_layer(w: _Writer, layer: LayerDerivation, above: LayerDerivation) -> list[Block]:
-    l_, up = layer.index, above.index
+    up = above.index
     blocks: list[Block] = [
-        Prose(
-            (
-                "A unit's output feeds every unit of the layer above, so its error collects theirs through ",
-                Math(f"W^{{({up})}}", f"W{up}"),
-                ", reusing ",
-                Math(rf"\delta^{{({up})}}", f"delta{up}"),
-                ": ",
-                Math(
-                    rf"\delta^{{({l_})}} = \left(W^{{({up})\top}} \delta^{{({up})}}\right) \odot "
-                    rf"{layer.activation.latex}'\left(z^{{({l_})}}\right)",
-                    f"delta{l_} = (W{up}^T delta{up}) * {layer.activation.name}'(z{l_})",
-                ),
-                ".",
-            )
-        )
+        w.say("hidden_collects", W=w.show(_column(f"W{up}", 1)), delta=w.show(_column(f"delta{up}", 1))),
+        _recursion(w, layer, above),
     ]
     blocks += _derivative_statement(w, layer)
     blocks += [_hidden_delta_chain(w, layer, above, j) for j in _shown(len(layer.z))]
@@ -584,78 +700,90 @@ def _general_layer(w: _Writer, layers: Sequence[LayerDerivation]) -> list[Block]
     """One step for every hidden layer of a deep network, checked at the layer just below the output."""
     depth = len(layers)
     layer, above = layers[-2], layers[-1]
+    l_symbol = Symbol("l")
     blocks: list[Block] = [
-        Prose(
-            (
-                "Every hidden layer repeats one step. A unit's output feeds every unit of the layer above, so its "
-                "error collects theirs, reusing the error of the layer above: for ",
-                Math(f"l = {depth - 1}, \\ldots, 1", f"l = {depth - 1}, ..., 1"),
-                ",",
-            )
-        ),
-        Chain(
-            (
-                Math(r"\delta^{(l)}", "delta_l"),
-                Math(
-                    r"\left(W^{(l+1)\top} \delta^{(l+1)}\right) \odot f_l'\left(z^{(l)}\right)",
-                    "(W_{l+1}^T delta_{l+1}) * f_l'(z_l)",
-                ),
-            )
-        ),
-        Prose(
-            (
-                "where ",
-                Math("f_l", "f_l"),
-                " is the activation of layer l (see the notation). Entry by entry, shown for ",
-                Math(f"l = {layer.index}", f"l = {layer.index}"),
-                ":",
-            )
-        ),
+        w.say("general_step", range=w.show(Eq(l_symbol, sympy.Tuple(depth - 1, ELLIPSIS, 1), evaluate=False))),
+        _recursion(w, layer, above, general=True),
+        w.say("general_where", f=w.show(Symbol("f_l")), l=w.show(Eq(l_symbol, layer.index, evaluate=False))),
     ]
-    for name in dict.fromkeys(lay.activation.name for lay in layers[:-1]):
-        blocks += _derivative_statement(w, next(lay for lay in layers[:-1] if lay.activation.name == name))
+    seen: set[str] = set()
+    for lay in layers[:-1]:
+        if lay.activation.name not in seen:
+            seen.add(lay.activation.name)
+            blocks += _derivative_statement(w, lay)
     blocks.append(_hidden_delta_chain(w, layer, above, 0))
     blocks += _gradient_entries(w, layer)
     return blocks
 
 
-def _matrix_form(derivation: Derivation) -> list[Block]:
-    blocks: list[Block] = [
-        Prose(
-            (
-                "Each entry above is one entry of an outer product, so a whole gradient is one matrix product; "
-                "for a batch the same product also sums over the samples:",
-            )
-        )
-    ]
+def _matrix_form(w: _Writer) -> list[Block]:
+    """∂L/∂W = δ aᵀ and ∂L/∂b = δ𝟏 over a batch, checked on a batch of two samples against the sum of
+    the per-sample gradients."""
+    derivation = w.derivation
+    blocks: list[Block] = [w.say("matrix_outer")]
+    bias_blocks: list[Block] = []
     for layer in derivation.layers:
-        l_, prev = layer.index, _previous(layer)
+        l_ = layer.index
+        n, m = layer.weight.shape
+        delta, previous = _column(f"delta{l_}", n, BATCH), _column(_previous_name(layer), m, BATCH)
+        table = {delta: _batch(layer.delta), previous: _batch(layer.inputs)}
+        summed = Deferred(_over_batch, derivation, f"W{l_}")
+        right = delta * Transpose(previous)
         blocks.append(
             Chain(
                 (
-                    Math(_frac("L", f"W^{{({l_})}}"), f"∂L/∂W{l_}"),
-                    Math(rf"\delta^{{({l_})}} {{{prev.latex}}}^{{\top}}", f"delta{l_} {prev.text}^T"),
+                    w.show(Partial(LOSS, _column(f"W{l_}", n, m)), summed),
+                    w.show(right, Deferred(matrix_value, right, table)),
                 )
             )
         )
         if layer.bias is not None:
-            blocks.append(
-                Chain((Math(_frac("L", f"b^{{({l_})}}"), f"∂L/∂b{l_}"), Math(rf"\delta^{{({l_})}}", f"delta{l_}")))
+            ones = OneMatrix(BATCH, 1)
+            summed = Deferred(_over_batch, derivation, f"b{l_}")
+            right = delta * ones
+            bias_blocks.append(
+                Chain(
+                    (
+                        w.show(Partial(LOSS, _column(f"b{l_}", n)), summed),
+                        w.show(right, Deferred(matrix_value, right, table)),
+                    )
+                )
             )
-    if "x" in derivation.wrt:
+    if bias_blocks:
+        blocks += [w.say("matrix_bias"), *bias_blocks]
+    if "x" in getattr(derivation, "wrt", ()):
+        first = derivation.layers[0]
+        n, m = first.weight.shape
+        right = Transpose(_column("W1", n, m)) * _column("delta1", n)
+        table = {_column("W1", n, m): first.weight, _column("delta1", n): first.delta}
         blocks += [
-            Prose(
+            w.say("input_gradient"),
+            Chain(
                 (
-                    "The input's gradient is the first layer's δ carried back through its weights once more, "
-                    "one column per sample (it is not summed over the batch):",
+                    w.show(Partial(LOSS, _column("x", m)), Deferred(_input_gradient, first)),
+                    w.show(right, Deferred(matrix_value, right, table)),
                 )
             ),
-            Chain((Math(_frac("L", "x"), "∂L/∂x"), Math(r"{W^{(1)}}^{\top} \delta^{(1)}", "W1^T delta1"))),
         ]
     return blocks
 
 
-def _closed_forms(w: _Writer, derivation: Derivation) -> list[Block]:
+def _input_gradient(first: LayerDerivation) -> sympy.Matrix:
+    """∂L/∂x_j = Σ_i δ_i ∂z_i/∂x_j, by sympy.diff of the first layer's z (one sample)."""
+    inputs = list(first.inputs)
+    return sympy.Matrix(
+        [sympy.Add(*(d * sympy.diff(z, x) for d, z in zip(first.delta, first.z_definition))) for x in inputs]
+    )
+
+
+def _over_batch(derivation: Derivation, parameter: str) -> sympy.Matrix:
+    """∂L/∂parameter summed over a batch of BATCH samples: the per-sample gradient at each sample's symbols."""
+    per_sample = derivation.gradient_definitions[parameter]
+    return sympy.Add(*(per_sample.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, BATCH + 1)))
+
+
+def _closed_forms(w: _Writer) -> list[Block]:
+    derivation = w.derivation
     shown: list[Block] = []
     for name in derivation.parameters:
         symbols = derivation.symbols[name]
@@ -664,76 +792,80 @@ def _closed_forms(w: _Writer, derivation: Derivation) -> list[Block]:
         matrix = derivation.closed_form(name)
         for i in range(matrix.rows):
             for j in range(matrix.cols):
-                entry = w.math(matrix[i, j])
+                entry = w.expr(matrix[i, j])
                 if len(entry.latex) <= CLOSED_FORM_SHOWN:
                     by_program = derivation.gradient_definitions[name][i, j]
-                    shown.append(Chain((w.partial("L", symbols[i, j], by_program), entry)))
+                    shown.append(Chain((w.show(Partial(LOSS, symbols[i, j]), by_program), entry), "substitution"))
     if not shown:
         return []
-    return [
-        Heading("Closed form"),
-        Prose(("Substituting every intermediate back gives the entries in x, y and the parameters:",)),
-        *shown,
-    ]
+    return [w.heading("heading_closed"), w.say("closed_intro"), *shown]
 
 
-def _numbers(derivation: Derivation, values: Mapping[str, object]) -> list[Block]:
+def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
+    derivation = w.derivation
     named = derivation.intermediates(values)
     result = derivation.evaluate(values)
-    blocks: list[Block] = [
-        Heading("Numbers"),
-        Prose(("At the values below (evaluated with 20 significant digits, shown rounded):",)),
-    ]
+    blocks: list[Block] = [w.heading("heading_numbers"), w.say("numbers_intro")]
     for name in ("x", "y", *derivation.parameters):
-        blocks.append(Chain((_symbol_of(name), _matrix_of(values[name]))))
+        blocks.append(Chain((w.show(_column(name, 1)), _matrix_of(w, values[name])), "numbers"))
     for layer in derivation.layers:
         for kind in ("z", "a"):
-            blocks.append(Chain((_layer(kind, layer.index), _matrix_of(named[f"{kind}{layer.index}"]))))
-    blocks.append(Chain((Math("L", "L"), _number(result["loss"]))))
+            blocks.append(
+                Chain(
+                    (w.show(_column(f"{kind}{layer.index}", 1)), _matrix_of(w, named[f"{kind}{layer.index}"])),
+                    "numbers",
+                )
+            )
+    blocks.append(Chain((w.show(LOSS), _matrix_of(w, [[result["loss"]]], scalar=True)), "numbers"))
     for layer in reversed(derivation.layers):
-        blocks.append(Chain((_layer(r"\delta", layer.index), _matrix_of(named[f"delta{layer.index}"]))))
+        blocks.append(
+            Chain((w.show(_column(f"delta{layer.index}", 1)), _matrix_of(w, named[f"delta{layer.index}"])), "numbers")
+        )
     for name in derivation.parameters:
-        symbol = _symbol_of(name)
-        blocks.append(Chain((Math(_frac("L", symbol.latex), f"∂L/∂{name}"), _matrix_of(result[name]))))
+        blocks.append(Chain((w.show(Partial(LOSS, _column(name, 1))), _matrix_of(w, result[name])), "numbers"))
     return blocks
 
 
-def _symbol_of(name: str) -> Math:
-    if name in ("x", "y"):
-        return Math(name, name)
-    return _layer(name[0], int(name[1:]))
+def number_format(numbers: Sequence[float]) -> str:
+    """One format for a whole vector or matrix: plain when every nonzero entry reads well so, else scientific."""
+    magnitudes = [abs(v) for v in numbers if v != 0 and math.isfinite(v)]
+    if all(1e-3 <= v < 1e5 for v in magnitudes):
+        return "plain"
+    return "scientific"
 
 
-def _matrix_of(rows: Sequence[Sequence[float]]) -> Math:
-    """Numbers as a matrix; a column vector as a transposed row, [v1, v2, ...]ᵀ, to keep pages short."""
+def _number(value: float, style: str) -> sympy.Basic:
+    """A number as a tree: 5 significant digits, or a mantissa times a power of ten (not an evaluated product)."""
+    if not math.isfinite(value):
+        return sympy.nan if value != value else (sympy.oo if value > 0 else -sympy.oo)
+    if style == "plain" or value == 0:
+        return sympy.Float(float(f"{value:.5g}"), 5) if value != int(value) else sympy.Integer(int(value))
+    mantissa, exponent = f"{value:.4e}".split("e")
+    return Scientific(sympy.Float(mantissa, 5), int(exponent))
+
+
+def _matrix_of(w: _Writer, rows: Sequence[Sequence[float]], scalar: bool = False) -> Math:
+    """Numbers as a matrix (a column vector as a transposed row, to keep pages short), one format each."""
+    rows = [[float(v) for v in row] for row in rows]
+    flat = [v for row in rows for v in row]
+    style = number_format(flat)
+    if scalar:
+        return w.show(_number(flat[0], style))
     max_rows, max_cols = NUMBERS_SHOWN
     column = all(len(row) == 1 for row in rows)
-    flat = [float(row[0]) for row in rows] if column else None
     if column and len(flat) <= VECTOR_SHOWN:
-        cells = [_number(v) for v in flat]
-        return Math(
-            rf"\begin{{bmatrix}} {' & '.join(c.latex for c in cells)} \end{{bmatrix}}^{{\top}}",
-            f"[{', '.join(c.text for c in cells)}]^T",
-        )
+        return w.show(Transpose(sympy.ImmutableMatrix([[_number(v, style) for v in flat]])))
     if column or len(rows) > max_rows or len(rows[0]) > max_cols:
-        largest = max(abs(float(v)) for row in rows for v in row)
-        shape = f"{len(rows)} x {len(rows[0])}"
+        largest = max(abs(v) for v in flat)
+        number = w.show(_number(largest, number_format([largest])))
+        sentence = w.words["large_matrix"].format(rows=len(rows), cols=len(rows[0]), largest="{largest}")
+        before, after = sentence.split("{largest}")
         return Math(
-            rf"\text{{a {shape} matrix, largest entry }} {_number(largest).latex}",
-            f"a {shape} matrix, largest |entry| {_number(largest).text}",
+            sympy.Symbol(sentence),
+            rf"\text{{{before}}}{number.latex}\text{{{after}}}" if after else rf"\text{{{before}}}{number.latex}",
+            f"{before}{number.text}{after}",
         )
-    cells = [[_number(float(v)) for v in row] for row in rows]
-    latex = r" \\ ".join(" & ".join(c.latex for c in row) for row in cells)
-    text = "; ".join(", ".join(c.text for c in row) for row in cells)
-    return Math(rf"\begin{{bmatrix}} {latex} \end{{bmatrix}}", f"[{text}]")
-
-
-def _number(value: float) -> Math:
-    text = f"{value:.5g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return Math(rf"{mantissa} \times 10^{{{int(exponent)}}}", text)
-    return Math(text, text)
+    return w.show(sympy.ImmutableMatrix([[_number(v, style) for v in row] for row in rows]))
 
 
 def _dedupe(terms: list[Math]) -> tuple[Math, ...]:
@@ -742,113 +874,3 @@ def _dedupe(terms: list[Math]) -> tuple[Math, ...]:
         if not kept or kept[-1].latex != term.latex:
             kept.append(term)
     return tuple(kept)
-
-
-# --- backends ----------------------------------------------------------------------------------------------
-
-_PREAMBLE = r"""\documentclass[11pt]{article}
-\usepackage[margin=2.2cm]{geometry}
-\usepackage{amsmath}
-\allowdisplaybreaks
-\begin{document}
-\section*{Backpropagation by the chain rule}
-"""
-
-_TEXT_TO_LATEX = {
-    "_": r"\_",
-    "%": r"\%",
-    "&": r"\&",
-    "#": r"\#",
-    "^": r"\^{}",
-    "½": r"$\frac{1}{2}$",
-    "Σ": r"$\Sigma$",
-    "ŷ": r"$\hat{y}$",
-    "−": "-",
-    "²": r"$^2$",
-    "∂": r"$\partial$",
-    "δ": r"$\delta$",
-    "σ": r"$\sigma$",
-    "⊙": r"$\odot$",
-}
-
-
-def _escape(text: str) -> str:
-    return "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in text)
-
-
-def _aligned(terms: Sequence[Math]) -> list[str]:
-    first, *rest = terms
-    return [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
-
-
-def _width(block: Chain) -> int:
-    return sum(len(term.text) + 3 for term in block.terms)
-
-
-def _latex_chain(block: Chain) -> str:
-    if _width(block) <= WIDE:
-        return "\\begin{equation*}\n" + " = ".join(t.latex for t in block.terms) + "\n\\end{equation*}"
-    return "\\begin{align*}\n" + " \\\\\n".join(_aligned(block.terms)) + "\n\\end{align*}"
-
-
-def render_latex(derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None) -> str:
-    parts = []
-    for block in explain(derivation, values):
-        if isinstance(block, Heading):
-            parts.append(f"\\subsection*{{{_escape(block.text)}}}")
-        elif isinstance(block, Prose):
-            parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else _escape(p) for p in block.parts))
-        elif isinstance(block, Chain):
-            parts.append(_latex_chain(block))
-        else:
-            rows = " \\\\\n".join(f"${m.latex}$ & {_escape(desc)}" for m, desc in block.rows)
-            parts.append(
-                "\\begin{center}\n\\begin{tabular}{lp{0.78\\textwidth}}\n" + rows + "\n\\end{tabular}\n\\end{center}"
-            )
-    body = "\n\n".join(parts) + "\n"
-    return _PREAMBLE + body + "\\end{document}\n" if document else body
-
-
-def _display_math(block: Chain) -> str:
-    body = " = ".join(t.latex for t in block.terms)
-    if _width(block) > WIDE:
-        body = "\\begin{aligned}" + " \\\\ ".join(_aligned(block.terms)) + "\\end{aligned}"
-    return body
-
-
-def render_markdown(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
-    parts = ["# Backpropagation by the chain rule"]
-    for block in explain(derivation, values):
-        if isinstance(block, Heading):
-            parts.append(f"## {block.text}")
-        elif isinstance(block, Prose):
-            parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
-        elif isinstance(block, Chain):
-            parts.append(f"$$\n{_display_math(block)}\n$$")
-        else:
-            table = "\n".join(f"| ${m.latex}$ | {d} |" for m, d in block.rows)
-            parts.append("| symbol | meaning |\n|---|---|\n" + table)
-    return "\n\n".join(parts) + "\n"
-
-
-def render_math(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
-    """Display math only (what a notebook's MathJax renders for ``_repr_latex_``): the equations in order."""
-    chains = [block for block in explain(derivation, values) if isinstance(block, Chain)]
-    return "\n".join(f"$${_display_math(block)}$$" for block in chains) + "\n"
-
-
-def render_text(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
-    lines: list[str] = []
-    for block in explain(derivation, values):
-        if isinstance(block, Heading):
-            lines += ["", block.text, "-" * len(block.text)]
-        elif isinstance(block, Prose):
-            lines.append("".join(p.text if isinstance(p, Math) else p for p in block.parts))
-        elif isinstance(block, Chain):
-            first, *rest = block.terms
-            lines.append(f"  {first.text} = {rest[0].text}")
-            lines += [f"  {' ' * len(first.text)} = {t.text}" for t in rest[1:]]
-        else:
-            width = max(len(m.text) for m, _ in block.rows)
-            lines += [f"  {m.text.ljust(width)}  {d}" for m, d in block.rows]
-    return "\n".join(lines).lstrip("\n") + "\n"

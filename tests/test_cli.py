@@ -49,7 +49,7 @@ def test_main_command_shows_the_tutorial_and_exits_0():
             for printed, value in zip(row_printed, row_exact):
                 assert f"{printed:.4e}" in out and f"{value:.7e}" in out
     assert "[[0.7311], [0.8808]]" in out and "[[0.9967], [0.9999]]" in out
-    assert "delta2[1]" in out and "verdict: OK" in out
+    assert "δ⁽²⁾[1]" in out and "verdict: OK" in out
     assert "gradcheck" in out
 
 
@@ -63,7 +63,7 @@ def test_help_explains_every_command():
         assert sub.returncode == 0 and "--sizes" in sub.stdout
 
 
-@pytest.mark.parametrize("fmt, marker", [("latex", r"\documentclass"), ("text", "delta2[1]"), ("markdown", "$$")])
+@pytest.mark.parametrize("fmt, marker", [("latex", r"\documentclass"), ("text", "δ⁽²⁾[1]"), ("markdown", "$$")])
 def test_derive_writes_each_format(tmp_path, fmt, marker):
     result = run("derive", "--format", fmt)
     assert result.returncode == 0 and marker in result.stdout
@@ -77,7 +77,7 @@ def test_derive_for_a_general_network():
         "derive", "--sizes", "3,4,2", "--activation", "tanh,sigmoid", "--loss", "bce", "--bias", "--format", "text"
     )
     assert result.returncode == 0, result.stderr
-    assert "3-4-2, tanh/sigmoid, bce, with bias" in result.stdout and "b2[1]" in result.stdout
+    assert "3-4-2, tanh/sigmoid, bce, with bias" in result.stdout and "b⁽²⁾[1]" in result.stdout
 
 
 def test_derive_never_imports_torch(tmp_path):

@@ -19,6 +19,7 @@ NETWORKS = {
     "relu-softplus-sigmoid-bce": Network([2, 3, 3, 1], ["relu", "softplus", "sigmoid"], "bce"),
     "deep": Network([2, 6, 6, 6, 6, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce", bias=True),
     "wide": Network([32, 32, 32, 10], ["relu", "tanh", "softmax"], "cross_entropy", bias=True),
+    "wide-logits-mean": Network([4, 8, 10], ["tanh", "identity"], "softmax_cross_entropy", bias=True, reduction="mean"),
 }
 OVERFULL = re.compile(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)")
 
@@ -28,7 +29,7 @@ def _values(network):
 
 
 def _document(body: str) -> str:
-    return "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    return "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + body + "\n\\end{document}\n"
 
 
 @pytest.mark.parametrize("key", sorted(NETWORKS))
@@ -98,3 +99,46 @@ def test_missing_pdflatex_is_a_clear_error(monkeypatch, capsys, tmp_path):
         main(["derive", "--format", "pdf", "-o", str(tmp_path / "x.pdf")]) == 3
     )  # the environment, not the input (see EXIT_CODES)
     assert "pdflatex was not found" in capsys.readouterr().err
+
+
+PAGES = re.compile(r"Output written on \S+ \((\d+) pages?")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_tutorial_fits_two_pages_without_overfull_boxes(pdflatex, tmp_path, lang):
+    log = build_pdf(derive(TUTORIAL).latex(document=True, values=TUTORIAL_VALUES, lang=lang), tmp_path / "t.pdf")
+    assert int(PAGES.search(log).group(1)) <= 2
+    assert "Overfull" not in log
+
+
+def test_forward_pass_and_loss_are_one_unbreakable_block():
+    """The loss is the last row of the forward pass's aligned block, and display breaks are not allowed."""
+    document = derive(TUTORIAL).latex(document=True)
+    assert "allowdisplaybreaks" not in document
+    forward = document.split("Entry by entry:")[1].split("\\end{align*}")[0]
+    assert "\\begin{align*}" in forward and "L &=" in forward
+
+
+@pytest.mark.parametrize("key", sorted(NETWORKS))
+def test_no_plus_minus_and_real_minus_in_text(key):
+    derivation = derive(NETWORKS[key])
+    network = NETWORKS[key]
+    values = TUTORIAL_VALUES if network == TUTORIAL else sample_values(network, seed=0)
+    text, latex = derivation.text(values=values), derivation.latex(values=values)
+    assert "+ -" not in text and "+ −" not in text and "+ -" not in latex
+    prose = [line for line in text.splitlines() if not line.startswith("  ")]
+    assert not any(" - " in line for line in prose)  # a minus in the text form is the real one, −
+
+
+def test_softmax_sums_run_in_natural_order():
+    derivation = derive(Network([2, 12], "softmax", "cross_entropy"))
+    latex, text = derivation.latex(), derivation.text()
+    exponentials = re.findall(r"e\^\{\{z\^\{\(1\)\}_\{(\d+)\}\}\}", latex.split("\\frac{e^")[1].split("\\\\")[0])
+    assert exponentials == [str(k) for k in range(1, 13)]
+    assert text.index("exp(z⁽¹⁾[2])") < text.index("exp(z⁽¹⁾[10])")
+
+
+def test_markdown_renders_as_a_notebook_cells_last_value():
+    markdown = derive(TUTORIAL).markdown()
+    assert isinstance(markdown, str) and markdown._repr_markdown_() == str(markdown)
+    assert markdown.startswith("# Backpropagation by the chain rule")

@@ -1,0 +1,231 @@
+"""The explanation's blocks typeset: a LaTeX article (and its PDF), Markdown, display math, terminal text.
+
+Each backend only lays out what ``_render.explain`` says; the mathematics in every format is printed
+from the same trees. Consecutive equations form one aligned block (a forward pass, a list of numbers),
+which keeps pages short and stops a page break from falling inside such a run.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ._derivation import Derivation
+from ._pdf import build_pdf
+from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
+from ._words import words
+
+PAIRED = 36  # equations this short (text characters) are set two to a row
+WIDE = 72  # characters of an equation's text form (a fair measure of its printed width) before it breaks
+
+
+class MarkdownText(str):
+    """Markdown that is still a ``str``, and that a notebook renders when it is a cell's last value."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def _runs(blocks: Sequence[Block]) -> list[Block | list[Chain]]:
+    """The blocks with each run of consecutive equations gathered into one list."""
+    grouped: list[Block | list[Chain]] = []
+    for block in blocks:
+        if isinstance(block, Chain):
+            if grouped and isinstance(grouped[-1], list):
+                grouped[-1].append(block)
+            else:
+                grouped.append([block])
+        else:
+            grouped.append(block)
+    return grouped
+
+
+_SMALL = set("⁽⁾⁰¹²³⁴⁵⁶⁷⁸⁹⁻ᵀ[],")  # superscripts and indices: set small in LaTeX
+
+
+def _width(chain: Chain) -> float:
+    """The printed width of an equation, estimated from its text form (small characters count half)."""
+    return sum(sum(0.5 if ch in _SMALL else 1 for ch in term.text) + 3 for term in chain.terms)
+
+
+def _aligned_rows(chain: Chain) -> list[str]:
+    """One row for a short equation, else one row per side, aligned at the equals signs."""
+    first, *rest = chain.terms
+    if _width(chain) <= WIDE:
+        return [f"{first.latex} &= " + " = ".join(t.latex for t in rest)]
+    return [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
+
+
+def _aligned(run: Sequence[Chain]) -> str:
+    """The rows of a run of equations; two short one-row equations share a row, to keep pages short."""
+    rows: list[str] = []
+    waiting: str | None = None
+    for chain in run:
+        chain_rows = _aligned_rows(chain)
+        if len(chain_rows) == 1 and _width(chain) <= PAIRED:
+            if waiting is None:
+                waiting = chain_rows[0]
+            else:
+                rows.append(f"{waiting} & {chain_rows[0]}")
+                waiting = None
+            continue
+        if waiting is not None:
+            rows.append(waiting)
+            waiting = None
+        rows += chain_rows
+    if waiting is not None:
+        rows.append(waiting)
+    return " \\\\\n".join(rows)
+
+
+# --- LaTeX -------------------------------------------------------------------------------------------------
+
+_PREAMBLE = r"""\documentclass[10pt]{article}
+\usepackage[margin=1.5cm]{geometry}
+\usepackage{amsmath,amssymb}
+\usepackage[T1]{fontenc}
+@CJK_PACKAGE@\setlength{\parindent}{0pt}
+\setlength{\parskip}{3pt}
+\setlength{\abovedisplayskip}{4pt}
+\setlength{\belowdisplayskip}{4pt}
+\setlength{\jot}{2pt}
+\makeatletter
+\renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
+\makeatother
+\renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
+\begin{document}
+\small
+@CJK_BEGIN@\section*{@TITLE@}
+"""
+
+_TEXT_TO_LATEX = {
+    "_": r"\_",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\^{}",
+    "{": r"\{",
+    "}": r"\}",
+    "½": r"$\frac{1}{2}$",
+    "Σ": r"$\Sigma$",
+    "ŷ": r"$\hat{y}$",
+    "−": r"$-$",
+    "²": r"$^2$",
+    "∂": r"$\partial$",
+    "δ": r"$\delta$",
+    "⊙": r"$\odot$",
+    "𝟏": r"$\mathbf{1}$",
+    "|": r"$|$",
+    "…": r"\ldots{}",
+}
+
+
+def _escape(text: str) -> str:
+    return "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in text)
+
+
+def _latex_prose(block: Prose) -> str:
+    return "".join(f"${p.latex}$" if isinstance(p, Math) else _escape(p) for p in block.parts)
+
+
+def _latex_notation(block: Notation) -> str:
+    header = " & ".join(rf"\textbf{{{_escape(h)}}}" for h in block.header)
+    rows = " \\\\\n".join(f"${m.latex}$ & {_escape(meaning)}" for m, meaning in block.rows)
+    return (
+        "\\begin{center}\n\\begin{tabular}{cp{0.8\\textwidth}}\n\\hline\n"
+        + header
+        + " \\\\\n\\hline\n"
+        + rows
+        + " \\\\\n\\hline\n\\end{tabular}\n\\end{center}"
+    )
+
+
+def render_latex(
+    derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en"
+) -> str:
+    parts = []
+    for block in _runs(explain(derivation, values, lang)):
+        if isinstance(block, Heading):
+            parts.append(f"\\subsection*{{{_escape(block.text)}}}")
+        elif isinstance(block, Prose):
+            parts.append(_latex_prose(block))
+        elif isinstance(block, list):
+            parts.append("\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}")
+        else:
+            parts.append(_latex_notation(block))
+    body = "\n\n".join(parts) + "\n"
+    if not document:
+        return body
+    chinese = lang == "zh"
+    preamble = (
+        _PREAMBLE.replace("@CJK_PACKAGE@", "\\usepackage{CJKutf8}\n" if chinese else "")
+        .replace("@CJK_BEGIN@", "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "")
+        .replace("@TITLE@", _escape(words(lang)["title"]))
+    )
+    return preamble + body + ("\\end{CJK}\n" if chinese else "") + "\\end{document}\n"
+
+
+def render_pdf(
+    derivation: Derivation, output: str | Path, values: Mapping[str, object] | None = None, lang: str = "en"
+) -> str:
+    """The derivation as a PDF file (pdflatex; CJKutf8 for Chinese); returns pdflatex's log."""
+    return build_pdf(render_latex(derivation, document=True, values=values, lang=lang), output)
+
+
+# --- Markdown and notebook math ---------------------------------------------------------------------------
+
+
+def _display(run: Sequence[Chain]) -> str:
+    return "\\begin{aligned}\n" + _aligned(run) + "\n\\end{aligned}"
+
+
+def render_markdown(
+    derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
+) -> MarkdownText:
+    parts = [f"# {words(lang)['title']}"]
+    for block in _runs(explain(derivation, values, lang)):
+        if isinstance(block, Heading):
+            parts.append(f"## {block.text}")
+        elif isinstance(block, Prose):
+            parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
+        elif isinstance(block, list):
+            parts.append(f"$$\n{_display(block)}\n$$")
+        else:
+            table = "\n".join(f"| ${m.latex}$ | {meaning} |" for m, meaning in block.rows)
+            parts.append(f"| {block.header[0]} | {block.header[1]} |\n|:-:|---|\n" + table)
+    return MarkdownText("\n\n".join(parts) + "\n")
+
+
+def render_math(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
+    """Display math only (what a notebook's MathJax renders for ``_repr_latex_``): the equations in order."""
+    runs = [block for block in _runs(explain(derivation, values)) if isinstance(block, list)]
+    return "\n".join(f"$${_display(run)}$$" for run in runs) + "\n"
+
+
+# --- text ----------------------------------------------------------------------------------------------------
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
+    lines: list[str] = []
+    for block in explain(derivation, values, lang):
+        if isinstance(block, Heading):
+            lines += ["", block.text, "-" * display_width(block.text)]
+        elif isinstance(block, Prose):
+            lines.append("".join(p.text if isinstance(p, Math) else p for p in block.parts))
+        elif isinstance(block, Chain):
+            first, *rest = block.terms
+            if _width(block) <= WIDE:
+                lines.append(f"  {first.text} = " + " = ".join(t.text for t in rest))
+            else:
+                lines.append(f"  {first.text} = {rest[0].text}")
+                lines += [f"  {' ' * len(first.text)} = {t.text}" for t in rest[1:]]
+        else:
+            width = max(len(m.text) for m, _ in block.rows)
+            lines += [f"  {m.text.ljust(width)}  {meaning}" for m, meaning in block.rows]
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,163 @@
+"""What the derivation says in words: one table per language, the same keys in each.
+
+A sentence holds ``{name}`` where a piece of mathematics (or a number, a name) goes; the mathematics is
+the same in every language, printed from the same trees. ``tests/test_words.py`` checks that the tables
+have the same keys and the same placeholders, and that no English leaks into the Chinese output. The
+Chinese follows the tutorial's own terms (正向传播, 反向传播, 链式法则, 损失函数, 激活函数, 梯度, 误差项 δ, 矩阵形式).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+LANGUAGES = ("en", "zh")
+
+ENGLISH: Mapping[str, str] = MappingProxyType(
+    {
+        "title": "Backpropagation by the chain rule",
+        "heading_derivation": "Derivation",
+        "heading_gradients": "Gradients",
+        "tutorial_title": "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against "
+        "autograd",
+        "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
+        "network": "Network {network}, layer sizes {sizes}.",
+        "what_is_derived": (
+            "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
+            "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
+            "chainrule's tests check, on many networks (fixed and random), that in such a derivation each side of "
+            "every equation equals the next, and read each printed equation back to compare it with what was checked."
+        ),
+        "heading_notation": "Notation",
+        "heading_forward": "Forward pass",
+        "heading_output": "Output layer (layer {layer})",
+        "heading_layer": "Layer {layer}",
+        "heading_hidden": "Hidden layers l = {top}, …, 1",
+        "heading_matrix": "Gradients in matrix form",
+        "heading_closed": "Closed form",
+        "heading_numbers": "Numbers",
+        "column_symbol": "symbol",
+        "column_meaning": "meaning",
+        "notation_x": "input, a column of length {n}; a batch has one column per sample",
+        "notation_y": "target, a column of length {n}",
+        "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of the layer below",
+        "notation_b": "bias of layer l",
+        "notation_z": "pre-activation of layer l",
+        "notation_a": "output of layer l; layer 0 is the input x, the last layer's output is the prediction",
+        "notation_delta": "error of layer l: the derivative of the loss L by the layer's pre-activation",
+        "notation_activation": "activation function {name} (layers {layers})",
+        "notation_hadamard": "element-wise product",
+        "notation_ones": "a column of ones: multiplying by it sums over the samples of a batch",
+        "notation_indicator": "1 where the condition holds, else 0",
+        "forward_names": "Every intermediate gets a name, so that backpropagation can reuse it:",
+        "entry_by_entry": "Entry by entry:",
+        "loss_is": "The loss function is {loss}, {per_unit} for each output unit of one sample; {batch}",
+        "loss_is_coupled": "The loss function is {loss}: it couples the output units, as written above for one "
+        "sample; {batch}",
+        "batch_sum": "a batch sums it over its samples, and so its gradients.",
+        "batch_mean": "a batch takes its mean over the samples (reduction mean, PyTorch's default): each sample's "
+        "loss is divided by the batch size B, and so are its gradients, through the 1/B in the output layer's δ.",
+        "input_gradient": "The input's gradient is the first layer's error carried back through its weights once "
+        "more, one column per sample (not summed over the batch):",
+        "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
+        "for {weight} (every entry works the same way):",
+        "derivative_through_output": "The derivative of the activation, by SymPy, then written through its output {a}:",
+        "derivative": "The derivative of the activation, by SymPy:",
+        "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
+        "shared_factor": "Everything before the last factor depends on the unit {i} but not on the input {j}. It is "
+        "the shared factor (the tutorial's red box), named the error of the unit, {delta}:",
+        "delta_is_difference": "For this activation and loss function SymPy simplifies the error to {equation}.",
+        "delta_is_difference_for_probabilities": "When the target is a probability vector (its entries sum to 1), "
+        "SymPy simplifies the error to {equation}.",
+        "error_times_input": "So each gradient entry is an error times an input:",
+        "hidden_collects": "A unit's output feeds every unit of the layer above, so its error collects theirs "
+        "through {W}, reusing {delta}:",
+        "general_step": "Every hidden layer repeats one step. A unit's output feeds every unit of the layer above, "
+        "so its error collects theirs, reusing the error of the layer above: for {range},",
+        "general_where": "where {f} is the activation of layer l (see the notation). Entry by entry, shown for {l}:",
+        "matrix_outer": "Each entry above is one entry of an outer product, so a whole gradient is one matrix "
+        "product. With a batch (one sample per column of x, a and δ) the product also sums over the samples:",
+        "matrix_bias": "and a bias gradient sums the errors over the samples:",
+        "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
+        "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
+        "large_matrix": "a {rows} × {cols} matrix, largest |entry| {largest}",
+    }
+)
+
+CHINESE: Mapping[str, str] = MappingProxyType(
+    {
+        "title": "用链式法则推导反向传播",
+        "heading_derivation": "推导",
+        "heading_gradients": "梯度",
+        "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
+        "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
+        "network": "网络 {network}，各层大小 {sizes}。",
+        "what_is_derived": (
+            "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
+            "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
+            "chainrule 的测试在许多网络（固定的和随机的）上检查：这样的推导中每个等式的每一边都等于下一边，"
+            "并把打印出的每个等式解析回来，与检查过的表达式比较。"
+        ),
+        "heading_notation": "记号",
+        "heading_forward": "正向传播",
+        "heading_output": "输出层（第 {layer} 层）",
+        "heading_layer": "第 {layer} 层",
+        "heading_hidden": "隐藏层 l = {top}, …, 1",
+        "heading_matrix": "梯度的矩阵形式",
+        "heading_closed": "闭合形式",
+        "heading_numbers": "数值",
+        "column_symbol": "符号",
+        "column_meaning": "含义",
+        "notation_x": "输入，长度为 {n} 的列向量；一批样本中每个样本占一列",
+        "notation_y": "目标值，长度为 {n} 的列向量",
+        "notation_W": "第 l 层的权重：第 i 行对应第 l 层的第 i 个单元，第 j 列对应下一层的第 j 个单元",
+        "notation_b": "第 l 层的偏置",
+        "notation_z": "第 l 层的激活前的值",
+        "notation_a": "第 l 层的输出；第 0 层是输入 x，最后一层的输出是预测值",
+        "notation_delta": "第 l 层的误差项：损失函数 L 对该层激活前的值的导数",
+        "notation_activation": "激活函数 {name}（第 {layers} 层）",
+        "notation_hadamard": "逐元素乘积",
+        "notation_ones": "全为 1 的列向量：乘以它就是对一批样本求和",
+        "notation_indicator": "条件成立时为 1，否则为 0",
+        "forward_names": "每个中间量都有名字，以便反向传播时重复使用：",
+        "entry_by_entry": "逐个分量：",
+        "loss_is": "损失函数是 {loss}，一个样本的每个输出单元贡献 {per_unit}；{batch}",
+        "loss_is_coupled": "损失函数是 {loss}：它把各输出单元耦合在一起，一个样本的损失如上所写；{batch}",
+        "batch_sum": "一批样本把它对样本求和，梯度也随之求和。",
+        "batch_mean": "一批样本取它对样本的平均（reduction 为 mean，PyTorch 的默认值）：每个样本的损失除以批大小 B，"
+        "梯度也一样，这来自输出层误差项中的 1/B。",
+        "input_gradient": "输入的梯度是第一层的误差项再经过它的权重传回一次，每个样本一列（不对样本求和）：",
+        "chain_path": "链式法则沿着从权重到损失的路径。以 {W} 的一个分量 {weight} 为例（每个分量都一样）：",
+        "derivative_through_output": "激活函数的导数（由 SymPy 求出），再用它的输出 {a} 表示：",
+        "derivative": "激活函数的导数（由 SymPy 求出）：",
+        "softmax_couples": "softmax 把同一层的单元耦合在一起，所以链式法则要对每个输出求和：",
+        "shared_factor": "最后一个因子之前的部分只依赖于单元 {i}，而不依赖于输入 {j}。"
+        "它是公共因子（教程中的红框），称为该单元的误差项 {delta}：",
+        "delta_is_difference": "对这个激活函数和损失函数，SymPy 把误差项化简为 {equation}。",
+        "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
+        "SymPy 把误差项化简为 {equation}。",
+        "error_times_input": "所以梯度的每个分量都是误差项乘以输入：",
+        "hidden_collects": "一个单元的输出传给上一层的每个单元，所以它的误差项通过 {W} 收集上一层的误差项，"
+        "重复使用 {delta}：",
+        "general_step": "每个隐藏层都重复同一步。一个单元的输出传给上一层的每个单元，所以它的误差项收集上一层的误差项："
+        "对 {range}，",
+        "general_where": "其中 {f} 是第 l 层的激活函数（见记号）。逐个分量，以 {l} 为例：",
+        "matrix_outer": "上面的每个分量都是一个外积的分量，所以整个梯度是一次矩阵乘法。"
+        "对一批样本（x、a 和 δ 的每一列是一个样本），这个乘积同时对样本求和：",
+        "matrix_bias": "偏置的梯度把误差项对样本求和：",
+        "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
+        "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
+        "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
+    }
+)
+
+WORDS: Mapping[str, Mapping[str, str]] = MappingProxyType({"en": ENGLISH, "zh": CHINESE})
+
+
+def words(lang: str) -> Mapping[str, str]:
+    """The table of one language; a clear error for any other."""
+    if not isinstance(lang, str) or lang not in WORDS:
+        from ._errors import InputError
+
+        raise InputError(f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
+    return WORDS[lang]
