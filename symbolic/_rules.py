@@ -237,20 +237,26 @@ def _slope_text(value: float) -> str:
     return f"{value:g}".replace("-", "m").replace(".", "_")
 
 
+def _parametrised(base: str, module: str, parameter: str, value: float, negative_side) -> Activation:
+    """A row of its own for a torch module built with a non-default parameter: z for z > 0, else
+    ``negative_side(z, value)`` (the parameter as an exact rational, so SymPy's derivative is exact)."""
+    exact = sympy.Rational(repr(float(value)))
+    name = f"{base}_{_slope_text(value)}"
+    function = define_function(
+        name,
+        lambda z: sympy.Piecewise((z, z > 0), (negative_side(z, exact), True)),
+        ACTIVATIONS[base].latex,
+        recognisable=False,
+    )
+    return Activation(name, function.latex_name, function, module, ((parameter, float(value)),))
+
+
 @functools.lru_cache(maxsize=64)
 def leaky_relu_activation(negative_slope: float = 0.01) -> Activation:
     """nn.LeakyReLU(negative_slope): the table's row for 0.01, else a row of its own (cached, so equal)."""
     if negative_slope == 0.01:
         return ACTIVATIONS["leaky_relu"]
-    slope = sympy.Rational(repr(float(negative_slope)))
-    name = f"leaky_relu_{_slope_text(negative_slope)}"
-    function = define_function(
-        name,
-        lambda z: sympy.Piecewise((z, z > 0), (slope * z, True)),
-        r"\operatorname{leaky\,relu}",
-        recognisable=False,
-    )
-    return Activation(name, function.latex_name, function, "LeakyReLU", (("negative_slope", float(negative_slope)),))
+    return _parametrised("leaky_relu", "LeakyReLU", "negative_slope", negative_slope, lambda z, slope: slope * z)
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,15 +264,7 @@ def elu_activation(alpha: float = 1.0) -> Activation:
     """nn.ELU(alpha): the table's row for 1.0, else a row of its own (cached, so equal)."""
     if alpha == 1.0:
         return ACTIVATIONS["elu"]
-    scale = sympy.Rational(repr(float(alpha)))
-    name = f"elu_{_slope_text(alpha)}"
-    function = define_function(
-        name,
-        lambda z: sympy.Piecewise((z, z > 0), (scale * (sympy.exp(z) - 1), True)),
-        r"\operatorname{elu}",
-        recognisable=False,
-    )
-    return Activation(name, function.latex_name, function, "ELU", (("alpha", float(alpha)),))
+    return _parametrised("elu", "ELU", "alpha", alpha, lambda z, scale: scale * (sympy.exp(z) - 1))
 
 
 _IDENTITY = sympy.Lambda(_Z, _Z)
