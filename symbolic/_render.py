@@ -408,7 +408,13 @@ def _forward(w: _Writer) -> list[Block]:
             else:
                 right = w.expr(layer.z_definition[i])
             blocks.append(Chain((w.expr(layer.z[i]), right), "definition"))
-            blocks.append(Chain((w.expr(layer.a[i]), w.expr(layer.a_definition[i])), "definition"))
+            if not layer.activation.elementwise and len(layer.z) > TERMS_SHOWN:  # softmax: Σ_k, built if asked
+                z_base = _base(f"z{l_}")
+                general = sympy.exp(z_base[i + 1]) / Sum(sympy.exp(z_base[INDEX_K]), (INDEX_K, 1, len(layer.z)))
+                right = w.show(general, Deferred(expand_notation, general, entries))
+            else:
+                right = w.expr(layer.a_definition[i])
+            blocks.append(Chain((w.expr(layer.a[i]), right), "definition"))
     output = derivation.layers[-1]
     if len(output.z) > TERMS_SHOWN:  # one term a unit: shown as Σ_k, the loss built only when a check asks
         loss: object = Deferred(lambda: derivation.loss_definition)
@@ -492,7 +498,11 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
 
 def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     derivation, l_ = w.derivation, layer.index
-    loss, n = derivation.loss_definition, len(layer.z)
+    n = len(layer.z)
+
+    def loss() -> sympy.Expr:  # one term an output unit: built only when a check asks
+        return derivation.loss_definition
+
     entries = _entries_of(derivation)
     i, j = 0, 0
     z_i, a_i, weight = layer.z[i], layer.a[i], layer.weight[i, j]
@@ -504,12 +514,12 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     blocks += _derivative_statement(w, layer)
     a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
-        gradient = Deferred(lambda: sympy.diff(loss, a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
+        gradient = Deferred(lambda: sympy.diff(loss(), a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
         factors = w.show(Factors(Partial(LOSS, a_i), Partial(a_i, z_i), Partial(z_i, weight)), gradient)
         written = w.expr(Factors(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j]))
     else:
         # every output couples here: O(n) terms per unit, so built only when a check asks (wide layers stay cheap)
-        gradient = Deferred(lambda: _coupled_chain(loss, layer, z_i, dz_dw()))
+        gradient = Deferred(lambda: _coupled_chain(loss(), layer, z_i, dz_dw()))
         coupled = Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_i)), (INDEX_K, 1, n))
         factors = w.show(Factors(coupled, Partial(z_i, weight)), gradient)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
@@ -531,11 +541,13 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     for unit in _shown(n):
         z_u, a_u = layer.z[unit], layer.a[unit]
         if layer.activation.elementwise:
-            by_sympy = sympy.diff(loss, a_u) * sympy.diff(layer.a_definition[unit], z_u)
+            by_sympy = Deferred(
+                lambda a_u=a_u, z_u=z_u, unit=unit: sympy.diff(loss(), a_u) * sympy.diff(layer.a_definition[unit], z_u)
+            )
             factors = w.show(Factors(Partial(LOSS, a_u), Partial(a_u, z_u)), by_sympy)
             written = w.expr(Factors(layer.upstream[unit], layer.local_jacobian[unit, unit]))
         else:
-            by_sympy = Deferred(_coupled_chain, loss, layer, z_u)
+            by_sympy = Deferred(lambda z_u=z_u: _coupled_chain(loss(), layer, z_u))
             factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
             if n > TERMS_SHOWN:
                 general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
@@ -726,14 +738,20 @@ def _matrix_form(w: _Writer) -> list[Block]:
         l_ = layer.index
         n, m = layer.weight.shape
         delta, previous = _column(f"delta{l_}", n, BATCH), _column(_previous_name(layer), m, BATCH)
-        table = {delta: _batch(layer.delta), previous: _batch(layer.inputs)}
+        # a batch of copies of every entry: built only when a check asks
+        table = Deferred(
+            lambda delta=delta, previous=previous, layer=layer: {
+                delta: _batch(layer.delta),
+                previous: _batch(layer.inputs),
+            }
+        )
         summed = Deferred(_over_batch, derivation, f"W{l_}")
         right = delta * Transpose(previous)
         blocks.append(
             Chain(
                 (
                     w.show(Partial(LOSS, _column(f"W{l_}", n, m)), summed),
-                    w.show(right, Deferred(matrix_value, right, table)),
+                    w.show(right, Deferred(lambda right=right, table=table: matrix_value(right, table.compute()))),
                 )
             )
         )
@@ -745,7 +763,7 @@ def _matrix_form(w: _Writer) -> list[Block]:
                 Chain(
                     (
                         w.show(Partial(LOSS, _column(f"b{l_}", n)), summed),
-                        w.show(right, Deferred(matrix_value, right, table)),
+                        w.show(right, Deferred(lambda right=right, table=table: matrix_value(right, table.compute()))),
                     )
                 )
             )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import sympy
 
 from numeric.cli import main
 from symbolic import TUTORIAL, TUTORIAL_VALUES, LatexUnavailable, Network, build_pdf, derive, sample_values
@@ -130,12 +131,24 @@ def test_no_plus_minus_and_real_minus_in_text(key):
     assert not any(" - " in line for line in prose)  # a minus in the text form is the real one, −
 
 
-def test_softmax_sums_run_in_natural_order():
+def test_sums_run_in_natural_order():
+    """z_2 before z_10 when a sum of a layer's entries is printed (SymPy's own order is by string)."""
+    from symbolic._printers import LatexNotation, TextNotation
+
     derivation = derive(Network([2, 12], "softmax", "cross_entropy"))
-    latex, text = derivation.latex(), derivation.text()
-    exponentials = re.findall(r"e\^\{\{z\^\{\(1\)\}_\{(\d+)\}\}\}", latex.split("\\frac{e^")[1].split("\\\\")[0])
+    z = derivation.layers[0].z
+    denominator = sympy.Add(*(sympy.exp(z[k]) for k in range(12)))
+    latex = LatexNotation(derivation.latex_names).doprint(denominator)
+    text = TextNotation({}).doprint(denominator)
+    exponentials = re.findall(r"e\^\{\{z\^\{\(1\)\}_\{(\d+)\}\}\}", latex)
     assert exponentials == [str(k) for k in range(1, 13)]
-    assert text.index("exp(z⁽¹⁾[2])") < text.index("exp(z⁽¹⁾[10])")
+    assert text.index("z⁽¹⁾[2]") < text.index("z⁽¹⁾[10]")
+
+
+def test_a_wide_softmax_is_written_with_a_sum_over_its_units():
+    """exp(z_1)/Σ_k exp(z_k) on the page, not 12 terms (test_steps checks it equals the definition)."""
+    text = derive(Network([2, 12], "softmax", "cross_entropy")).text()
+    assert "a⁽¹⁾[1] = exp(z⁽¹⁾[1])/Σ[k=1..12] exp(z⁽¹⁾[k])" in text
 
 
 def test_markdown_renders_as_a_notebook_cells_last_value():

@@ -64,8 +64,8 @@ def test_deriving_and_rendering_a_wide_network_builds_few_units(activations, los
     for layer in derivation.layers:
         for field in ("z_definition", "a_definition", "upstream", "delta_chain", "delta_definition"):
             built[f"{field}{layer.index}"] = getattr(layer, field).built()
-    # one row of W1 for z1[1]'s terms at most; everything else a handful of entries
-    assert sum(built.values()) <= 3 * 5000 + 100, built
+    # a handful of entries: each shown unit's own symbols (a sum over a layer is written with Σ, never built)
+    assert sum(built.values()) <= 50, built
     assert derivation.closed_form_size("W1") > derivation.closed_form_budget  # estimated, not built
 
 

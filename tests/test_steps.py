@@ -30,6 +30,7 @@ NETWORKS = {
     "deep-general-step": Network([2, 2, 2, 2, 2, 1], ["tanh", "relu", "softplus", "tanh", "sigmoid"], "bce"),
     "wide-softmax": Network([2, 5], "softmax", "cross_entropy"),
     "wide-hidden": Network([6, 5, 2], "sigmoid", "half_sse"),
+    "wide-output": Network([2, 6], "sigmoid", "mse", bias=True, reduction="mean"),
     "logits-ce-mean": Network([2, 3, 3], ["tanh", "identity"], "softmax_cross_entropy", bias=True, reduction="mean"),
     "logits-bce": Network([2, 2, 2], ["sigmoid", "identity"], "bce_with_logits"),
 }
