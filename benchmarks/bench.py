@@ -648,6 +648,31 @@ def verify_time(lines: list[str], targets: list[Target]) -> None:
     targets.append(("`chainrule verify` 784-128-10, one core, wall", f"{wall:.2f} s", wall <= 10))
 
 
+def width_time(lines: list[str], targets: list[Target]) -> None:
+    """Width never costs: derive + text/LaTeX/Markdown of wide networks (``benchmarks/width.py``, own process)."""
+    lines += ["### Deriving and rendering wide networks (after imports; peak RSS of the whole process)", ""]
+    lines += ["| network | derive + text + LaTeX + Markdown | peak RSS |", "|---|---:|---:|"]
+    for sizes in ("784,128,10", "5000,5000,5000"):
+        runs = []
+        for _ in range(3):
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "benchmarks" / "width.py"), sizes],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
+            found = re.search(r"markdown ([\d.]+) s; peak RSS (\d+) MB", done.stdout)
+            runs.append((float(found.group(1)), int(found.group(2))))
+        wall, rss = statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+        name = sizes.replace(",", "-")
+        lines.append(f"| {name} relu/softmax cross_entropy, bias | {wall:.2f} s | {rss} MB |")
+        targets.append((f"derive + text/LaTeX/Markdown, {name} (≤ 1 s)", f"{wall:.2f} s", wall <= 1))
+        if sizes.startswith("5000"):
+            targets.append((f"peak memory of that, {name} (≤ 300 MB)", f"{rss} MB", rss <= 300))
+    lines.append("")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds, no memory column, no naive path")
@@ -675,6 +700,7 @@ def main() -> int:
     targets: list[Target] = []
     symbolic_scaling(lines, targets, args.quick)
     gradient_tables(lines, targets, args.quick)
+    width_time(lines, targets)
     cli_time(lines, targets)
     verify_time(lines, targets)
     lines += ["### Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
