@@ -131,14 +131,23 @@ def _module_gradients(module: nn.Sequential, network: Network) -> dict[str, torc
 
 
 def autograd_loss_and_gradients(
-    network: Network, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor]
+    network: Network,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
+    wrt: tuple[str, ...] = (),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The reference: torch's forward pass and ``loss.backward()``. x, y and params as for compiled functions."""
+    """The reference: torch's forward pass and ``loss.backward()``. x, y and params as for compiled functions;
+    ``wrt=("x",)`` adds ``"x"``, the gradient with respect to the input ([n_in, B], like x)."""
     check_inputs(network, x, y, params)
     module = to_torch(network, params)
-    loss = reference_loss(network, module(x.T), y.T)
+    inputs = x.detach().T.clone().requires_grad_("x" in wrt)  # samples as rows, a leaf of its own
+    loss = reference_loss(network, module(inputs), y.T)
     loss.backward()
-    return loss.detach(), _module_gradients(module, network)
+    gradients = _module_gradients(module, network)
+    if "x" in wrt:
+        gradients["x"] = inputs.grad.T
+    return loss.detach(), gradients
 
 
 def autograd_gradients(

@@ -138,17 +138,21 @@ class Report:
 
 
 class _CompiledLoss(torch.autograd.Function):
-    """The compiled loss with the compiled gradients as its backward, so gradcheck can test them."""
+    """The compiled loss with the compiled gradients as its backward, so gradcheck can test them (the
+    input's too, when the derivation has ∂L/∂x)."""
 
     @staticmethod
     def forward(ctx, x, y, compiled, names, *params):
         loss, gradients = compiled.value_and_grad(x, y, dict(zip(names, params)))
-        ctx.save_for_backward(*(gradients[name] for name in names))
+        ctx.has_input_gradient = "x" in gradients
+        ctx.save_for_backward(*(gradients[name] for name in names), *([gradients["x"]] if "x" in gradients else []))
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        return (None, None, None, None, *(grad_output * g for g in ctx.saved_tensors))
+        saved = ctx.saved_tensors
+        params, input_gradient = (saved[:-1], grad_output * saved[-1]) if ctx.has_input_gradient else (saved, None)
+        return (input_gradient, None, None, None, *(grad_output * g for g in params))
 
 
 def _gradcheck(function, inputs, fast_mode: bool = False) -> bool:
@@ -174,17 +178,18 @@ def check_with_gradcheck(
     if mode not in ("full", "sample"):
         raise InputError(f"gradcheck mode must be 'full' or 'sample'; got {mode!r}")
     values64 = {name: torch.as_tensor(value).detach().to(torch.float64) for name, value in values.items()}
-    names = compiled.derivation.parameters  # not "x" (wrt): gradcheck varies the parameters
+    names = compiled.derivation.parameters
+    varied = ("x", *names)  # the loss's arguments in _CompiledLoss's order (y is never varied)
     generator = torch.Generator().manual_seed(seed)
     passed = True
-    for name in _progress(names, "finite differences", progress):
-        fixed = [values64[other] for other in names]
-        position = names.index(name)
+    for name in _progress((*names, *compiled.derivation.wrt), "finite differences", progress):
+        fixed = [values64[other] for other in varied]
+        position = varied.index(name)
 
         def loss(entries, position=position, fixed=fixed, where=None):
-            params = list(fixed)
-            params[position] = entries if where is None else fixed[position].index_put(where, entries)
-            return _CompiledLoss.apply(values64["x"], values64["y"], compiled, names, *params)
+            arguments = list(fixed)
+            arguments[position] = entries if where is None else fixed[position].index_put(where, entries)
+            return _CompiledLoss.apply(arguments[0], values64["y"], compiled, names, *arguments[1:])
 
         whole = values64[name].clone().requires_grad_(True)
         if mode == "full":
@@ -204,13 +209,17 @@ def _progress(items, description: str, enabled: bool | None, total: int | None =
     return tqdm(items, desc=description, total=total, disable=not shown, leave=False, file=sys.stderr)
 
 
-def _gradcheck_detail(network: Network, mode: str) -> str:
+def _gradcheck_detail(network: Network, mode: str, input_entries: int = 0) -> str:
+    """What the finite differences covered; ``input_entries``: the entries of x when ∂L/∂x was derived."""
+    of_x = f" and of x ({input_entries:,} entries)" if input_entries else ""
     if mode == "full":
-        return f"every entry of every parameter ({network.parameter_count:,} entries)"
-    sampled = sum(min(SAMPLED_ENTRIES, rows * cols) for rows, cols in network.parameter_shapes.values())
+        return f"every entry of every parameter ({network.parameter_count:,} entries){of_x}"
+    shapes = [rows * cols for rows, cols in network.parameter_shapes.values()]
+    shapes += [input_entries] if input_entries else []
+    sampled = sum(min(SAMPLED_ENTRIES, entries) for entries in shapes)
     return (
-        f"sampled: per parameter one random direction (gradcheck fast_mode) and {SAMPLED_ENTRIES} random entries "
-        f"({sampled:,} of {network.parameter_count:,} entries in all)"
+        f"sampled: per parameter{' and for x' if input_entries else ''} one random direction (gradcheck "
+        f"fast_mode) and {SAMPLED_ENTRIES} random entries ({sampled:,} of {sum(shapes):,} entries in all)"
     )
 
 
@@ -277,8 +286,9 @@ def verify(
     params = {name: tensors[name] for name in network.parameter_shapes}
     stages = _progress(None, "verify: compiled vs autograd", progress, total=3)  # the closed form can be slow
     ours = compiled(tensors["x"], tensors["y"], params)
-    loss, reference = autograd_loss_and_gradients(network, tensors["x"], tensors["y"], params)
-    comparisons = tuple(compare(name, ours[name], reference[name], rtol) for name in derivation.parameters)
+    loss, reference = autograd_loss_and_gradients(network, tensors["x"], tensors["y"], params, derivation.wrt)
+    compared = (*derivation.parameters, *derivation.wrt)  # ∂L/∂x too when derived
+    comparisons = tuple(compare(name, ours[name], reference[name], rtol) for name in compared)
 
     stages.update()
     stages.set_description("verify: closed form (SymPy)")
@@ -317,6 +327,6 @@ def verify(
         comparisons,
         closed_comparisons,
         passed,
-        "" if mode == "off" else _gradcheck_detail(network, mode),
+        "" if mode == "off" else _gradcheck_detail(network, mode, tensors["x"].numel() if derivation.wrt else 0),
         closed_note,
     )

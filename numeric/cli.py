@@ -22,6 +22,7 @@ from symbolic import (
     TUTORIAL,
     TUTORIAL_PRINTED,
     TUTORIAL_VALUES,
+    WRT,
     ChainruleError,
     LatexFailed,
     LatexUnavailable,
@@ -106,6 +107,15 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_wrt_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wrt",
+        choices=WRT,
+        action="append",
+        help="also derive the gradient with respect to the input x (saliency, adversarial examples)",
+    )
+
+
 def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
     # a subcommand's default must not overwrite a --lang given before the subcommand: it is SUPPRESSed there
     parser.add_argument("--lang", choices=LANGUAGES, default=default, help="language of the derivation (default en)")
@@ -176,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="substitute reproducible example values drawn with this seed (the tutorial has its own)",
     )
+    _add_wrt_option(derive_cmd)
     _add_lang_option(derive_cmd, argparse.SUPPRESS)
     derive_cmd.set_defaults(handler=_run_derive)
 
@@ -187,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_network_options(compile_cmd)
     compile_cmd.add_argument("--form", choices=FORMS, default="matrix", help=_FORM_HELP)
+    _add_wrt_option(compile_cmd)
     compile_cmd.set_defaults(handler=_run_compile)
 
     verify_cmd = _command(
@@ -216,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument(
         "--device", default="cpu", help="torch device to compute on: cpu (default), cuda, cuda:1, mps"
     )
+    _add_wrt_option(verify_cmd)
     verify_cmd.set_defaults(handler=_run_verify)
 
     check_cmd = _command(
@@ -250,7 +263,7 @@ def _run_derive(args: argparse.Namespace) -> int:
     if not to_stdout:
         _check_output_path(args.output)
     network = _network(args)
-    derivation = derive(network)
+    derivation = derive(network, wrt=tuple(args.wrt or ()))
     if args.seed is not None:
         values = sample_values(network, seed=args.seed)
     else:
@@ -289,7 +302,7 @@ def _pdf_bytes(document: str) -> bytes:
 def _run_compile(args: argparse.Namespace) -> int:
     from numeric import compile_gradients
 
-    sys.stdout.write(compile_gradients(derive(_network(args)), form=args.form).source)
+    sys.stdout.write(compile_gradients(derive(_network(args), wrt=tuple(args.wrt or ())), form=args.form).source)
     return 0
 
 
@@ -307,7 +320,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         batch = 4 if args.batch is None else args.batch
         values = random_values(network, batch, 0 if args.seed is None else args.seed, dtype=dtype)
     report = verify(
-        derive(network),
+        derive(network, wrt=tuple(args.wrt or ())),
         values,
         form=args.form,
         dtype=dtype,

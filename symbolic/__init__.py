@@ -3,7 +3,7 @@
 This package never imports torch or ``numeric``: a derivation can be made and typeset without them.
 """
 
-from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, Derivation, derive
+from ._derivation import DEFAULT_CLOSED_FORM_BUDGET, WRT, Derivation, derive
 from ._elementwise import Entries, LayerDerivation
 from ._errors import (
     ChainruleError,
@@ -54,6 +54,7 @@ __all__ = [
     "TUTORIAL",
     "TUTORIAL_PRINTED",
     "TUTORIAL_VALUES",
+    "WRT",
     "Activation",
     "ChainruleError",
     "DefinedFunctionBase",

@@ -151,6 +151,22 @@ def test_verify_exits_0_on_a_good_network():
         assert f"\n{name} " in result.stdout
 
 
+def test_wrt_x_derives_compiles_and_verifies_the_input_gradient(capsys):
+    """--wrt x: ∂L/∂x in the text, in the generated code's results, and compared with autograd's by verify."""
+    network = ["--sizes", "3,4,2", "--activation", "tanh,softmax", "--loss", "cross_entropy", "--bias"]
+    assert main(["derive", *network, "--wrt", "x"]) == 0
+    assert "∂L/∂x = W⁽¹⁾ᵀ δ⁽¹⁾" in capsys.readouterr().out
+    assert main(["derive", *network]) == 0
+    assert "∂L/∂x" not in capsys.readouterr().out
+    assert main(["compile", *network, "--wrt", "x"]) == 0
+    source = capsys.readouterr().out
+    assert "grad_x = (W1.T @ delta1)" in source and source.rstrip().endswith("grad_x]")
+    assert main(["verify", *network, "--wrt", "x"]) == 0
+    report = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in report.splitlines() if line[:1].isalnum()}
+    assert rows["x"].endswith("ok") and "and of x (12 entries)" in report  # 3 inputs x 4 samples
+
+
 def test_verify_exits_1_on_a_deliberately_broken_gradient(monkeypatch, capsys, doubled_gradients):
     real = numeric._verify.compile_gradients
 
@@ -184,6 +200,8 @@ EDGES = [
     (["derive", "--activation", ""], 2, "unknown activation ''"),
     (["derive", "--loss", ""], 2, "unknown loss ''"),
     (["verify", "--batch", "100000000"], 2, "at most 10,000"),
+    (["verify", "--wrt", "x", "--form", "elementwise"], 2, "matrix form only"),
+    (["derive", "--wrt", "W1"], 2, "invalid choice: 'W1'"),
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from numeric import compile_gradients, verify
+from numeric import CompiledGradients, compile_gradients, verify
 from numeric._verify import compare
 from symbolic import Network, derive
 
@@ -31,3 +31,34 @@ def test_each_verdict_agrees_with_the_error_computed_by_hand():
         comparison = compare("W1", ours, reference, rtol)
         assert comparison.max_rel_error == by_hand
         assert comparison.ok == (by_hand <= rtol)
+
+
+def _with_one_gradient_doubled(compiled: CompiledGradients, name: str) -> CompiledGradients:
+    position = compiled.names.index(name)
+    gradients_only, with_loss = compiled._gradients_only, compiled._with_loss  # builds them
+
+    def wrong_gradients(*args):
+        gradients = list(gradients_only(*args))
+        gradients[position] = 2 * gradients[position]
+        return gradients
+
+    def wrong_with_loss(*args):
+        loss, *gradients = with_loss(*args)
+        gradients[position] = 2 * gradients[position]
+        return [loss, *gradients]
+
+    return CompiledGradients(compiled.derivation, compiled.form, wrong_gradients, wrong_with_loss)
+
+
+def test_a_wrong_input_gradient_is_caught_by_autograd_and_by_finite_differences():
+    """∂L/∂x is checked like a parameter's: against autograd's inputs.grad, and by gradcheck."""
+    derivation = derive(Network([2, 3, 1], ["tanh", "sigmoid"], "bce", bias=True), wrt=("x",))
+    broken = _with_one_gradient_doubled(compile_gradients(derivation), "x")
+    report = verify(derivation, compiled=broken, gradcheck="full")
+    verdicts = {c.name: c.ok for c in report.comparisons}
+    assert verdicts == {"W1": True, "b1": True, "W2": True, "b2": True, "x": False}
+    assert report.gradcheck is False and not report.ok
+    sampled = verify(derivation, compiled=broken, gradcheck="sample")
+    assert sampled.gradcheck is False and "and for x" in sampled.gradcheck_detail
+    good = verify(derivation, gradcheck="full")
+    assert good.ok and "and of x (8 entries)" in good.gradcheck_detail  # 2 inputs x 4 samples
