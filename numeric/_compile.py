@@ -33,8 +33,8 @@ FORMS = ("matrix", "elementwise")
 BACKENDS = (None, "inductor")  # None: the generated Python runs as is; "inductor": through torch.compile
 _ACCEPTED_LIMIT = 64  # input signatures remembered as checked, per compiled function
 # Large CPU batches run in chunks of samples whose intermediates (about three per unit: z, a, δ) fit in
-# this many bytes, so every pass after the first reads them from cache, not memory: at 16-16-16-16,
-# B=100,000 chunks of 4,096 samples halve the time of one pass over the whole batch (README, benchmarks).
+# this many bytes: every pass after the first reads them from cache, a call holds one chunk's intermediates
+# rather than the batch's, and a loop of calls never faults fresh pages in (README, benchmarks/bench.py).
 CHUNK_BYTES = 4 * 2**20
 MIN_CHUNK = 1024  # below this the per-operation overhead (about 1 µs a torch call) outweighs the cache
 
@@ -115,15 +115,7 @@ class CompiledGradients:
         ordered, recorded = self._checked(x, y, params)
         if not recorded and x.shape[1] < self._chunk_from:  # the common small call, as short as it can be
             return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
-        size = self._chunk_size(x)
-        if recorded:  # autograd would record the code, and it forbids its in-place writes: switch it off
-            with torch.no_grad():
-                if size:
-                    return dict(zip(self.names, self._in_chunks(self._run_gradients, size, x, y, ordered)))
-                return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
-        if size:
-            return dict(zip(self.names, self._in_chunks(self._run_gradients, size, x, y, ordered)))
-        return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
+        return dict(zip(self.names, self._run(self._run_gradients, x, y, ordered, recorded)))
 
     def value_and_grad(
         self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor]
@@ -131,13 +123,15 @@ class CompiledGradients:
         ordered, recorded = self._checked(x, y, params)
         if self._run_with_loss is None:
             self._run_with_loss = _backend_function(self._with_loss, self.backend)
+        loss, *gradients = self._run(self._run_with_loss, x, y, ordered, recorded)
+        return loss.reshape(()), dict(zip(self.names, gradients))
+
+    def _run(self, function: Callable, x, y, ordered, recorded: bool) -> list[torch.Tensor]:
+        """``function`` on the batch, in chunks when ``_chunk_size`` says so. When a tensor requires grad,
+        autograd would record the code and forbid its in-place writes: it is switched off."""
         size = self._chunk_size(x)
         with torch.no_grad() if recorded else contextlib.nullcontext():
-            if size:
-                loss, *gradients = self._in_chunks(self._run_with_loss, size, x, y, ordered)
-            else:
-                loss, *gradients = self._run_with_loss(x, y, *ordered)
-        return loss.reshape(()), dict(zip(self.names, gradients))
+            return self._in_chunks(function, size, x, y, ordered) if size else function(x, y, *ordered)
 
     def _chunk_size(self, x: torch.Tensor) -> int:
         """Samples per chunk for this batch, or 0: the whole batch in one pass.
