@@ -214,12 +214,12 @@ def _gradcheck_detail(network: Network, mode: str, input_entries: int = 0) -> st
     of_x = f" and of x ({input_entries:,} entries)" if input_entries else ""
     if mode == "full":
         return f"every entry of every parameter ({network.parameter_count:,} entries){of_x}"
-    shapes = [rows * cols for rows, cols in network.parameter_shapes.values()]
-    shapes += [input_entries] if input_entries else []
-    sampled = sum(min(SAMPLED_ENTRIES, entries) for entries in shapes)
+    counts = [rows * cols for rows, cols in network.parameter_shapes.values()]
+    counts += [input_entries] if input_entries else []
+    sampled = sum(min(SAMPLED_ENTRIES, entries) for entries in counts)
     return (
         f"sampled: per parameter{' and for x' if input_entries else ''} one random direction (gradcheck "
-        f"fast_mode) and {SAMPLED_ENTRIES} random entries ({sampled:,} of {sum(shapes):,} entries in all)"
+        f"fast_mode) and {SAMPLED_ENTRIES} random entries ({sampled:,} of {sum(counts):,} entries in all)"
     )
 
 
