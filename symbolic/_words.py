@@ -1,7 +1,8 @@
-"""What the derivation says in words: one table per language, the same keys in each.
+"""What chainrule says in words: one table per language, the same keys in each. The derivation's words,
+and those of the tutorial command's gradient table and of verify's report (numeric).
 
 A sentence holds ``{name}`` where a piece of mathematics (or a number, a name) goes; the mathematics is
-the same in every language, printed from the same trees. ``tests/test_words.py`` checks that the tables
+the same in every language, printed from the same trees. ``tests/test_chinese.py`` checks that the tables
 have the same keys and the same placeholders, and that no English leaks into the Chinese output. The
 Chinese follows the tutorial's own terms (正向传播, 反向传播, 链式法则, 损失函数, 激活函数, 梯度, 误差项 δ, 矩阵形式).
 """
@@ -81,6 +82,42 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
         "large_matrix": "a {rows} × {cols} matrix, largest |entry| {largest}",
+        # numeric: the tutorial command's table and verify's report (numeric/cli.py, numeric/_verify.py)
+        "tutorial_loss": "loss",
+        "column_tutorial": "tutorial",
+        "tutorial_printed": "tutorial: {value}",
+        "column_entry": "entry",
+        "column_closed_form": "closed form",
+        "column_compiled": "compiled {dtype}",
+        "largest_difference": "largest relative difference between closed form, compiled and autograd: {worst}",
+        "report_network": "network {network}; batch {batch}, {dtype}, {form} form",
+        "form_matrix": "matrix",
+        "form_elementwise": "elementwise",
+        "report_loss": "loss (autograd) = {loss}",
+        "column_parameter": "parameter",
+        "column_max_abs_error": "max abs error",
+        "column_max_rel_error": "max rel error",
+        "column_tolerance": "tolerance",
+        "column_result": "result",
+        "compiled_vs_autograd": "compiled vs autograd",
+        "closed_form_vs_autograd": "closed form (exact) vs autograd",
+        "entry_ok": "ok",
+        "mismatch": "MISMATCH",
+        "closed_form_skipped": "closed form (exact): skipped, {why}",
+        "closed_form_over_limit": "{parameters} parameters x {samples} samples = {size} is over the limit of "
+        "{limit} for SymPy's exact evaluation (slow); compiled vs autograd covers every entry",
+        "closed_form_too_large": "the closed form is too large ({error})",
+        "gradcheck_result": "torch.autograd.gradcheck (float64, finite differences): {result}",
+        "gradcheck_passed": "passed",
+        "gradcheck_failed": "FAILED",
+        "gradcheck_full": "every entry of every parameter ({entries} entries)",
+        "gradcheck_full_and_x": "every entry of every parameter ({entries} entries) and of x ({x_entries} entries)",
+        "gradcheck_sample": "sampled: per parameter one random direction (gradcheck fast_mode) and {count} random "
+        "entries ({sampled} of {total} entries in all)",
+        "gradcheck_sample_and_x": "sampled: per parameter and for x one random direction (gradcheck fast_mode) and "
+        "{count} random entries ({sampled} of {total} entries in all)",
+        "verdict": "verdict: {verdict}",
+        "verdict_ok": "OK",
     }
 )
 
@@ -148,6 +185,41 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
         "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
         "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
+        "tutorial_loss": "损失",
+        "column_tutorial": "教程",
+        "tutorial_printed": "教程：{value}",
+        "column_entry": "分量",
+        "column_closed_form": "闭合形式",
+        "column_compiled": "编译 {dtype}",
+        "largest_difference": "闭合形式、编译的梯度与 autograd 之间的最大相对差：{worst}",
+        "report_network": "网络 {network}；批大小 {batch}，{dtype}，{form}形式",
+        "form_matrix": "矩阵",
+        "form_elementwise": "逐元素",
+        "report_loss": "损失函数值（autograd）= {loss}",
+        "column_parameter": "参数",
+        "column_max_abs_error": "最大绝对误差",
+        "column_max_rel_error": "最大相对误差",
+        "column_tolerance": "容差",
+        "column_result": "结果",
+        "compiled_vs_autograd": "编译的梯度与 autograd 对照",
+        "closed_form_vs_autograd": "闭合形式（精确）与 autograd 对照",
+        "entry_ok": "一致",
+        "mismatch": "不一致",
+        "closed_form_skipped": "闭合形式（精确）：跳过，{why}",
+        "closed_form_over_limit": "{parameters} 个参数 × {samples} 个样本 = {size}，超过了 SymPy 精确求值（很慢）的"
+        "上限 {limit}；编译的梯度与 autograd 的对照已覆盖每个分量",
+        "closed_form_too_large": "闭合形式太大（{error}）",
+        "gradcheck_result": "torch.autograd.gradcheck（float64，有限差分）：{result}",
+        "gradcheck_passed": "通过",
+        "gradcheck_failed": "失败",
+        "gradcheck_full": "每个参数的每个分量（共 {entries} 个）",
+        "gradcheck_full_and_x": "每个参数的每个分量（共 {entries} 个）以及 x 的每个分量（共 {x_entries} 个）",
+        "gradcheck_sample": "抽样：每个参数取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
+        "（抽取 {sampled} 个，共 {total} 个分量）",
+        "gradcheck_sample_and_x": "抽样：每个参数和 x 各取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
+        "（抽取 {sampled} 个，共 {total} 个分量）",
+        "verdict": "结论：{verdict}",
+        "verdict_ok": "通过",
     }
 )
 
