@@ -1,0 +1,189 @@
+"""verify's report and the tutorial's gradient table in Chinese: the words from the derivation's word tables.
+
+No English word is left but the identifiers allowed below; the numbers are those of the English report, in
+the same order; the columns line up in terminal columns (a CJK character is two wide).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from numeric import compile_gradients, verify
+from numeric.cli import main
+from symbolic import TUTORIAL, InputError, Network, derive, display_width, words
+
+# Names that are the same in every language: torch's and chainrule's identifiers, dtypes, the network's own
+# description (Network.describe: sizes, activation and loss names), the tutorial's variable names.
+IDENTIFIERS = ("torch.autograd.gradcheck", "autograd", "gradcheck", "fast_mode", "SymPy", "torch", "chainrule")
+DTYPES = ("float64", "float32", "f64", "f32")
+NAMES = re.compile(r"\bdL/d[Wb]\d+|\b[WbxyzaL]\d*\b")  # W1, b2, x, y1, z2, a1, L, dL/dW1
+NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?|\binf\b|\bnan\b")
+
+
+def _english_left(text: str, network: Network) -> str:
+    """What remains of ``text`` once the allowed names and the numbers are taken out: no ASCII letter may."""
+    for name in sorted((network.describe(), *IDENTIFIERS, *DTYPES), key=len, reverse=True):
+        text = text.replace(name, " ")
+    text = NAMES.sub(" ", text)
+    return "".join(re.findall(r"[A-Za-z]+", NUMBER.sub(" ", text)))
+
+
+def test_the_allow_list_check_catches_an_english_sentence():
+    """The check itself can fail: an English word next to allowed names and numbers is found."""
+    assert _english_left("网络 1-2-2, sigmoid, half_sse；W1 1.5e-07 autograd float64", TUTORIAL) == ""
+    assert _english_left("W1 1.5e-07 autograd result", TUTORIAL) == "result"
+    assert _english_left("结论：MISMATCH", TUTORIAL) == "MISMATCH"
+
+
+def _reports(doubled_gradients) -> list:
+    """Reports that between them hold every sentence of a report: passes, a mismatch, skips and samples."""
+    wide = Network([30, 40, 20], "relu", "half_sse", bias=True)  # over the closed-form limit, gradcheck sampled
+    mismatch = derive(Network([2, 3, 1], ["tanh", "sigmoid"], "bce"))
+    return [
+        verify(derive(TUTORIAL), progress=False),
+        verify(derive(Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", bias=True), wrt=("x",))),
+        verify(derive(Network([2, 3, 1], "sigmoid", "bce", reduction="mean")), gradcheck="off", form="elementwise"),
+        verify(derive(wide), batch=2, dtype=torch.float32, progress=False),
+        verify(derive(wide, wrt=("x",)), batch=2, progress=False),
+        verify(mismatch, compiled=doubled_gradients(compile_gradients(mismatch)), progress=False),
+    ]
+
+
+@pytest.fixture(scope="module")
+def reports(doubled_gradients):
+    return _reports(doubled_gradients)
+
+
+def test_the_reports_cover_every_sentence(reports):
+    """The reports below hold each of the report's sentences, so the checks after this one see them all."""
+    english = "\n".join(str(report) for report in reports)
+    for sentence in ("over the limit", "sampled: per parameter one", "sampled: per parameter and for x", "FAILED"):
+        assert sentence in english
+    assert "and of x" in english and "elementwise form" in english and "verdict: MISMATCH" in english
+
+
+def test_the_chinese_report_has_no_english_but_identifiers(reports):
+    for report in reports:
+        chinese = report.text(lang="zh")
+        assert _english_left(chinese, report.network) == "", chinese
+        assert re.search(r"[\u4e00-\u9fff]", chinese)
+
+
+def test_chinese_and_english_reports_hold_the_same_numbers_in_the_same_order(reports):
+    for report in reports:
+        english, chinese = report.text(lang="en"), report.text(lang="zh")
+        numbers = NUMBER.findall(english)
+        assert f"{report.loss:.10g}" in numbers and f"{report.comparisons[0].max_rel_error:.3e}" in numbers
+        assert NUMBER.findall(chinese) == numbers
+
+
+def test_english_is_the_default(reports):
+    for report in reports:
+        assert str(report) == report.text() == report.text(lang="en")
+        assert not re.search(r"[\u4e00-\u9fff]", str(report))
+    with pytest.raises(InputError, match="lang must be one of en, zh; got 'fr'"):
+        reports[0].text(lang="fr")
+
+
+def test_a_mismatch_is_said_in_chinese(reports):
+    report = reports[-1]
+    assert not report.ok and report.gradcheck is False
+    zh = words("zh")
+    lines = report.text(lang="zh").splitlines()
+    assert lines[-1] == zh["verdict"].format(verdict=zh["mismatch"])
+    assert sum(line.endswith(f"  {zh['mismatch']}") for line in lines) == sum(not c.ok for c in report.comparisons)
+    assert zh["gradcheck_result"].format(result=zh["gradcheck_failed"]) in lines
+
+
+def _column_edges(header: str, heads: list[str]) -> list[tuple[int, int]]:
+    """(first, last + 1) terminal column of each head in ``header``, found left to right."""
+    edges, at = [], 0
+    for head in heads:
+        at = header.index(head, at)
+        edges.append((display_width(header[:at]), display_width(header[: at + len(head)])))
+        at += len(head)
+    return edges
+
+
+def _cell_edges(row: str) -> list[tuple[int, int]]:
+    return [(display_width(row[: m.start()]), display_width(row[: m.end()])) for m in re.finditer(r"\S+", row)]
+
+
+def _assert_aligned(lines: list[str], heads: list[str], rows: int, last_left: bool) -> None:
+    """The header's first and (when ``last_left``) last head start where each row's cells start; the other
+    heads end where the rows' cells end (numbers are right-aligned)."""
+    header = next(line for line in lines if all(head in line for head in heads))
+    body = lines[lines.index(header) + 1 :]
+    cells = [_cell_edges(line) for line in body if NUMBER.search(line) and len(_cell_edges(line)) == len(heads)]
+    cells = cells[:rows]
+    assert len(cells) == rows, (rows, cells)
+    edges = _column_edges(header, heads)
+    for row in cells:
+        assert row[0][0] == edges[0][0], (header, row)
+        right = edges[1:-1] if last_left else edges[1:]
+        assert [end for _, end in row[1 : 1 + len(right)]] == [end for _, end in right], (header, row)
+        if last_left:
+            assert row[-1][0] == edges[-1][0], (header, row)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_report_columns_align_in_terminal_columns(reports, lang):
+    w = words(lang)
+    heads = [w[key] for key in ("column_parameter", "column_max_abs_error", "column_max_rel_error")]
+    heads += [w["column_tolerance"], w["column_result"]]
+    for report in reports:
+        rows = len(report.comparisons) + len(report.closed_form_comparisons)
+        _assert_aligned(report.text(lang=lang).splitlines(), heads, rows, last_left=True)
+
+
+def _tutorial_heads(lang: str) -> list[str]:
+    w = words(lang)
+    compiled = [w["column_compiled"].format(dtype=dtype) for dtype in ("f32", "f64")]
+    return [w["column_entry"], w["column_tutorial"], w["column_closed_form"], *compiled, "autograd f64"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_tutorial_command_in_each_language(capsys, lang):
+    """``chainrule --lang zh`` end to end: exit 0, the table aligned, no English outside the derivation."""
+    assert main(["--lang", lang]) == 0
+    out = capsys.readouterr().out
+    w = words(lang)
+    before, rest = out.split(f"\n{w['heading_derivation']}\n", 1)
+    table_and_report = rest[rest.index(f"\n{w['heading_gradients']}\n") :]
+    lines = table_and_report.splitlines()
+    entries = sum(rows * cols for rows, cols in TUTORIAL.parameter_shapes.values())
+    _assert_aligned(lines, _tutorial_heads(lang), entries, last_left=False)
+    report = verify(derive(TUTORIAL))
+    assert report.text(lang=lang) in table_and_report
+    forward = [line for line in before.splitlines() if w["tutorial_printed"].format(value="") in line]
+    assert len(forward) == 3
+    values = {display_width(re.match(r".* = (?=[\[\d-])", line).group()) for line in forward}
+    assert len(values) == 1  # the values start in one column
+    printed = {display_width(line[: line.index(w["tutorial_printed"].format(value=""))]) for line in forward}
+    assert len(printed) == 1  # and so do the tutorial's printed values
+    if lang == "zh":
+        assert _english_left(before, TUTORIAL) == ""
+        assert _english_left(table_and_report, TUTORIAL) == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--lang", "zh"],
+        ["--lang", "zh", "verify"],  # before the subcommand: the subcommand's default must not undo it
+        ["verify", "--lang", "zh", "--sizes", "3,4,2", "--bias", "--wrt", "x"],
+    ],
+)
+def test_verify_command_takes_lang(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    network = Network([3, 4, 2], "sigmoid", "half_sse", bias=True) if "--sizes" in argv else TUTORIAL
+    assert out.splitlines()[-1] == words("zh")["verdict"].format(verdict=words("zh")["verdict_ok"])
+    assert _english_left(out, network) == ""
+    assert main([a for a in argv if a not in ("--lang", "zh")]) == 0  # English without it
+    english = capsys.readouterr().out
+    assert NUMBER.findall(english) == NUMBER.findall(out)
+    assert english.splitlines()[-1] == "verdict: OK"
