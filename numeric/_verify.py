@@ -102,10 +102,12 @@ class Note:
     """A sentence of the report, kept as words-table key and placeholders so it can be said in any language."""
 
     key: str  # a key of symbolic's word tables (symbolic/_words.py)
-    fields: Mapping[str, str] = field(default_factory=dict)  # numbers already formatted: the same in every language
+    # numbers already formatted (the same in every language), or a Note said in the same language
+    fields: Mapping[str, str | Note] = field(default_factory=dict)
 
     def text(self, lang: str = "en") -> str:
-        return words(lang)[self.key].format(**self.fields)
+        fields = {name: value.text(lang) if isinstance(value, Note) else value for name, value in self.fields.items()}
+        return words(lang)[self.key].format(**fields)
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class Report:
         widths = [max(least, display_width(head)) for (_, least), head in zip(_REPORT_COLUMNS, heads)]
         lines = [
             w["report_network"].format(
-                network=self.network.describe(), batch=self.batch, dtype=dtype, form=w[f"form_{self.form}"]
+                network=self.network.describe(lang), batch=self.batch, dtype=dtype, form=w[f"form_{self.form}"]
             ),
             w["report_loss"].format(loss=f"{self.loss:.10g}"),
             " ".join([pad(heads[0], widths[0]), *(pad(h, n, ">") for h, n in zip(heads[1:], widths[1:]))])

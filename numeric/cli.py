@@ -245,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_network_options(check_cmd)
     check_cmd.add_argument("--batch", type=int, default=4, help="samples per batch (random values; default 4)")
     check_cmd.add_argument("--seed", type=int, default=0, help="seed of the random values (default 0)")
+    _add_lang_option(check_cmd, argparse.SUPPRESS, "the report")
     check_cmd.set_defaults(handler=_run_check)
     parser.set_defaults(handler=_run_tutorial)
     return parser
@@ -363,7 +364,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
     function = _load_function(args.target)
     report = check_backward(function, _network(args), seed=args.seed, batch=args.batch)
-    print(report)
+    print(report.text(args.lang))
     return 0 if report.ok else 1
 
 

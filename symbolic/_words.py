@@ -23,6 +23,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "autograd",
         "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
         "network": "Network {network}, layer sizes {sizes}.",
+        "describe_bias": "with bias",
+        "describe_mean": "mean over the batch",
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
@@ -118,6 +120,31 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "{count} random entries ({sampled} of {total} entries in all)",
         "verdict": "verdict: {verdict}",
         "verdict_ok": "OK",
+        # numeric: check_backward's report (numeric/_check_backward.py); the mistakes' names are identifiers
+        "check_title": "backward pass checked against chainrule's derivation of {network}",
+        "wrong": "WRONG",
+        "verdict_all_match": "OK, every gradient matches",
+        "diagnosis": "diagnosis:",
+        "diagnosis_line": "  {name} ({parameters}): {explanation}",
+        "mistake_sign": "the output error is flipped (y − ŷ instead of ŷ − y), so every gradient has the wrong sign",
+        "mistake_missing_activation_derivative": "layer {layer}'s activation derivative f'(z{layer}) is left out of "
+        "δ{layer}",
+        "mistake_derivative_at_output": "layer {layer}'s f' is evaluated at its output a{layer} instead of at "
+        "z{layer}{example}",
+        "at_output_sigmoid": ": σ(a)(1 − σ(a)) where a(1 − a) is right",
+        "at_output_tanh": ": 1 − tanh(a)² where 1 − a² is right",
+        "mistake_missing_transpose": "δ{layer} uses W{above} δ{above} instead of W{above}ᵀ δ{above} (W{above} is "
+        "square)",
+        "mistake_batch_scale": "every gradient is {factor} the right one: {why}",
+        "batch_scale_mean_factor": "B times",
+        "batch_scale_mean_why": "the loss is the mean over the batch, but the gradient sums the samples",
+        "batch_scale_sum_factor": "1/B times",
+        "batch_scale_sum_why": "the loss sums the batch, but the gradient divides by the batch size",
+        "mistake_wrong_layer_input": "∂L/∂W{layer} is δ{layer} a{layer}ᵀ instead of δ{layer} a{below}ᵀ (the layer's "
+        "own input)",
+        "mistake_bias_not_summed": "∂L/∂b{layer} is kept per sample (δ{layer}, a column per sample), not summed over "
+        "the batch",
+        "mistake_unknown": "wrong, and none of the catalogued mistakes gives this gradient (see MISTAKES)",
     }
 )
 
@@ -129,6 +156,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
         "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
         "network": "网络 {network}，各层大小 {sizes}。",
+        "describe_bias": "带偏置",
+        "describe_mean": "对批取平均",
         "what_is_derived": (
             "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
@@ -220,6 +249,26 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "（抽取 {sampled} 个，共 {total} 个分量）",
         "verdict": "结论：{verdict}",
         "verdict_ok": "通过",
+        "check_title": "反向传播已与 chainrule 对 {network} 的推导对照检查",
+        "wrong": "错误",
+        "verdict_all_match": "通过，每个梯度都一致",
+        "diagnosis": "诊断：",
+        "diagnosis_line": "  {name}（{parameters}）：{explanation}",
+        "mistake_sign": "输出层的误差项符号反了（写成 y − ŷ 而不是 ŷ − y），所以每个梯度的符号都错了",
+        "mistake_missing_activation_derivative": "第 {layer} 层激活函数的导数 f'(z{layer}) 没有乘进 δ{layer}",
+        "mistake_derivative_at_output": "第 {layer} 层的 f' 在它的输出 a{layer} 处求值，而不是在 z{layer} 处{example}",
+        "at_output_sigmoid": "：写成了 σ(a)(1 − σ(a))，正确的是 a(1 − a)",
+        "at_output_tanh": "：写成了 1 − tanh(a)²，正确的是 1 − a²",
+        "mistake_missing_transpose": "δ{layer} 用了 W{above} δ{above}，而不是 W{above}ᵀ δ{above}（W{above} 是方阵）",
+        "mistake_batch_scale": "每个梯度都是正确值的 {factor}：{why}",
+        "batch_scale_mean_factor": "B 倍",
+        "batch_scale_mean_why": "损失函数是对一批样本取平均，梯度却对样本求和",
+        "batch_scale_sum_factor": "1/B 倍",
+        "batch_scale_sum_why": "损失函数是对一批样本求和，梯度却除以了批大小",
+        "mistake_wrong_layer_input": "∂L/∂W{layer} 写成了 δ{layer} a{layer}ᵀ，"
+        "而不是 δ{layer} a{below}ᵀ（该层自己的输入）",
+        "mistake_bias_not_summed": "∂L/∂b{layer} 按样本保留（δ{layer}，每个样本一列），没有对样本求和",
+        "mistake_unknown": "错误，且目录中没有哪个错误能给出这个梯度（见 MISTAKES）",
     }
 )
 

@@ -10,23 +10,30 @@ import re
 
 import pytest
 import torch
+from test_check_backward import NETWORK, _torch_student, student
+from torch import nn
 
-from numeric import compile_gradients, verify
+from numeric import MISTAKES, check_backward, compile_gradients, verify
+from numeric._check_backward import UNKNOWN
 from numeric.cli import main
 from symbolic import TUTORIAL, InputError, Network, derive, display_width, words
 
-# Names that are the same in every language: torch's and chainrule's identifiers, dtypes, the network's own
-# description (Network.describe: sizes, activation and loss names), the tutorial's variable names.
+# Names that are the same in every language: torch's and chainrule's identifiers, dtypes, the network's
+# activation and loss names, parameter and variable names (NAMES).
 IDENTIFIERS = ("torch.autograd.gradcheck", "autograd", "gradcheck", "fast_mode", "SymPy", "torch", "chainrule")
 DTYPES = ("float64", "float32", "f64", "f32")
-NAMES = re.compile(r"\bdL/d[Wb]\d+|\b[WbxyzaL]\d*\b")  # W1, b2, x, y1, z2, a1, L, dL/dW1
+NAMES = re.compile(r"\bdL/d[Wb]\d+|\b[WbxyzaLfB]\d*\b")  # W1, b2, x, y1, a1, L, dL/dW1, f'(z1), B
+MISTAKE_NAMES = (*MISTAKES, UNKNOWN, "MISTAKES")  # check's diagnosis names the mistakes by their identifiers
 NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?|\binf\b|\bnan\b")
 
 
-def _english_left(text: str, network: Network) -> str:
-    """What remains of ``text`` once the allowed names and the numbers are taken out: no ASCII letter may."""
-    for name in sorted((network.describe(), *IDENTIFIERS, *DTYPES), key=len, reverse=True):
+def _english_left(text: str, network: Network, parameters: tuple[str, ...] = ()) -> str:
+    """What remains of ``text`` once the allowed names (and ``parameters``, torch's "0.weight") and the
+    numbers are taken out: no ASCII letter may."""
+    allowed = {*network.activations, network.loss, *IDENTIFIERS, *DTYPES, *MISTAKE_NAMES, *parameters}
+    for name in sorted(allowed, key=len, reverse=True):
         text = text.replace(name, " ")
+    text = text.replace("ᵀ", " ")  # a letter to regular expressions: W2ᵀ would hide W2 from NAMES
     text = NAMES.sub(" ", text)
     return "".join(re.findall(r"[A-Za-z]+", NUMBER.sub(" ", text)))
 
@@ -187,3 +194,68 @@ def test_verify_command_takes_lang(capsys, argv):
     english = capsys.readouterr().out
     assert NUMBER.findall(english) == NUMBER.findall(out)
     assert english.splitlines()[-1] == "verdict: OK"
+
+
+@pytest.fixture(scope="module")
+def backward_reports():
+    """check_backward's reports: right, each catalogued mistake (both reductions), unexplained, torch names."""
+    reports = []
+    for reduction in ("sum", "mean"):
+        network = Network(NETWORK.sizes, NETWORK.activations, NETWORK.loss, bias=True, reduction=reduction)
+        mean = reduction == "mean"
+        for mistake in (None, *MISTAKES):
+            planted = lambda x, y, p, m=mistake, mean=mean: student(x, y, p, m, mean=mean)  # noqa: E731
+            reports.append(check_backward(planted, network))
+
+    def off(x, y, p):
+        return {**student(x, y, p), "W2": 1.5 * student(x, y, p)["W2"]}
+
+    reports.append(check_backward(off, NETWORK))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    inputs, targets = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 2, 1, 1, 0, 2])
+    wrong_bias = lambda i, t, p: _torch_student(i, t, p, "bias_not_summed")  # noqa: E731
+    reports.append(check_backward(wrong_bias, model, nn.CrossEntropyLoss(), inputs, targets))
+    return reports
+
+
+def test_the_check_reports_cover_every_mistake(backward_reports):
+    named = {mistake.name for report in backward_reports for mistake in report.mistakes}
+    assert named == {*MISTAKES, UNKNOWN}
+    assert any(report.ok for report in backward_reports)
+
+
+def test_the_chinese_check_report_has_no_english_but_identifiers(backward_reports):
+    for report in backward_reports:
+        english, chinese = report.text(lang="en"), report.text(lang="zh")
+        assert str(report) == english and not re.search(r"[\u4e00-\u9fff]", english)
+        assert _english_left(chinese, report.network, tuple(report.errors)) == "", chinese
+        assert NUMBER.findall(chinese) == NUMBER.findall(english), (english, chinese)
+        zh = words("zh")
+        verdict = zh["verdict_all_match"] if report.ok else zh["wrong"]
+        assert chinese.splitlines()[-1] == zh["verdict"].format(verdict=verdict)
+        for mistake in report.mistakes:  # each diagnosis in Chinese: its name, then the Chinese sentence
+            line = next(line for line in chinese.splitlines() if line.startswith(f"  {mistake.name}（"))
+            assert re.search(r"[\u4e00-\u9fff]", line.split("：", 1)[1]), line
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_check_report_columns_align_in_terminal_columns(backward_reports, lang):
+    w = words(lang)
+    heads = [w[key] for key in ("column_parameter", "column_max_abs_error", "column_max_rel_error")]
+    heads += [w["column_tolerance"], w["column_result"]]
+    for report in backward_reports[:-1]:  # the last one's names ("0.bias (b1)") hold a space: not one cell
+        _assert_aligned(report.text(lang=lang).splitlines(), heads, len(report.errors), last_left=True)
+
+
+def test_check_command_takes_lang(capsys):
+    argv = ["check", "examples/student_backward.py:backward", "--sizes", "3,4,2", "--activation", "sigmoid", "--bias"]
+    assert main([*argv, "--lang", "zh"]) == 1
+    chinese = capsys.readouterr().out
+    assert main(["--lang", "zh", *argv]) == 1
+    assert capsys.readouterr().out == chinese
+    assert main(argv) == 1
+    english = capsys.readouterr().out
+    network = Network([3, 4, 2], "sigmoid", "half_sse", bias=True)
+    assert _english_left(chinese, network) == "" and NUMBER.findall(chinese) == NUMBER.findall(english)
+    assert "derivative_at_output（W1, b1）：" in chinese and english.splitlines()[-1] == "verdict: WRONG"
