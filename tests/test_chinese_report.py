@@ -259,3 +259,24 @@ def test_check_command_takes_lang(capsys):
     network = Network([3, 4, 2], "sigmoid", "half_sse", bias=True)
     assert _english_left(chinese, network) == "" and NUMBER.findall(chinese) == NUMBER.findall(english)
     assert "derivative_at_output（W1, b1）：" in chinese and english.splitlines()[-1] == "verdict: WRONG"
+
+
+def test_readme_lists_lang_for_exactly_the_commands_that_take_it():
+    from pathlib import Path
+
+    from numeric.cli import _parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    entries: dict[str, str] = {}
+    for line in block.splitlines():
+        if line.startswith("chainrule ") and line.split()[1] != "--version":
+            command = line.split()[1]
+            name = command if command.isalpha() else "tutorial"  # `chainrule [--lang en|zh]`: the tutorial
+            entries[name] = line
+        elif line.startswith(" ") and entries:
+            entries[name] += line
+    documented = {name for name, text in entries.items() if "[--lang en|zh]" in text}
+    commands = _parser()._subparsers._group_actions[0].choices
+    taking = {name for name, parser in commands.items() if "--lang" in parser._option_string_actions}
+    assert documented == taking and {"verify", "check"} <= taking
