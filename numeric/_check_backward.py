@@ -23,9 +23,7 @@ from symbolic import (
     Network,
     batch_size,
     derive,
-    display_width,
     matmul,
-    pad,
     transpose,
     words,
 )
@@ -35,7 +33,7 @@ from ._checks import check_inputs
 from ._compile import _straight_line
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
-from ._verify import _REPORT_COLUMNS, DEFAULT_RTOL, Comparison, Note, _progress, compare, random_values
+from ._verify import DEFAULT_RTOL, Comparison, Note, _error_table, _progress, compare, random_values
 
 # The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant. The sentences
 # live in the word tables (symbolic/_words.py, key "mistake_" + name), so a report can say them in Chinese.
@@ -172,20 +170,8 @@ class BackwardReport:
         names and numbers are the same in every language."""
         w = words(lang)
         shown = {name: name if self.names[name] == name else f"{name} ({self.names[name]})" for name in self.errors}
-        heads = [w[key] for key, _ in _REPORT_COLUMNS]
-        least = [max(12, *(len(label) for label in shown.values())), *(width for _, width in _REPORT_COLUMNS[1:])]
-        widths = [max(width, display_width(head)) for width, head in zip(least, heads)]
-        lines = [
-            w["check_title"].format(network=self.network.describe(lang)),
-            " ".join([pad(heads[0], widths[0]), *(pad(h, n, ">") for h, n in zip(heads[1:], widths[1:]))])
-            + f"  {w['column_result']}",
-        ]
-        for name, c in self.errors.items():
-            numbers = (f"{c.max_abs_error:.3e}", f"{c.max_rel_error:.3e}", f"{c.rtol:.0e}")
-            lines.append(
-                " ".join([pad(shown[name], widths[0]), *(pad(n, width, ">") for n, width in zip(numbers, widths[1:]))])
-                + f"  {w['entry_ok'] if c.ok else w['wrong']}"
-            )
+        rows = [(shown[name], c, w["entry_ok"] if c.ok else w["wrong"]) for name, c in self.errors.items()]
+        lines = [w["check_title"].format(network=self.network.describe(lang)), *_error_table(w, rows, 12)]
         if self.ok:
             lines.append(w["verdict"].format(verdict=w["verdict_all_match"]))
             return "\n".join(lines)

@@ -87,14 +87,31 @@ def compare(name: str, ours: torch.Tensor, reference: torch.Tensor, rtol: float)
     return Comparison(name, max_abs, max_rel, rtol)
 
 
-# The report's table: the word of each column head and its width in English (the parameter left-aligned, the
-# numbers right-aligned), then the result.
+# The reports' table (verify's and check_backward's): the word of each column head and its least width (the
+# English one; the parameter left-aligned, the numbers right-aligned), then the result.
 _REPORT_COLUMNS = (
     ("column_parameter", 10),
     ("column_max_abs_error", 14),
     ("column_max_rel_error", 14),
     ("column_tolerance", 10),
 )
+
+
+def _error_table(w: Mapping[str, str], rows: list[tuple[str, Comparison, str]], name_width: int) -> list[str]:
+    """The head line, then a line per ``(label, comparison, result word)``, padded in terminal columns (a wide
+    character takes two; format specs count characters, which would misalign a Chinese head)."""
+    heads = [w[key] for key, _ in _REPORT_COLUMNS]
+    least = [max(name_width, *(len(label) for label, _, _ in rows)), *(width for _, width in _REPORT_COLUMNS[1:])]
+    widths = [max(width, display_width(head)) for width, head in zip(least, heads)]
+
+    def line(cells: tuple[str, ...], result: str) -> str:
+        padded = [pad(cells[0], widths[0]), *(pad(cell, width, ">") for cell, width in zip(cells[1:], widths[1:]))]
+        return " ".join(padded) + f"  {result}"
+
+    return [line(tuple(heads), w["column_result"])] + [
+        line((label, f"{c.max_abs_error:.3e}", f"{c.max_rel_error:.3e}", f"{c.rtol:.0e}"), result)
+        for label, c, result in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -152,29 +169,17 @@ class Report:
         names, dtypes and identifiers (autograd, gradcheck) are the same in every language."""
         w = words(lang)
         dtype = str(self.dtype).replace("torch.", "")
-        heads = [w[key] for key, _ in _REPORT_COLUMNS]
-        # the English widths, widened (in terminal columns) where a language's head is wider
-        widths = [max(least, display_width(head)) for (_, least), head in zip(_REPORT_COLUMNS, heads)]
+        compared = self.comparisons + self.closed_form_comparisons
+        head, *rows = _error_table(w, [(c.name, c, w["entry_ok"] if c.ok else w["mismatch"]) for c in compared], 10)
+        network = self.network.describe(lang)
         lines = [
-            w["report_network"].format(
-                network=self.network.describe(lang), batch=self.batch, dtype=dtype, form=w[f"form_{self.form}"]
-            ),
+            w["report_network"].format(network=network, batch=self.batch, dtype=dtype, form=w[f"form_{self.form}"]),
             w["report_loss"].format(loss=f"{self.loss:.10g}"),
-            " ".join([pad(heads[0], widths[0]), *(pad(h, n, ">") for h, n in zip(heads[1:], widths[1:]))])
-            + f"  {w['column_result']}",
+            head,
         ]
-        for title, rows in (
-            ("compiled_vs_autograd", self.comparisons),
-            ("closed_form_vs_autograd", self.closed_form_comparisons),
-        ):
-            if rows:
-                lines.append(f"  {w[title]}")
-            for c in rows:
-                numbers = (f"{c.max_abs_error:.3e}", f"{c.max_rel_error:.3e}", f"{c.rtol:.0e}")
-                lines.append(
-                    " ".join([pad(c.name, widths[0]), *(pad(n, width, ">") for n, width in zip(numbers, widths[1:]))])
-                    + f"  {w['entry_ok'] if c.ok else w['mismatch']}"
-                )
+        split = len(self.comparisons)
+        for title, section in (("compiled_vs_autograd", rows[:split]), ("closed_form_vs_autograd", rows[split:])):
+            lines += [f"  {w[title]}", *section] if section else []
         if self.closed_form_skipped:
             lines.append(w["closed_form_skipped"].format(why=self.closed_form_skipped.text(lang)))
         if self.gradcheck is not None:

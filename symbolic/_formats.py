@@ -214,8 +214,10 @@ def display_width(text: str) -> int:
 def pad(text: str, width: int, align: str = "<") -> str:
     """``text`` padded with spaces to ``width`` terminal columns (``"<"`` left, ``">"`` right): ``str.ljust``
     and format specs count characters, which misaligns a column of CJK words."""
-    if align not in "<>":
-        raise ValueError(f"align must be '<' or '>'; got {align!r}")
+    if align not in ("<", ">"):
+        from ._errors import InputError
+
+        raise InputError(f"align must be '<' (left) or '>' (right); got {align!r}")
     spaces = " " * max(0, width - display_width(text))
     return text + spaces if align == "<" else spaces + text
 
