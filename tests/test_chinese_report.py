@@ -280,3 +280,15 @@ def test_readme_lists_lang_for_exactly_the_commands_that_take_it():
     commands = _parser()._subparsers._group_actions[0].choices
     taking = {name for name, parser in commands.items() if "--lang" in parser._option_string_actions}
     assert documented == taking and {"verify", "check"} <= taking
+
+
+def test_a_too_large_closed_form_is_said_in_chinese_around_the_english_error_message():
+    """The one English left in a Chinese report: ExpressionTooLarge's message (how to raise the budget), as
+    every chainrule error is English."""
+    report = verify(derive(TUTORIAL, closed_form_budget=5), progress=False)
+    error = report.closed_form_skipped.fields["error"]
+    assert "closed_form_budget" in error and report.closed_form_note == f"the closed form is too large ({error})"
+    zh = words("zh")
+    chinese = report.text(lang="zh")
+    assert zh["closed_form_skipped"].format(why=zh["closed_form_too_large"].format(error=error)) in chinese
+    assert _english_left(chinese.replace(error, ""), TUTORIAL) == ""
