@@ -32,6 +32,11 @@ from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
 FORMS = ("matrix", "elementwise")
 BACKENDS = (None, "inductor")  # None: the generated Python runs as is; "inductor": through torch.compile
 _ACCEPTED_LIMIT = 64  # input signatures remembered as checked, per compiled function
+# Large CPU batches run in chunks of samples whose intermediates (about three per unit: z, a, δ) fit in
+# this many bytes, so every pass after the first reads them from cache, not memory: at 16-16-16-16,
+# B=100,000 chunks of 4,096 samples halve the time of one pass over the whole batch (README, benchmarks).
+CHUNK_BYTES = 4 * 2**20
+MIN_CHUNK = 1024  # below this the per-operation overhead (about 1 µs a torch call) outweighs the cache
 
 
 class CompiledGradients:
@@ -51,10 +56,17 @@ class CompiledGradients:
         gradients_only: Callable,
         with_loss: Callable | None = None,
         backend: str | None = None,
+        chunk: int | str | None = "auto",
     ):
         self.derivation = derivation
         self.form = form
         self.backend = backend
+        self.chunk = chunk
+        # the smallest batch that may run in chunks: smaller ones skip _chunk_size (a B=1 call is 20 µs)
+        if chunk is None or chunk == "auto":
+            self._chunk_from: float = float("inf") if chunk is None else 2 * MIN_CHUNK
+        else:
+            self._chunk_from = chunk + 1  # type: ignore[operator]
         self._gradients_only = gradients_only
         self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
         self._run_gradients = _backend_function(gradients_only, backend)
@@ -62,7 +74,7 @@ class CompiledGradients:
         self.names = tuple(derivation.matrix_program.gradients)  # the parameters, then "x" when asked
         self._parameters = tuple(derivation.network.parameter_shapes)  # what params must hold, in order
         # Signatures (types, shapes, dtypes, devices) that check_inputs accepted: a repeat skips the check
-        self._accepted: set[tuple] = set()
+        self._accepted: dict[tuple, bool] = {}  # signature -> whether any of its tensors requires grad
 
     @property
     def _with_loss(self) -> Callable:
@@ -72,12 +84,12 @@ class CompiledGradients:
 
     @property
     def source(self) -> str:
-        """The generated Python source of the gradient function."""
-        return inspect.getsource(self._gradients_only)
+        """The generated Python source of the gradient function, with the header binding its short names."""
+        return _source_of(self._gradients_only)
 
     @property
     def value_and_grad_source(self) -> str:
-        return inspect.getsource(self._with_loss)
+        return _source_of(self._with_loss)
 
     def _checked(self, x: object, y: object, params: object) -> tuple[list[torch.Tensor], bool]:
         """The parameters in network order, after check_inputs, or after a cheap look-up when a call with
@@ -89,18 +101,28 @@ class CompiledGradients:
             signature = (type(params), len(params), *tensors)  # type: ignore[arg-type]
         except (KeyError, TypeError, AttributeError, IndexError):
             signature = None  # not even tensors in a mapping: check_inputs says what is wrong
-        if signature is not None and signature in self._accepted:
-            return ordered, any(entry[-1] for entry in signature[2:])
+        if signature is not None:
+            recorded = self._accepted.get(signature)
+            if recorded is not None:
+                return ordered, recorded
         ordered = check_inputs(self.derivation.network, x, y, params)
+        recorded = any(t.requires_grad for t in (x, y, *ordered))  # type: ignore[union-attr]
         if signature is not None and len(self._accepted) < _ACCEPTED_LIMIT:
-            self._accepted.add(signature)
-        return ordered, any(t.requires_grad for t in (x, y, *ordered))  # type: ignore[union-attr]
+            self._accepted[signature] = recorded
+        return ordered, recorded
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ordered, recorded = self._checked(x, y, params)
+        if not recorded and x.shape[1] < self._chunk_from:  # the common small call, as short as it can be
+            return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
+        size = self._chunk_size(x)
         if recorded:  # autograd would record the code, and it forbids its in-place writes: switch it off
             with torch.no_grad():
+                if size:
+                    return dict(zip(self.names, self._in_chunks(self._run_gradients, size, x, y, ordered)))
                 return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
+        if size:
+            return dict(zip(self.names, self._in_chunks(self._run_gradients, size, x, y, ordered)))
         return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
 
     def value_and_grad(
@@ -109,13 +131,66 @@ class CompiledGradients:
         ordered, recorded = self._checked(x, y, params)
         if self._run_with_loss is None:
             self._run_with_loss = _backend_function(self._with_loss, self.backend)
+        size = self._chunk_size(x)
         with torch.no_grad() if recorded else contextlib.nullcontext():
-            loss, *gradients = self._run_with_loss(x, y, *ordered)
+            if size:
+                loss, *gradients = self._in_chunks(self._run_with_loss, size, x, y, ordered)
+            else:
+                loss, *gradients = self._run_with_loss(x, y, *ordered)
         return loss.reshape(()), dict(zip(self.names, gradients))
+
+    def _chunk_size(self, x: torch.Tensor) -> int:
+        """Samples per chunk for this batch, or 0: the whole batch in one pass.
+
+        ``chunk="auto"`` chunks large batches on the CPU (matrix form, plain backend), sized so one chunk's
+        intermediates take about ``CHUNK_BYTES``; an int is that many samples per chunk; None never chunks.
+        """
+        batch = x.shape[1]
+        if self.chunk is None:
+            return 0
+        if self.chunk != "auto":
+            return self.chunk if batch > self.chunk else 0
+        if self.form != "matrix" or self.backend is not None or x.device.type != "cpu" or batch < 2 * MIN_CHUNK:
+            return 0
+        per_sample = 3 * sum(self.derivation.network.sizes) * x.element_size()
+        size = max(MIN_CHUNK, 1 << max(1, CHUNK_BYTES // per_sample).bit_length() - 1)  # a power of two
+        return size if batch >= 2 * size else 0
+
+    def _in_chunks(self, function: Callable, size: int, x, y, ordered) -> list[torch.Tensor]:
+        """``function`` over the batch in chunks of ``size`` samples: every output is a sum over the samples
+        (added up), except ∂L/∂x, one column per sample (put together). With reduction="mean" each chunk
+        divides by its own size, so its share is weighted by size / batch."""
+        batch = x.shape[1]
+        mean = self.derivation.network.reduction == "mean"
+        totals: list[torch.Tensor] = []
+        per_sample = "x" in self.names  # ∂L/∂x, always the last output
+        for start in range(0, batch, size):
+            stop = min(start + size, batch)
+            outputs = function(x[:, start:stop], y[:, start:stop], *ordered)
+            if mean:
+                outputs = [output * ((stop - start) / batch) for output in outputs]
+            if not totals:
+                totals = [output.clone() for output in outputs]  # the results of one chunk may share storage
+                if per_sample:
+                    totals[-1] = outputs[-1].new_empty((outputs[-1].shape[0], batch))
+                    totals[-1][:, start:stop] = outputs[-1]
+                continue
+            for total, output in zip(totals[: len(totals) - per_sample], outputs):
+                total.add_(output)
+            if per_sample:
+                totals[-1][:, start:stop] = outputs[-1]
+        return totals
 
     def __repr__(self) -> str:
         backend = "" if self.backend is None else f", backend={self.backend!r}"
         return f"CompiledGradients({self.derivation.network.describe()}, form={self.form!r}{backend})"
+
+
+def _source_of(function: Callable) -> str:
+    filename = function.__code__.co_filename
+    if filename.startswith(_GENERATED):  # the whole generated text: header and function
+        return "".join(linecache.getlines(filename))
+    return inspect.getsource(function)
 
 
 def _backend_function(function: Callable, backend: str | None) -> Callable:
@@ -126,6 +201,7 @@ def _backend_function(function: Callable, backend: str | None) -> Callable:
 
 
 _function_numbers = itertools.count()
+_GENERATED = "<chainrule generated"
 
 
 def _straight_line(
@@ -153,6 +229,7 @@ def _straight_line(
     aliased = {name for target, expression in steps if expression.is_Symbol for name in (target, expression)}
 
     name = printer.doprint
+    printer.used.clear()
     lines = [f"def gradients({', '.join(name(argument) for argument in arguments)}):"]
     for index, (target, expression) in enumerate(steps):
         dying = sorted((s for s in reads[index] if s in targets and last_use[s] == index), key=str)
@@ -161,10 +238,11 @@ def _straight_line(
         if dying:
             lines.append(f"    del {', '.join(name(symbol) for symbol in dying)}")
     lines.append(f"    return [{', '.join(name(output) for output in outputs)}]")
-    source = "\n".join(lines) + "\n"
+    header = printer.header()
+    source = "\n".join([*header, *([""] if header else []), *lines]) + "\n"
 
     # registered with linecache like lambdify's code, so inspect.getsource and tracebacks show it
-    filename = f"<chainrule generated {next(_function_numbers)}>"
+    filename = f"{_GENERATED} {next(_function_numbers)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = {"torch": torch}
     exec(compile(source, filename, "exec"), namespace)  # our own printed code; no user string is run
@@ -207,13 +285,18 @@ def _compile_elementwise(derivation: Derivation, with_loss: bool) -> Callable:
 _BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}
 
 
-def compile_gradients(derivation: Derivation, form: str = "matrix", backend: str | None = None) -> CompiledGradients:
+def compile_gradients(
+    derivation: Derivation, form: str = "matrix", backend: str | None = None, *, chunk: int | str | None = "auto"
+) -> CompiledGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
     ``backend=None`` runs the generated Python as is. ``backend="inductor"`` wraps it in
     ``torch.compile(..., backend="inductor", fullgraph=True)``, which fuses its element-wise passes into
     generated C++ (or Triton) kernels: the first call, and the first with each new shape, pays the
     compilation (seconds; see the README's benchmark table), later calls run faster at large batches.
+    ``chunk`` splits a batch into chunks of samples whose gradients are added up: ``"auto"`` (default) does
+    so for large batches on the CPU, where a chunk's intermediates stay in cache; an int gives the samples
+    per chunk; None runs every batch in one pass.
     """
     if not isinstance(derivation, Derivation):
         raise InputTypeError(
@@ -225,4 +308,8 @@ def compile_gradients(derivation: Derivation, form: str = "matrix", backend: str
         raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; allowed: None (plain Python), 'inductor' (torch.compile)")
-    return CompiledGradients(derivation, form, _BUILDERS[form](derivation, with_loss=False), backend=backend)
+    if chunk is not None and chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise InputError(f"chunk must be 'auto', None or a positive number of samples; got {chunk!r}")
+    return CompiledGradients(
+        derivation, form, _BUILDERS[form](derivation, with_loss=False), backend=backend, chunk=chunk
+    )

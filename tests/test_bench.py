@@ -24,7 +24,7 @@ sys.modules["bench"] = bench  # dataclasses look their module up there
 _SPEC.loader.exec_module(bench)
 
 SMALL = list({case.label: replace(case, batch=5) for case in bench.CASES if max(case.network.sizes) < 1000}.values())
-PLAIN = ["autograd", "torch.func.grad", "fused hand-written", "chainrule"]
+PLAIN = ["autograd", "torch.func.grad", "fused hand-written", "chainrule", "chainrule one pass"]
 
 
 @pytest.mark.parametrize("case", SMALL, ids=lambda case: case.key)

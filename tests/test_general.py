@@ -9,8 +9,16 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from numeric import autograd_gradients, check_with_gradcheck, compile_gradients, random_values, to_torch, verify
-from symbolic import ACTIVATIONS, LOSSES, Network, derive
+from numeric import (
+    autograd_gradients,
+    autograd_loss_and_gradients,
+    check_with_gradcheck,
+    compile_gradients,
+    random_values,
+    to_torch,
+    verify,
+)
+from symbolic import ACTIVATIONS, LOSSES, InputError, InputTypeError, Network, derive
 
 HIDDEN = [name for name, activation in ACTIVATIONS.items() if not activation.last_layer_only]
 
@@ -111,3 +119,56 @@ def test_verify_reports_ok_for_a_general_network(dtype):
     assert report.ok, str(report)
     assert {c.name for c in report.comparisons} == set(network.parameter_shapes)
     assert report.gradcheck is True
+
+
+@given(
+    network=networks(),
+    seed=st.integers(0, 2**16),
+    batch=st.integers(1, 9),
+    chunk=st.integers(1, 4),
+    input_gradient=st.booleans(),
+)
+def test_gradients_in_chunks_of_samples_equal_autograd_float64(network, seed, batch, chunk, input_gradient):
+    """A batch run in chunks (the last one shorter) adds up to the whole batch's gradients, the loss and
+    mean reductions included, and puts ∂L/∂x's columns together."""
+    wrt = ("x",) if input_gradient else ()
+    values = random_values(network, batch, seed)
+    params = {name: values[name] for name in network.parameter_shapes}
+    loss, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params, wrt)
+    compiled = compile_gradients(derive(network, wrt=wrt), chunk=chunk)
+    ours = compiled(values["x"], values["y"], params)
+    our_loss, with_loss = compiled.value_and_grad(values["x"], values["y"], params)
+    assert _relative_error(our_loss, loss) <= 1e-10
+    for name in reference:
+        assert ours[name].shape == reference[name].shape
+        assert _relative_error(ours[name], reference[name]) <= 1e-10, name
+        assert _relative_error(with_loss[name], reference[name]) <= 1e-10, name
+
+
+def test_a_large_cpu_batch_runs_in_chunks_that_add_up_to_autograd():
+    """chunk="auto" splits a large batch on the CPU (the size from CHUNK_BYTES), never a small one."""
+    import numeric._compile
+
+    network = Network([16, 16, 16], ["tanh", "identity"], "softmax_cross_entropy", bias=True, reduction="mean")
+    values = random_values(network, 10_000, 0)  # the most sample_values draws
+    params = {name: values[name] for name in network.parameter_shapes}
+    compiled = compile_gradients(derive(network))
+    calls = []
+    generated = compiled._run_gradients
+    compiled._run_gradients = lambda x, *rest: calls.append(x.shape[1]) or generated(x, *rest)
+    ours = compiled(values["x"], values["y"], params)
+    assert len(calls) > 1 and sum(calls) == 10_000
+    assert max(calls) * 3 * sum(network.sizes) * 8 <= numeric._compile.CHUNK_BYTES
+    reference = autograd_gradients(network, values["x"], values["y"], params)
+    for name in reference:
+        assert _relative_error(ours[name], reference[name]) <= 1e-10, name
+    calls.clear()
+    compiled(values["x"][:, :100], values["y"][:, :100], params)
+    assert calls == [100]
+
+
+def test_a_bad_chunk_is_refused():
+    derivation = derive(Network([2, 2], "sigmoid", "half_sse"))
+    for bad in (0, -3, 2.5, "big", True):
+        with pytest.raises((InputError, InputTypeError), match="chunk must be"):
+            compile_gradients(derivation, chunk=bad)

@@ -21,7 +21,7 @@ def _held_but_dead(source: str) -> list[tuple[int, str]]:
 
     Read from the source's syntax tree, independently of how the compiler decided what to free.
     """
-    (function,) = ast.parse(source).body
+    (function,) = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]  # after the header
     arguments = {argument.arg for argument in function.args.args}
     body = function.body
     reads = [{node.id for node in ast.walk(statement) if isinstance(node, ast.Name)} for statement in body]
