@@ -156,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
-    _add_lang_option(parser, "en")
+    _add_lang_option(parser, "en", "the derivation, the tables and the reports")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tutorial = _command(
@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "the tutorial end to end (the default command)",
         "Derives the tutorial's 1-2-2 sigmoid network, compiles it, checks it against autograd and prints all of it.",
     )
-    _add_lang_option(tutorial, argparse.SUPPRESS)
+    _add_lang_option(tutorial, argparse.SUPPRESS, "the derivation, the gradient table and the report")
     tutorial.set_defaults(handler=_run_tutorial)
 
     derive_cmd = _command(

@@ -10,7 +10,10 @@ import re
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_check_backward import NETWORK, _torch_student, student
+from test_general import networks
 from torch import nn
 
 from numeric import MISTAKES, check_backward, compile_gradients, verify
@@ -136,11 +139,29 @@ def _assert_aligned(lines: list[str], heads: list[str], rows: int, last_left: bo
             assert row[-1][0] == edges[-1][0], (header, row)
 
 
+@settings(max_examples=10)
+@given(network=networks(max_depth=3, max_width=4), batch=st.integers(1, 3), wrt=st.sampled_from([(), ("x",)]))
+def test_any_networks_report_in_chinese(network, batch, wrt):
+    """Random architectures (each activation and loss, bias, mean): no English, the same numbers, aligned."""
+    report = verify(derive(network, wrt=wrt), batch=batch, gradcheck="off", progress=False)
+    chinese = report.text(lang="zh")
+    assert _english_left(chinese, network) == "", chinese
+    assert NUMBER.findall(chinese) == NUMBER.findall(str(report))
+    rows = len(report.comparisons) + len(report.closed_form_comparisons)
+    _assert_aligned(chinese.splitlines(), _report_heads("zh"), rows, last_left=True)
+
+
+def _report_heads(lang: str) -> list[str]:
+    w = words(lang)
+    return [w[key] for key in ("column_parameter", "column_max_abs_error", "column_max_rel_error")] + [
+        w["column_tolerance"],
+        w["column_result"],
+    ]
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_report_columns_align_in_terminal_columns(reports, lang):
-    w = words(lang)
-    heads = [w[key] for key in ("column_parameter", "column_max_abs_error", "column_max_rel_error")]
-    heads += [w["column_tolerance"], w["column_result"]]
+    heads = _report_heads(lang)
     for report in reports:
         rows = len(report.comparisons) + len(report.closed_form_comparisons)
         _assert_aligned(report.text(lang=lang).splitlines(), heads, rows, last_left=True)
@@ -241,9 +262,7 @@ def test_the_chinese_check_report_has_no_english_but_identifiers(backward_report
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_check_report_columns_align_in_terminal_columns(backward_reports, lang):
-    w = words(lang)
-    heads = [w[key] for key in ("column_parameter", "column_max_abs_error", "column_max_rel_error")]
-    heads += [w["column_tolerance"], w["column_result"]]
+    heads = _report_heads(lang)
     for report in backward_reports[:-1]:  # the last one's names ("0.bias (b1)") hold a space: not one cell
         _assert_aligned(report.text(lang=lang).splitlines(), heads, len(report.errors), last_left=True)
 
