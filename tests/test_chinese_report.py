@@ -1,4 +1,4 @@
-"""verify's report and the tutorial's gradient table in Chinese: the words from the derivation's word tables.
+"""verify's and check's reports and the tutorial's gradient table in Chinese, from the derivation's word tables.
 
 No English word is left but the identifiers allowed below; the numbers are those of the English report, in
 the same order; the columns line up in terminal columns (a CJK character is two wide).
@@ -48,7 +48,8 @@ def test_the_allow_list_check_catches_an_english_sentence():
     assert _english_left("结论：MISMATCH", TUTORIAL) == "MISMATCH"
 
 
-def _reports(doubled_gradients) -> list:
+@pytest.fixture(scope="module")
+def reports(doubled_gradients) -> list:
     """Reports that between them hold every sentence of a report: passes, a mismatch, skips and samples."""
     wide = Network([30, 40, 20], "relu", "half_sse", bias=True)  # over the closed-form limit, gradcheck sampled
     mismatch = derive(Network([2, 3, 1], ["tanh", "sigmoid"], "bce"))
@@ -62,13 +63,8 @@ def _reports(doubled_gradients) -> list:
     ]
 
 
-@pytest.fixture(scope="module")
-def reports(doubled_gradients):
-    return _reports(doubled_gradients)
-
-
 def test_the_reports_cover_every_sentence(reports):
-    """The reports below hold each of the report's sentences, so the checks after this one see them all."""
+    """These reports hold each of the report's sentences, so the checks that use them see them all."""
     english = "\n".join(str(report) for report in reports)
     for sentence in ("over the limit", "sampled: per parameter one", "sampled: per parameter and for x", "FAILED"):
         assert sentence in english
