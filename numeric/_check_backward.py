@@ -28,12 +28,13 @@ from symbolic import (
     words,
 )
 from symbolic._errors import require_exactly
+from symbolic._words import Note
 
 from ._checks import check_inputs
 from ._compile import _straight_line
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
-from ._verify import DEFAULT_RTOL, Comparison, Note, _error_table, _progress, compare, random_values
+from ._verify import DEFAULT_RTOL, Comparison, _error_table, _progress, compare, random_values
 
 # The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant. The sentences
 # live in the word tables (symbolic/_words.py, key "mistake_" + name), so a report can say them in Chinese.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -22,6 +22,7 @@ from symbolic import (
     sample_values,
     words,
 )
+from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values
 from ._compile import CompiledGradients, compile_gradients
@@ -112,19 +113,6 @@ def _error_table(w: Mapping[str, str], rows: list[tuple[str, Comparison, str]], 
         line((label, f"{c.max_abs_error:.3e}", f"{c.max_rel_error:.3e}", f"{c.rtol:.0e}"), result)
         for label, c, result in rows
     ]
-
-
-@dataclass(frozen=True)
-class Note:
-    """A sentence of the report, kept as words-table key and placeholders so it can be said in any language."""
-
-    key: str  # a key of symbolic's word tables (symbolic/_words.py)
-    # numbers already formatted (the same in every language), or a Note said in the same language
-    fields: Mapping[str, str | Note] = field(default_factory=dict)
-
-    def text(self, lang: str = "en") -> str:
-        fields = {name: value.text(lang) if isinstance(value, Note) else value for name, value in self.fields.items()}
-        return words(lang)[self.key].format(**fields)
 
 
 @dataclass(frozen=True)
@@ -363,8 +351,8 @@ def verify(
     else:
         try:
             exact = derivation.evaluate({k: v.tolist() for k, v in tensors.items()}, closed_form=True)
-        except ExpressionTooLarge as error:  # its message (how to raise the budget) is English, as every error's
-            exact, skipped = None, Note("closed_form_too_large", {"error": str(error)})
+        except ExpressionTooLarge as error:
+            exact, skipped = None, Note("closed_form_too_large", {"error": error.sentence or str(error)})
         if exact is not None:
             closed_form = {name: torch.tensor(exact[name], dtype=torch.float64) for name in derivation.parameters}
             closed_comparisons = tuple(

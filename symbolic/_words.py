@@ -10,6 +10,7 @@ Chinese follows the tutorial's own terms (正向传播, 反向传播, 链式法�
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 LANGUAGES = ("en", "zh")
@@ -109,6 +110,10 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "closed_form_over_limit": "{parameters} parameters x {samples} samples = {size} is over the limit of "
         "{limit} for SymPy's exact evaluation (slow); compiled vs autograd covers every entry",
         "closed_form_too_large": "the closed form is too large ({error})",
+        "expression_too_large": "the closed form of {what} would have about {size} expression nodes, over the budget "
+        "of {budget}; use the structured program (Derivation.program / matrix_program, or compile_gradients), or raise "
+        "the budget with derive(network, closed_form_budget={raised}) or closed_form({name}, budget={raised})",
+        "the_loss": "the loss",
         "gradcheck_result": "torch.autograd.gradcheck (float64, finite differences): {result}",
         "gradcheck_passed": "passed",
         "gradcheck_failed": "FAILED",
@@ -238,6 +243,10 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "closed_form_over_limit": "{parameters} 个参数 × {samples} 个样本 = {size}，超过了 SymPy 精确求值（很慢）的"
         "上限 {limit}；编译的梯度与 autograd 的对照已覆盖每个分量",
         "closed_form_too_large": "闭合形式太大（{error}）",
+        "expression_too_large": "{what}的闭合形式大约会有 {size} 个表达式节点，超过了预算 {budget}；"
+        "请使用结构化的程序（Derivation.program / matrix_program，或 compile_gradients），或者用 "
+        "derive(network, closed_form_budget={raised}) 或 closed_form({name}, budget={raised}) 提高预算",
+        "the_loss": "损失函数",
         "gradcheck_result": "torch.autograd.gradcheck（float64，有限差分）：{result}",
         "gradcheck_passed": "通过",
         "gradcheck_failed": "失败",
@@ -282,3 +291,17 @@ def words(lang: str) -> Mapping[str, str]:
 
         raise InputError(f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
     return WORDS[lang]
+
+
+@dataclass(frozen=True)
+class Note:
+    """A sentence kept as a key of the word tables and its placeholders, so that it can be said in any language
+    later (a report's line, an error's message)."""
+
+    key: str
+    # numbers already formatted (the same in every language), or a Note said in the same language
+    fields: Mapping[str, str | Note] = field(default_factory=dict)
+
+    def text(self, lang: str = "en") -> str:
+        fields = {name: value.text(lang) if isinstance(value, Note) else value for name, value in self.fields.items()}
+        return words(lang)[self.key].format(**fields)

@@ -19,7 +19,7 @@ from torch import nn
 from numeric import MISTAKES, check_backward, compile_gradients, verify
 from numeric._check_backward import UNKNOWN
 from numeric.cli import main
-from symbolic import TUTORIAL, InputError, Network, derive, display_width, words
+from symbolic import TUTORIAL, TUTORIAL_VALUES, ExpressionTooLarge, InputError, Network, derive, display_width, words
 
 # Names that are the same in every language: torch's and chainrule's identifiers, dtypes, the network's
 # activation and loss names, parameter and variable names (NAMES).
@@ -27,6 +27,11 @@ IDENTIFIERS = ("torch.autograd.gradcheck", "autograd", "gradcheck", "fast_mode",
 DTYPES = ("float64", "float32", "f64", "f32")
 NAMES = re.compile(r"\bdL/d[Wb]\d+|\b[WbxyzaLfB]\d*\b")  # W1, b2, x, y1, a1, L, dL/dW1, f'(z1), B
 MISTAKE_NAMES = (*MISTAKES, UNKNOWN, "MISTAKES")  # check's diagnosis names the mistakes by their identifiers
+# Python a message tells the user to write (ExpressionTooLarge's: how to raise the budget)
+CODE = re.compile(
+    r"Derivation\.program|matrix_program|compile_gradients|derive\(network, closed_form_budget=|"
+    r"closed_form\('\w+', budget="
+)
 NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?|\binf\b|\bnan\b")
 
 
@@ -37,7 +42,7 @@ def _english_left(text: str, network: Network, parameters: tuple[str, ...] = ())
     for name in sorted(allowed, key=len, reverse=True):
         text = text.replace(name, " ")
     text = text.replace("ᵀ", " ")  # a letter to regular expressions: W2ᵀ would hide W2 from NAMES
-    text = NAMES.sub(" ", text)
+    text = NAMES.sub(" ", CODE.sub(" ", text))
     return "".join(re.findall(r"[A-Za-z]+", NUMBER.sub(" ", text)))
 
 
@@ -297,13 +302,17 @@ def test_readme_lists_lang_for_exactly_the_commands_that_take_it():
     assert documented == taking and {"verify", "check"} <= taking
 
 
-def test_a_too_large_closed_form_is_said_in_chinese_around_the_english_error_message():
-    """The one English left in a Chinese report: ExpressionTooLarge's message (how to raise the budget), as
-    every chainrule error is English."""
-    report = verify(derive(TUTORIAL, closed_form_budget=5), progress=False)
-    error = report.closed_form_skipped.fields["error"]
-    assert "closed_form_budget" in error and report.closed_form_note == f"the closed form is too large ({error})"
-    zh = words("zh")
+def test_a_too_large_closed_form_is_said_in_chinese():
+    """ExpressionTooLarge keeps its message as a sentence of the word tables, so the report can say it in
+    Chinese; only the Python it suggests stays."""
+    derivation = derive(TUTORIAL, closed_form_budget=5)
+    with pytest.raises(ExpressionTooLarge) as caught:
+        derivation.evaluate(TUTORIAL_VALUES, closed_form=True)
+    assert caught.value.sentence.text() == str(caught.value)
+    report = verify(derivation, progress=False)
+    assert report.closed_form_note == f"the closed form is too large ({caught.value})"
     chinese = report.text(lang="zh")
-    assert zh["closed_form_skipped"].format(why=zh["closed_form_too_large"].format(error=error)) in chinese
-    assert _english_left(chinese.replace(error, ""), TUTORIAL) == ""
+    assert _english_left(chinese, TUTORIAL) == "", chinese
+    assert NUMBER.findall(chinese) == NUMBER.findall(str(report))
+    zh = words("zh")
+    assert zh["closed_form_too_large"].format(error=caught.value.sentence.text("zh")) in chinese
