@@ -9,7 +9,7 @@ that no catalogued mistake reproduces is reported as ``unknown``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import sympy
@@ -25,30 +25,31 @@ from symbolic import (
     derive,
     matmul,
     transpose,
+    words,
 )
 from symbolic._errors import require_exactly
+from symbolic._words import Note
 
 from ._checks import check_inputs
 from ._compile import _straight_line
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
-from ._verify import DEFAULT_RTOL, Comparison, _progress, compare, random_values
+from ._verify import DEFAULT_RTOL, Comparison, _error_table, _progress, compare, random_values
 
-# The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant.
-MISTAKES: dict[str, str] = {
-    "sign": "the output error is flipped (y − ŷ instead of ŷ − y), so every gradient has the wrong sign",
-    "missing_activation_derivative": "layer {layer}'s activation derivative f'(z{layer}) is left out of δ{layer}",
-    "derivative_at_output": "layer {layer}'s f' is evaluated at its output a{layer} instead of at z{layer}{example}",
-    "missing_transpose": "δ{layer} uses W{above} δ{above} instead of W{above}ᵀ δ{above} (W{above} is square)",
-    "batch_scale": "every gradient is {factor} the right one: {why}",
-    "wrong_layer_input": "∂L/∂W{layer} is δ{layer} a{layer}ᵀ instead of δ{layer} a{below}ᵀ (the layer's own input)",
-    "bias_not_summed": "∂L/∂b{layer} is kept per sample (δ{layer}, a column per sample), not summed over the batch",
-}
+# The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant. The sentences
+# live in the word tables (symbolic/_words.py, key "mistake_" + name), so a report can say them in Chinese.
+_MISTAKE_NAMES = (
+    "sign",
+    "missing_activation_derivative",
+    "derivative_at_output",
+    "missing_transpose",
+    "batch_scale",
+    "wrong_layer_input",
+    "bias_not_summed",
+)
+MISTAKES: dict[str, str] = {name: words("en")[f"mistake_{name}"] for name in _MISTAKE_NAMES}
 UNKNOWN = "unknown"
-_AT_OUTPUT_EXAMPLES = {
-    "sigmoid": ": σ(a)(1 − σ(a)) where a(1 − a) is right",
-    "tanh": ": 1 − tanh(a)² where 1 − a² is right",
-}
+_AT_OUTPUT_EXAMPLES = {"sigmoid": "at_output_sigmoid", "tanh": "at_output_tanh"}  # keys of the word tables
 
 
 class Mistake(NamedTuple):
@@ -62,7 +63,7 @@ class Mistake(NamedTuple):
 @dataclass(frozen=True)
 class _Variant:
     name: str
-    explanation: str
+    explanation: Note
     steps: tuple[MatrixStep, ...]
 
 
@@ -78,17 +79,16 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
     B = batch_size(x)  # noqa: N806 - the batch size, as the derivation writes it
     mean = network.reduction == "mean"
     output_delta = sym[f"delta{depth}"].expression
-    variants = [_Variant("sign", MISTAKES["sign"], _replace(steps, f"delta{depth}", -output_delta))]
-    factor, why = (
-        ("B times", "the loss is the mean over the batch, but the gradient sums the samples")
-        if mean
-        else ("1/B times", "the loss sums the batch, but the gradient divides by the batch size")
-    )
+    variants = [_Variant("sign", Note("mistake_sign"), _replace(steps, f"delta{depth}", -output_delta))]
+    reduction = "mean" if mean else "sum"
     scaled = output_delta * B if mean else output_delta / B
     variants.append(
         _Variant(
             "batch_scale",
-            MISTAKES["batch_scale"].format(factor=factor, why=why),
+            Note(
+                "mistake_batch_scale",
+                {"factor": Note(f"batch_scale_{reduction}_factor"), "why": Note(f"batch_scale_{reduction}_why")},
+            ),
             _replace(steps, f"delta{depth}", scaled),
         )
     )
@@ -100,12 +100,12 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
             upstream = upstream / B if mean else upstream
         else:
             upstream = matmul(transpose(symbol(f"W{layer + 1}")), symbol(f"delta{layer + 1}"))
-        example = _AT_OUTPUT_EXAMPLES.get(activation.name, "")
-        text = {"layer": layer, "above": layer + 1, "below": layer - 1, "example": example}
+        example = Note(_AT_OUTPUT_EXAMPLES[activation.name]) if activation.name in _AT_OUTPUT_EXAMPLES else ""
+        text = {"layer": str(layer), "above": str(layer + 1), "below": str(layer - 1)}
         variants.append(
             _Variant(
                 "missing_activation_derivative",
-                MISTAKES["missing_activation_derivative"].format(**text),
+                Note("mistake_missing_activation_derivative", text),
                 _replace(steps, f"delta{layer}", upstream),
             )
         )
@@ -114,7 +114,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
             variants.append(
                 _Variant(
                     "derivative_at_output",
-                    MISTAKES["derivative_at_output"].format(**text),
+                    Note("mistake_derivative_at_output", {**text, "example": example}),
                     _replace(steps, f"delta{layer}", at_output),
                 )
             )
@@ -124,7 +124,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
             variants.append(
                 _Variant(
                     "missing_transpose",
-                    MISTAKES["missing_transpose"].format(**text),
+                    Note("mistake_missing_transpose", text),
                     _replace(steps, f"delta{layer}", untransposed),
                 )
             )
@@ -133,7 +133,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
             variants.append(
                 _Variant(
                     "wrong_layer_input",
-                    MISTAKES["wrong_layer_input"].format(**text),
+                    Note("mistake_wrong_layer_input", text),
                     _replace(steps, f"grad_W{layer}", own_input),
                 )
             )
@@ -141,7 +141,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
             variants.append(
                 _Variant(
                     "bias_not_summed",
-                    MISTAKES["bias_not_summed"].format(**text),
+                    Note("mistake_bias_not_summed", text),
                     _replace(steps, f"grad_b{layer}", symbol(f"delta{layer}")),
                 )
             )
@@ -150,39 +150,40 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
 
 @dataclass(frozen=True)
 class BackwardReport:
-    """The result of :func:`check_backward`; ``ok`` when every gradient matches. ``str(report)`` explains."""
+    """The result of :func:`check_backward`; ``ok`` when every gradient matches. ``str(report)`` explains, in
+    English; ``report.text(lang="zh")`` in Chinese."""
 
     network: Network
     errors: Mapping[str, Comparison]  # per parameter, the user's gradient against the derivation's
     mistakes: tuple[Mistake, ...]  # empty when ok
     names: Mapping[str, str]  # the user's parameter names -> chainrule's (W1, b1, ...)
+    notes: Mapping[str, Note] = field(default_factory=dict)  # each mistake's English explanation -> its Note
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.errors.values())
 
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, lang: str = "en") -> str:
+        """The report, its words in ``lang`` (one of ``symbolic.LANGUAGES``); the mistakes' names, parameter
+        names and numbers are the same in every language."""
+        w = words(lang)
         shown = {name: name if self.names[name] == name else f"{name} ({self.names[name]})" for name in self.errors}
-        width = max(12, *(len(label) for label in shown.values()))
-        lines = [
-            f"backward pass checked against chainrule's derivation of {self.network.describe()}",
-            f"{'parameter':<{width}} {'max abs error':>14} {'max rel error':>14} {'tolerance':>10}  result",
-        ]
-        for name, c in self.errors.items():
-            lines.append(
-                f"{shown[name]:<{width}} {c.max_abs_error:>14.3e} {c.max_rel_error:>14.3e} {c.rtol:>10.0e}  "
-                f"{'ok' if c.ok else 'WRONG'}"
-            )
+        rows = [(shown[name], c, w["entry_ok"] if c.ok else w["wrong"]) for name, c in self.errors.items()]
+        lines = [w["check_title"].format(network=self.network.describe(lang)), *_error_table(w, rows, 12)]
         if self.ok:
-            lines.append("verdict: OK, every gradient matches")
+            lines.append(w["verdict"].format(verdict=w["verdict_all_match"]))
             return "\n".join(lines)
-        lines.append("diagnosis:")
+        lines.append(w["diagnosis"])
         grouped: dict[tuple[str, str], list[str]] = {}  # one line per mistake, naming the gradients it explains
         for mistake in self.mistakes:
             grouped.setdefault((mistake.name, mistake.explanation), []).append(mistake.parameter)
         for (name, explanation), parameters in grouped.items():
-            lines.append(f"  {name} ({', '.join(parameters)}): {explanation}")
-        lines.append("verdict: WRONG")
+            said = self.notes[explanation].text(lang) if explanation in self.notes else explanation
+            lines.append(w["diagnosis_line"].format(name=name, parameters=", ".join(parameters), explanation=said))
+        lines.append(w["verdict"].format(verdict=w["wrong"]))
         return "\n".join(lines)
 
 
@@ -191,7 +192,9 @@ def _diagnose(
     correct: Mapping[str, torch.Tensor],
     variants: list[tuple[_Variant, dict]],
     rtol: float,
-) -> list[Mistake]:
+) -> list[tuple[str, str, Note]]:
+    """(parameter, mistake name, explanation) for each wrong gradient."""
+
     def agrees(ours, theirs):
         return ours.shape == theirs.shape and compare("", ours, theirs, rtol).ok
 
@@ -199,15 +202,13 @@ def _diagnose(
     # first the mistakes that reproduce the user's whole gradient; then, parameter by parameter
     whole = [v for v, grads in variants if all(agrees(user[name], grads[name]) for name in correct)]
     if whole:
-        return [Mistake(name, v.name, v.explanation) for v in whole for name in wrong]
+        return [(name, v.name, v.explanation) for v in whole for name in wrong]
     mistakes = []
     for name in wrong:
         found = [v for v, grads in variants if agrees(user[name], grads[name])]
         if not found:
-            mistakes.append(
-                Mistake(name, UNKNOWN, "wrong, and none of the catalogued mistakes gives this gradient (see MISTAKES)")
-            )
-        mistakes += [Mistake(name, v.name, v.explanation) for v in found]
+            mistakes.append((name, UNKNOWN, Note("mistake_unknown")))
+        mistakes += [(name, v.name, v.explanation) for v in found]
     return mistakes
 
 
@@ -255,7 +256,7 @@ def _check(
     correct = run(steps)
     user = gradients_in_chainrule_layout
     errors = {name: compare(name, user[name], correct[name], rtol) for name in correct}
-    mistakes: list[Mistake] = []
+    mistakes: list[tuple[str, str, Note]] = []
     if not all(c.ok for c in errors.values()):
         # each variant is compiled and run: about a second at MNIST size, so a bar on a terminal
         variants = [(v, run(v.steps)) for v in _progress(_variants(network, steps), "diagnosis", None)]
@@ -270,8 +271,9 @@ def _check(
     return BackwardReport(
         network,
         {back[name]: Comparison(back[name], c.max_abs_error, c.max_rel_error, c.rtol) for name, c in errors.items()},
-        tuple(Mistake(back[m.parameter], m.name, m.explanation) for m in mistakes),
+        tuple(Mistake(back[parameter], name, note.text()) for parameter, name, note in mistakes),
         names,
+        {note.text(): note for _, _, note in mistakes},
     )
 
 

@@ -17,8 +17,12 @@ from symbolic import (
     InputError,
     InputTypeError,
     Network,
+    display_width,
+    pad,
     sample_values,
+    words,
 )
+from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values
 from ._compile import CompiledGradients, compile_gradients
@@ -84,9 +88,37 @@ def compare(name: str, ours: torch.Tensor, reference: torch.Tensor, rtol: float)
     return Comparison(name, max_abs, max_rel, rtol)
 
 
+# The reports' table (verify's and check_backward's): the word of each column head and its least width (the
+# English one; the parameter left-aligned, the numbers right-aligned), then the result.
+_REPORT_COLUMNS = (
+    ("column_parameter", 10),
+    ("column_max_abs_error", 14),
+    ("column_max_rel_error", 14),
+    ("column_tolerance", 10),
+)
+
+
+def _error_table(w: Mapping[str, str], rows: list[tuple[str, Comparison, str]], name_width: int) -> list[str]:
+    """The head line, then a line per ``(label, comparison, result word)``, padded in terminal columns (a wide
+    character takes two; format specs count characters, which would misalign a Chinese head)."""
+    heads = [w[key] for key, _ in _REPORT_COLUMNS]
+    least = [max(name_width, *(len(label) for label, _, _ in rows)), *(width for _, width in _REPORT_COLUMNS[1:])]
+    widths = [max(width, display_width(head)) for width, head in zip(least, heads)]
+
+    def line(cells: tuple[str, ...], result: str) -> str:
+        padded = [pad(cells[0], widths[0]), *(pad(cell, width, ">") for cell, width in zip(cells[1:], widths[1:]))]
+        return " ".join(padded) + f"  {result}"
+
+    return [line(tuple(heads), w["column_result"])] + [
+        line((label, f"{c.max_abs_error:.3e}", f"{c.max_rel_error:.3e}", f"{c.rtol:.0e}"), result)
+        for label, c, result in rows
+    ]
+
+
 @dataclass(frozen=True)
 class Report:
-    """The result of :func:`verify`; ``ok`` when every check passed. ``str(report)`` is a table."""
+    """The result of :func:`verify`; ``ok`` when every check passed. ``str(report)`` is a table, in English;
+    ``report.text(lang="zh")`` says it in Chinese."""
 
     network: Network
     dtype: torch.dtype
@@ -99,41 +131,51 @@ class Report:
     comparisons: tuple[Comparison, ...]  # compiled vs autograd
     closed_form_comparisons: tuple[Comparison, ...]  # closed form (exact) vs autograd
     gradcheck: bool | None  # torch.autograd.gradcheck of the compiled gradients (float64); None: not run
-    gradcheck_detail: str = ""  # what the finite differences covered (every entry, or what was sampled)
-    closed_form_note: str = ""  # why the closed-form check was skipped, when it was
+    gradcheck_coverage: Note | None = None  # what the finite differences covered (every entry, or what was sampled)
+    closed_form_skipped: Note | None = None  # why the closed-form check was skipped, when it was
 
     @property
     def ok(self) -> bool:
         checks = self.comparisons + self.closed_form_comparisons
         return all(c.ok for c in checks) and self.gradcheck is not False
 
+    @property
+    def gradcheck_detail(self) -> str:
+        """What the finite differences covered, in English ("" when they were off)."""
+        return self.gradcheck_coverage.text() if self.gradcheck_coverage else ""
+
+    @property
+    def closed_form_note(self) -> str:
+        """Why the closed-form check was skipped, in English ("" when it ran)."""
+        return self.closed_form_skipped.text() if self.closed_form_skipped else ""
+
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, lang: str = "en") -> str:
+        """The report as a table, its words in ``lang`` (one of ``symbolic.LANGUAGES``); numbers, parameter
+        names, dtypes and identifiers (autograd, gradcheck) are the same in every language."""
+        w = words(lang)
         dtype = str(self.dtype).replace("torch.", "")
+        compared = self.comparisons + self.closed_form_comparisons
+        head, *rows = _error_table(w, [(c.name, c, w["entry_ok"] if c.ok else w["mismatch"]) for c in compared], 10)
+        network = self.network.describe(lang)
         lines = [
-            f"network {self.network.describe()}; batch {self.batch}, {dtype}, {self.form} form",
-            f"loss (autograd) = {self.loss:.10g}",
-            f"{'parameter':<10} {'max abs error':>14} {'max rel error':>14} {'tolerance':>10}  result",
+            w["report_network"].format(network=network, batch=self.batch, dtype=dtype, form=w[f"form_{self.form}"]),
+            w["report_loss"].format(loss=f"{self.loss:.10g}"),
+            head,
         ]
-        for title, rows in (
-            ("compiled vs autograd", self.comparisons),
-            ("closed form (exact) vs autograd", self.closed_form_comparisons),
-        ):
-            if rows:
-                lines.append(f"  {title}")
-            for c in rows:
-                lines.append(
-                    f"{c.name:<10} {c.max_abs_error:>14.3e} {c.max_rel_error:>14.3e} {c.rtol:>10.0e}  "
-                    f"{'ok' if c.ok else 'MISMATCH'}"
-                )
-        if self.closed_form_note:
-            lines.append(f"closed form (exact): skipped, {self.closed_form_note}")
+        split = len(self.comparisons)
+        for title, section in (("compiled_vs_autograd", rows[:split]), ("closed_form_vs_autograd", rows[split:])):
+            lines += [f"  {w[title]}", *section] if section else []
+        if self.closed_form_skipped:
+            lines.append(w["closed_form_skipped"].format(why=self.closed_form_skipped.text(lang)))
         if self.gradcheck is not None:
-            lines.append(
-                f"torch.autograd.gradcheck (float64, finite differences): {'passed' if self.gradcheck else 'FAILED'}"
-            )
-        if self.gradcheck_detail:
-            lines.append(f"  {self.gradcheck_detail}")
-        lines.append(f"verdict: {'OK' if self.ok else 'MISMATCH'}")
+            result = w["gradcheck_passed"] if self.gradcheck else w["gradcheck_failed"]
+            lines.append(w["gradcheck_result"].format(result=result))
+        if self.gradcheck_coverage:
+            lines.append(f"  {self.gradcheck_coverage.text(lang)}")
+        lines.append(w["verdict"].format(verdict=w["verdict_ok"] if self.ok else w["mismatch"]))
         return "\n".join(lines)
 
 
@@ -209,17 +251,18 @@ def _progress(items, description: str, enabled: bool | None, total: int | None =
     return tqdm(items, desc=description, total=total, disable=not shown, leave=False, file=sys.stderr)
 
 
-def _gradcheck_detail(network: Network, mode: str, input_entries: int = 0) -> str:
+def _gradcheck_coverage(network: Network, mode: str, input_entries: int = 0) -> Note:
     """What the finite differences covered; ``input_entries``: the entries of x when ∂L/∂x was derived."""
-    of_x = f" and of x ({input_entries:,} entries)" if input_entries else ""
+    and_x = "_and_x" if input_entries else ""
     if mode == "full":
-        return f"every entry of every parameter ({network.parameter_count:,} entries){of_x}"
+        fields = {"entries": f"{network.parameter_count:,}", "x_entries": f"{input_entries:,}"}
+        return Note(f"gradcheck_full{and_x}", fields if input_entries else {"entries": fields["entries"]})
     counts = [rows * cols for rows, cols in network.parameter_shapes.values()]
     counts += [input_entries] if input_entries else []
     sampled = sum(min(SAMPLED_ENTRIES, entries) for entries in counts)
-    return (
-        f"sampled: per parameter{' and for x' if input_entries else ''} one random direction (gradcheck "
-        f"fast_mode) and {SAMPLED_ENTRIES} random entries ({sampled:,} of {sum(counts):,} entries in all)"
+    return Note(
+        f"gradcheck_sample{and_x}",
+        {"count": str(SAMPLED_ENTRIES), "sampled": f"{sampled:,}", "total": f"{sum(counts):,}"},
     )
 
 
@@ -292,19 +335,24 @@ def verify(
 
     stages.update()
     stages.set_description("verify: closed form (SymPy)")
-    closed_form, closed_comparisons, closed_note = None, (), ""
+    closed_form, closed_comparisons, skipped = None, (), None
     samples = tensors["x"].shape[1]
     size = network.parameter_count * samples
     if size > CLOSED_FORM_LIMIT:
-        closed_note = (
-            f"{network.parameter_count:,} parameters x {samples} samples = {size:,} is over the limit of "
-            f"{CLOSED_FORM_LIMIT:,} for SymPy's exact evaluation (slow); compiled vs autograd covers every entry"
+        skipped = Note(
+            "closed_form_over_limit",
+            {
+                "parameters": f"{network.parameter_count:,}",
+                "samples": str(samples),
+                "size": f"{size:,}",
+                "limit": f"{CLOSED_FORM_LIMIT:,}",
+            },
         )
     else:
         try:
             exact = derivation.evaluate({k: v.tolist() for k, v in tensors.items()}, closed_form=True)
         except ExpressionTooLarge as error:
-            exact, closed_note = None, f"the closed form is too large ({error})"
+            exact, skipped = None, Note("closed_form_too_large", {"error": error.sentence or str(error)})
         if exact is not None:
             closed_form = {name: torch.tensor(exact[name], dtype=torch.float64) for name in derivation.parameters}
             closed_comparisons = tuple(
@@ -327,6 +375,6 @@ def verify(
         comparisons,
         closed_comparisons,
         passed,
-        "" if mode == "off" else _gradcheck_detail(network, mode, tensors["x"].numel() if derivation.wrt else 0),
-        closed_note,
+        None if mode == "off" else _gradcheck_coverage(network, mode, tensors["x"].numel() if derivation.wrt else 0),
+        skipped,
     )

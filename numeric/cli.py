@@ -30,6 +30,7 @@ from symbolic import (
     build_pdf,
     derive,
     display_width,
+    pad,
     sample_values,
     words,
 )
@@ -116,9 +117,9 @@ def _add_wrt_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_lang_option(parser: argparse.ArgumentParser, default: str) -> None:
+def _add_lang_option(parser: argparse.ArgumentParser, default: str, what: str = "the derivation") -> None:
     # a subcommand's default must not overwrite a --lang given before the subcommand: it is SUPPRESSed there
-    parser.add_argument("--lang", choices=LANGUAGES, default=default, help="language of the derivation (default en)")
+    parser.add_argument("--lang", choices=LANGUAGES, default=default, help=f"language of {what} (default en)")
 
 
 def _command(commands, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
@@ -155,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
-    _add_lang_option(parser, "en")
+    _add_lang_option(parser, "en", "the derivation, the tables and the reports")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tutorial = _command(
@@ -164,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "the tutorial end to end (the default command)",
         "Derives the tutorial's 1-2-2 sigmoid network, compiles it, checks it against autograd and prints all of it.",
     )
-    _add_lang_option(tutorial, argparse.SUPPRESS)
+    _add_lang_option(tutorial, argparse.SUPPRESS, "the derivation, the gradient table and the report")
     tutorial.set_defaults(handler=_run_tutorial)
 
     derive_cmd = _command(
@@ -229,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="torch device to compute on: cpu (default), cuda, cuda:1, mps"
     )
     _add_wrt_option(verify_cmd)
+    _add_lang_option(verify_cmd, argparse.SUPPRESS, "the report")
     verify_cmd.set_defaults(handler=_run_verify)
 
     check_cmd = _command(
@@ -243,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_network_options(check_cmd)
     check_cmd.add_argument("--batch", type=int, default=4, help="samples per batch (random values; default 4)")
     check_cmd.add_argument("--seed", type=int, default=0, help="seed of the random values (default 0)")
+    _add_lang_option(check_cmd, argparse.SUPPRESS, "the report")
     check_cmd.set_defaults(handler=_run_check)
     parser.set_defaults(handler=_run_tutorial)
     return parser
@@ -328,7 +331,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         gradcheck=args.gradcheck,
         seed=0 if args.seed is None else args.seed,
     )
-    print(report)
+    print(report.text(args.lang))
     return 0 if report.ok else 1
 
 
@@ -361,7 +364,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
     function = _load_function(args.target)
     report = check_backward(function, _network(args), seed=args.seed, batch=args.batch)
-    print(report)
+    print(report.text(args.lang))
     return 0 if report.ok else 1
 
 
@@ -374,21 +377,30 @@ def _run_tutorial(args: argparse.Namespace) -> int:
 
     from numeric import as_tensors, compile_gradients, verify
 
+    w = words(args.lang)
     derivation = derive(TUTORIAL)
     forward = derivation.intermediates(TUTORIAL_VALUES)
     exact = derivation.evaluate(TUTORIAL_VALUES, closed_form=True)
+    ours = [  # (name, our value, the tutorial's printed value)
+        ("y1 = a1", _matrix_text(forward["a1"], ".4f"), TUTORIAL_PRINTED["y1"]),
+        ("y2 = a2", _matrix_text(forward["a2"], ".4f"), TUTORIAL_PRINTED["y2"]),
+        (w["tutorial_loss"], f"{exact['loss']:.4f}", TUTORIAL_PRINTED["loss"]),
+    ]
+    name_width = max(display_width(name) for name, _, _ in ours)
+    value_width = max(display_width(value) for _, value, _ in ours)
     out = [
-        words(args.lang)["tutorial_title"],
+        w["tutorial_title"],
         "  z1 = W1 x, y1 = σ(z1), z2 = W2 y1, y2 = σ(z2), L = ½ Σ (y2 − y)²",
         "  x = [[1]], y = [[1], [0]], W1 = [[1], [2]], W2 = [[3, 4], [5, 6]]",
         "",
-        words(args.lang)["tutorial_forward"],
-        f"  y1 = a1 = {_matrix_text(forward['a1'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y1']}",
-        f"  y2 = a2 = {_matrix_text(forward['a2'], '.4f')}    tutorial: {TUTORIAL_PRINTED['y2']}",
-        f"  loss    = {exact['loss']:.4f}                  tutorial: {TUTORIAL_PRINTED['loss']}",
+        w["tutorial_forward"],
+        *(
+            f"  {pad(name, name_width)} = {pad(value, value_width)}    {w['tutorial_printed'].format(value=printed)}"
+            for name, value, printed in ours
+        ),
         "",
-        words(args.lang)["heading_derivation"],
-        "=" * display_width(words(args.lang)["heading_derivation"]),
+        w["heading_derivation"],
+        "=" * display_width(w["heading_derivation"]),
         derivation.text(lang=args.lang),
     ]
     compiled = compile_gradients(derivation)
@@ -398,23 +410,41 @@ def _run_tutorial(args: argparse.Namespace) -> int:
         runs[dtype] = compiled(t["x"], t["y"], {name: t[name] for name in derivation.parameters})
     report = verify(derivation, compiled=compiled)  # float64: compiled, closed form and autograd
 
-    columns = ("tutorial", "closed form", "compiled f32", "compiled f64", "autograd f64")
-    header = f"  {'entry':<10} {columns[0]:>12}" + "".join(f" {title:>14}" for title in columns[1:])
-    gradients = words(args.lang)["heading_gradients"]
-    out += [gradients, "=" * display_width(gradients), header]
+    rows = []  # (entry, the tutorial's printed value, closed form, compiled f32, compiled f64, autograd f64)
     for name in derivation.parameters:
-        rows, cols = TUTORIAL.parameter_shapes[name]
-        for i in range(rows):
-            for j in range(cols):
-                entry = f"dL/d{name}[{i + 1},{j + 1}]"
-                out.append(
-                    f"  {entry:<10} {TUTORIAL_PRINTED[name][i][j]:>12.4e} {exact[name][i][j]:>14.7e} "
-                    f"{runs[torch.float32][name][i, j].item():>14.4e} {runs[torch.float64][name][i, j].item():>14.7e} "
-                    f"{report.autograd[name][i, j].item():>14.7e}"
+        shape_rows, shape_cols = TUTORIAL.parameter_shapes[name]
+        for i in range(shape_rows):
+            for j in range(shape_cols):
+                rows.append(
+                    (
+                        f"dL/d{name}[{i + 1},{j + 1}]",
+                        f"{TUTORIAL_PRINTED[name][i][j]:.4e}",
+                        f"{exact[name][i][j]:.7e}",
+                        f"{runs[torch.float32][name][i, j].item():.4e}",
+                        f"{runs[torch.float64][name][i, j].item():.7e}",
+                        f"{report.autograd[name][i, j].item():.7e}",
+                    )
                 )
-    out += ["", str(report)]
+    heads = (
+        w["column_entry"],
+        w["column_tutorial"],
+        w["column_closed_form"],
+        w["column_compiled"].format(dtype="f32"),
+        w["column_compiled"].format(dtype="f64"),
+        "autograd f64",  # an identifier and a dtype: the same in every language
+    )
+    # each column as wide as its widest cell (in terminal columns: a CJK head counts 2 a character)
+    widths = [max(display_width(cell) for cell in column) for column in zip(heads, *rows)]
+    widths = [widths[0], *(max(width, least) for width, least in zip(widths[1:], (12, 14, 14, 14, 14)))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  " + " ".join([pad(cells[0], widths[0]), *(pad(c, n, ">") for c, n in zip(cells[1:], widths[1:]))])
+
+    gradients = w["heading_gradients"]
+    out += [gradients, "=" * display_width(gradients), line(heads), *map(line, rows)]
+    out += ["", report.text(args.lang)]
     worst = max(c.max_rel_error for c in report.comparisons + report.closed_form_comparisons)
-    out.append(f"largest relative difference between closed form, compiled and autograd: {worst:.1e}")
+    out.append(w["largest_difference"].format(worst=f"{worst:.1e}"))
     print("\n".join(out))
     return 0 if report.ok else 1
 

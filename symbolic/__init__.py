@@ -14,7 +14,7 @@ from ._errors import (
     NetworkTypeError,
     UnsupportedModule,
 )
-from ._formats import MarkdownText, display_width, render_latex, render_markdown, render_pdf, render_text
+from ._formats import MarkdownText, display_width, pad, render_latex, render_markdown, render_pdf, render_text
 from ._functions import (
     DefinedFunctionBase,
     batch_size,
@@ -87,6 +87,7 @@ __all__ = [
     "logsumexp",
     "matmul",
     "max_mask",
+    "pad",
     "pdflatex_path",
     "relu",
     "render_latex",

@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._matrix import MatrixProgram, derive_matrix_program
 from ._network import Network
+from ._words import Note
 
 _EXACT_UP_TO = 64  # a softmax layer up to this width is sized from its simplified δ, a wider one estimated
 
@@ -181,12 +182,17 @@ class Derivation:
         budget = self.closed_form_budget if budget is None else budget
         size = self.closed_form_size(name)
         if size > budget:
-            raise ExpressionTooLarge(
-                f"the closed form of {'the loss' if name == 'loss' else 'dL/d' + name} would have about "
-                f"{size:,} expression nodes, over the budget of {budget:,}; use the structured program "
-                "(Derivation.program / matrix_program, or compile_gradients), or raise the budget with "
-                f"derive(network, closed_form_budget={size}) or closed_form({name!r}, budget={size})"
+            sentence = Note(
+                "expression_too_large",
+                {
+                    "what": Note("the_loss") if name == "loss" else f"dL/d{name}",
+                    "size": f"{size:,}",
+                    "budget": f"{budget:,}",
+                    "raised": str(size),
+                    "name": repr(name),
+                },
             )
+            raise ExpressionTooLarge(sentence.text(), sentence)
         if name == "loss":
             return self.substitute(self.loss_definition)
         return self.gradient_definitions[name].xreplace(self._closed_values)

@@ -14,7 +14,12 @@ class NetworkTypeError(ChainruleError, TypeError):
 
 
 class ExpressionTooLarge(ChainruleError, ValueError):
-    """The fully expanded closed form would exceed the size budget."""
+    """The fully expanded closed form would exceed the size budget. ``sentence`` (a ``Note`` of the word
+    tables) is the message, kept so that a report can say it in another language."""
+
+    def __init__(self, message: str, sentence: object = None) -> None:
+        super().__init__(message)
+        self.sentence = sentence
 
 
 class InputError(ChainruleError, ValueError):

@@ -211,6 +211,17 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+def pad(text: str, width: int, align: str = "<") -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (``"<"`` left, ``">"`` right): ``str.ljust``
+    and format specs count characters, which misaligns a column of CJK words."""
+    if align not in ("<", ">"):
+        from ._errors import InputError
+
+        raise InputError(f"align must be '<' (left) or '>' (right); got {align!r}")
+    spaces = " " * max(0, width - display_width(text))
+    return text + spaces if align == "<" else spaces + text
+
+
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
     lines: list[str] = []
     for block in explain(derivation, values, lang):

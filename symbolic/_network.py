@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ._errors import NetworkError, NetworkTypeError
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
+from ._words import words
 
 REDUCTIONS = ("sum", "mean")  # of the per-sample losses over a batch
 # The widest layer chainrule accepts. A wider one is almost surely a typo (--sizes 3,99999999999999999999,2),
@@ -157,9 +158,12 @@ class Network:
     def parameter_count(self) -> int:
         return sum(rows * cols for rows, cols in self.parameter_shapes.values())
 
-    def describe(self) -> str:
-        """A one-line description, e.g. ``3-4-2, tanh/sigmoid, bce, with bias``."""
+    def describe(self, lang: str = "en") -> str:
+        """A one-line description, e.g. ``3-4-2, tanh/sigmoid, bce, with bias``; the activation and loss names
+        are identifiers, the same in every language (``lang``: one of ``LANGUAGES``)."""
+        w = words(lang)
         widths = "-".join(map(str, self.sizes))
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
-        mean = ", mean over the batch" if self.reduction == "mean" else ""
-        return f"{widths}, {acts}, {self.loss}{', with bias' if self.bias else ''}{mean}"
+        extras = [w["describe_bias"]] if self.bias else []
+        extras += [w["describe_mean"]] if self.reduction == "mean" else []
+        return ", ".join([widths, acts, self.loss, *extras])

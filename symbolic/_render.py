@@ -318,7 +318,7 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     network, layers = derivation.network, derivation.layers
     sizes = ", ".join(map(str, network.sizes))
     blocks: list[Block] = [
-        w.say("network", network=network.describe(), sizes=f"[{sizes}]"),
+        w.say("network", network=network.describe(lang), sizes=f"[{sizes}]"),
         w.say(
             "what_is_derived",
             layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),

@@ -1,7 +1,8 @@
-"""What the derivation says in words: one table per language, the same keys in each.
+"""What chainrule says in words: one table per language, the same keys in each. The derivation's words,
+and those of the tutorial command's gradient table and of verify's report (numeric).
 
 A sentence holds ``{name}`` where a piece of mathematics (or a number, a name) goes; the mathematics is
-the same in every language, printed from the same trees. ``tests/test_words.py`` checks that the tables
+the same in every language, printed from the same trees. ``tests/test_chinese.py`` checks that the tables
 have the same keys and the same placeholders, and that no English leaks into the Chinese output. The
 Chinese follows the tutorial's own terms (正向传播, 反向传播, 链式法则, 损失函数, 激活函数, 梯度, 误差项 δ, 矩阵形式).
 """
@@ -9,6 +10,7 @@ Chinese follows the tutorial's own terms (正向传播, 反向传播, 链式法�
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 LANGUAGES = ("en", "zh")
@@ -22,6 +24,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "autograd",
         "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
         "network": "Network {network}, layer sizes {sizes}.",
+        "describe_bias": "with bias",
+        "describe_mean": "mean over the batch",
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
@@ -81,6 +85,71 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
         "large_matrix": "a {rows} × {cols} matrix, largest |entry| {largest}",
+        # numeric: the tutorial command's table and verify's report (numeric/cli.py, numeric/_verify.py)
+        "tutorial_loss": "loss",
+        "column_tutorial": "tutorial",
+        "tutorial_printed": "tutorial: {value}",
+        "column_entry": "entry",
+        "column_closed_form": "closed form",
+        "column_compiled": "compiled {dtype}",
+        "largest_difference": "largest relative difference between closed form, compiled and autograd: {worst}",
+        "report_network": "network {network}; batch {batch}, {dtype}, {form} form",
+        "form_matrix": "matrix",
+        "form_elementwise": "elementwise",
+        "report_loss": "loss (autograd) = {loss}",
+        "column_parameter": "parameter",
+        "column_max_abs_error": "max abs error",
+        "column_max_rel_error": "max rel error",
+        "column_tolerance": "tolerance",
+        "column_result": "result",
+        "compiled_vs_autograd": "compiled vs autograd",
+        "closed_form_vs_autograd": "closed form (exact) vs autograd",
+        "entry_ok": "ok",
+        "mismatch": "MISMATCH",
+        "closed_form_skipped": "closed form (exact): skipped, {why}",
+        "closed_form_over_limit": "{parameters} parameters x {samples} samples = {size} is over the limit of "
+        "{limit} for SymPy's exact evaluation (slow); compiled vs autograd covers every entry",
+        "closed_form_too_large": "the closed form is too large ({error})",
+        "expression_too_large": "the closed form of {what} would have about {size} expression nodes, over the budget "
+        "of {budget}; use the structured program (Derivation.program / matrix_program, or compile_gradients), or raise "
+        "the budget with derive(network, closed_form_budget={raised}) or closed_form({name}, budget={raised})",
+        "the_loss": "the loss",
+        "gradcheck_result": "torch.autograd.gradcheck (float64, finite differences): {result}",
+        "gradcheck_passed": "passed",
+        "gradcheck_failed": "FAILED",
+        "gradcheck_full": "every entry of every parameter ({entries} entries)",
+        "gradcheck_full_and_x": "every entry of every parameter ({entries} entries) and of x ({x_entries} entries)",
+        "gradcheck_sample": "sampled: per parameter one random direction (gradcheck fast_mode) and {count} random "
+        "entries ({sampled} of {total} entries in all)",
+        "gradcheck_sample_and_x": "sampled: per parameter and for x one random direction (gradcheck fast_mode) and "
+        "{count} random entries ({sampled} of {total} entries in all)",
+        "verdict": "verdict: {verdict}",
+        "verdict_ok": "OK",
+        # numeric: check_backward's report (numeric/_check_backward.py); the mistakes' names are identifiers
+        "check_title": "backward pass checked against chainrule's derivation of {network}",
+        "wrong": "WRONG",
+        "verdict_all_match": "OK, every gradient matches",
+        "diagnosis": "diagnosis:",
+        "diagnosis_line": "  {name} ({parameters}): {explanation}",
+        "mistake_sign": "the output error is flipped (y − ŷ instead of ŷ − y), so every gradient has the wrong sign",
+        "mistake_missing_activation_derivative": "layer {layer}'s activation derivative f'(z{layer}) is left out of "
+        "δ{layer}",
+        "mistake_derivative_at_output": "layer {layer}'s f' is evaluated at its output a{layer} instead of at "
+        "z{layer}{example}",
+        "at_output_sigmoid": ": σ(a)(1 − σ(a)) where a(1 − a) is right",
+        "at_output_tanh": ": 1 − tanh(a)² where 1 − a² is right",
+        "mistake_missing_transpose": "δ{layer} uses W{above} δ{above} instead of W{above}ᵀ δ{above} (W{above} is "
+        "square)",
+        "mistake_batch_scale": "every gradient is {factor} the right one: {why}",
+        "batch_scale_mean_factor": "B times",
+        "batch_scale_mean_why": "the loss is the mean over the batch, but the gradient sums the samples",
+        "batch_scale_sum_factor": "1/B times",
+        "batch_scale_sum_why": "the loss sums the batch, but the gradient divides by the batch size",
+        "mistake_wrong_layer_input": "∂L/∂W{layer} is δ{layer} a{layer}ᵀ instead of δ{layer} a{below}ᵀ (the layer's "
+        "own input)",
+        "mistake_bias_not_summed": "∂L/∂b{layer} is kept per sample (δ{layer}, a column per sample), not summed over "
+        "the batch",
+        "mistake_unknown": "wrong, and none of the catalogued mistakes gives this gradient (see MISTAKES)",
     }
 )
 
@@ -92,6 +161,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
         "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
         "network": "网络 {network}，各层大小 {sizes}。",
+        "describe_bias": "带偏置",
+        "describe_mean": "对批取平均",
         "what_is_derived": (
             "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
@@ -148,6 +219,65 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
         "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
         "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
+        "tutorial_loss": "损失",
+        "column_tutorial": "教程",
+        "tutorial_printed": "教程：{value}",
+        "column_entry": "分量",
+        "column_closed_form": "闭合形式",
+        "column_compiled": "编译 {dtype}",
+        "largest_difference": "闭合形式、编译的梯度与 autograd 之间的最大相对差：{worst}",
+        "report_network": "网络 {network}；批大小 {batch}，{dtype}，{form}形式",
+        "form_matrix": "矩阵",
+        "form_elementwise": "逐元素",
+        "report_loss": "损失函数值（autograd）= {loss}",
+        "column_parameter": "参数",
+        "column_max_abs_error": "最大绝对误差",
+        "column_max_rel_error": "最大相对误差",
+        "column_tolerance": "容差",
+        "column_result": "结果",
+        "compiled_vs_autograd": "编译的梯度与 autograd 对照",
+        "closed_form_vs_autograd": "闭合形式（精确）与 autograd 对照",
+        "entry_ok": "一致",
+        "mismatch": "不一致",
+        "closed_form_skipped": "闭合形式（精确）：跳过，{why}",
+        "closed_form_over_limit": "{parameters} 个参数 × {samples} 个样本 = {size}，超过了 SymPy 精确求值（很慢）的"
+        "上限 {limit}；编译的梯度与 autograd 的对照已覆盖每个分量",
+        "closed_form_too_large": "闭合形式太大（{error}）",
+        "expression_too_large": "{what}的闭合形式大约会有 {size} 个表达式节点，超过了预算 {budget}；"
+        "请使用结构化的程序（Derivation.program / matrix_program，或 compile_gradients），或者用 "
+        "derive(network, closed_form_budget={raised}) 或 closed_form({name}, budget={raised}) 提高预算",
+        "the_loss": "损失函数",
+        "gradcheck_result": "torch.autograd.gradcheck（float64，有限差分）：{result}",
+        "gradcheck_passed": "通过",
+        "gradcheck_failed": "失败",
+        "gradcheck_full": "每个参数的每个分量（共 {entries} 个）",
+        "gradcheck_full_and_x": "每个参数的每个分量（共 {entries} 个）以及 x 的每个分量（共 {x_entries} 个）",
+        "gradcheck_sample": "抽样：每个参数取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
+        "（抽取 {sampled} 个，共 {total} 个分量）",
+        "gradcheck_sample_and_x": "抽样：每个参数和 x 各取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
+        "（抽取 {sampled} 个，共 {total} 个分量）",
+        "verdict": "结论：{verdict}",
+        "verdict_ok": "通过",
+        "check_title": "反向传播已与 chainrule 对 {network} 的推导对照检查",
+        "wrong": "错误",
+        "verdict_all_match": "通过，每个梯度都一致",
+        "diagnosis": "诊断：",
+        "diagnosis_line": "  {name}（{parameters}）：{explanation}",
+        "mistake_sign": "输出层的误差项符号反了（写成 y − ŷ 而不是 ŷ − y），所以每个梯度的符号都错了",
+        "mistake_missing_activation_derivative": "第 {layer} 层激活函数的导数 f'(z{layer}) 没有乘进 δ{layer}",
+        "mistake_derivative_at_output": "第 {layer} 层的 f' 在它的输出 a{layer} 处求值，而不是在 z{layer} 处{example}",
+        "at_output_sigmoid": "：写成了 σ(a)(1 − σ(a))，正确的是 a(1 − a)",
+        "at_output_tanh": "：写成了 1 − tanh(a)²，正确的是 1 − a²",
+        "mistake_missing_transpose": "δ{layer} 用了 W{above} δ{above}，而不是 W{above}ᵀ δ{above}（W{above} 是方阵）",
+        "mistake_batch_scale": "每个梯度都是正确值的 {factor}：{why}",
+        "batch_scale_mean_factor": "B 倍",
+        "batch_scale_mean_why": "损失函数是对一批样本取平均，梯度却对样本求和",
+        "batch_scale_sum_factor": "1/B 倍",
+        "batch_scale_sum_why": "损失函数是对一批样本求和，梯度却除以了批大小",
+        "mistake_wrong_layer_input": "∂L/∂W{layer} 写成了 δ{layer} a{layer}ᵀ，"
+        "而不是 δ{layer} a{below}ᵀ（该层自己的输入）",
+        "mistake_bias_not_summed": "∂L/∂b{layer} 按样本保留（δ{layer}，每个样本一列），没有对样本求和",
+        "mistake_unknown": "错误，且目录中没有哪个错误能给出这个梯度（见 MISTAKES）",
     }
 )
 
@@ -161,3 +291,17 @@ def words(lang: str) -> Mapping[str, str]:
 
         raise InputError(f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
     return WORDS[lang]
+
+
+@dataclass(frozen=True)
+class Note:
+    """A sentence kept as a key of the word tables and its placeholders, so that it can be said in any language
+    later (a report's line, an error's message)."""
+
+    key: str
+    # numbers already formatted (the same in every language), or a Note said in the same language
+    fields: Mapping[str, str | Note] = field(default_factory=dict)
+
+    def text(self, lang: str = "en") -> str:
+        fields = {name: value.text(lang) if isinstance(value, Note) else value for name, value in self.fields.items()}
+        return words(lang)[self.key].format(**fields)

@@ -32,7 +32,7 @@ def pdflatex() -> str:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a factory without state: tests and module-wide fixtures may share it
 def doubled_gradients():
     """Make a deliberately wrong compiled function (every gradient doubled), to show checks can fail."""
 

@@ -38,7 +38,7 @@ def test_both_tables_have_the_same_keys_and_placeholders():
 def test_no_english_leaks_into_chinese(network):
     """Every word outside the mathematics is Chinese, but for names: the network's, SymPy's, sympy.diff."""
     derivation = derive(network)
-    allowed = {*network.activations, network.loss, "chainrule", "SymPy", "sympy.diff", "softmax", "with bias"}
+    allowed = {*network.activations, network.loss, "chainrule", "SymPy", "sympy.diff", "softmax"}
     words = []
     for block in explain(derivation, sample_values(network, 0), lang="zh"):
         if isinstance(block, Heading):
