@@ -197,10 +197,20 @@ class _CompiledLoss(torch.autograd.Function):
         return (input_gradient, None, None, None, *(grad_output * g for g in params))
 
 
-def _gradcheck(function, inputs, fast_mode: bool = False) -> bool:
+FD_STEP = 1e-6  # gradcheck's eps
+
+
+def _gradcheck(function, inputs, atol: float, fast_mode: bool = False) -> bool:
     return torch.autograd.gradcheck(
-        function, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, raise_exception=False, fast_mode=fast_mode
+        function, inputs, eps=FD_STEP, atol=atol, rtol=1e-5, raise_exception=False, fast_mode=fast_mode
     )
+
+
+def _finite_difference_atol(loss: float) -> float:
+    """gradcheck's absolute tolerance at a loss of this size: a central difference of a float64 loss L is
+    off by about |L|·2.2e-16 / eps from rounding alone (3e-7 at a summed loss of 3,000), which would fail
+    small true entries (∂L/∂x of one sample) under a fixed 1e-7; ten times that noise, and never below 1e-7."""
+    return max(1e-7, 10 * abs(loss) * torch.finfo(torch.float64).eps / FD_STEP)
 
 
 def check_with_gradcheck(
@@ -223,6 +233,8 @@ def check_with_gradcheck(
     names = compiled.derivation.parameters
     varied = ("x", *names)  # the loss's arguments in _CompiledLoss's order (y is never varied)
     generator = torch.Generator().manual_seed(seed)
+    loss_value, _ = compiled.value_and_grad(values64["x"], values64["y"], {name: values64[name] for name in names})
+    atol = _finite_difference_atol(float(loss_value))
     passed = True
     for name in _progress((*names, *compiled.derivation.wrt), "finite differences", progress):
         fixed = [values64[other] for other in varied]
@@ -235,13 +247,13 @@ def check_with_gradcheck(
 
         whole = values64[name].clone().requires_grad_(True)
         if mode == "full":
-            passed &= _gradcheck(loss, (whole,))
+            passed &= _gradcheck(loss, (whole,), atol)
             continue
-        passed &= _gradcheck(loss, (whole,), fast_mode=True)
+        passed &= _gradcheck(loss, (whole,), atol, fast_mode=True)
         flat = torch.randperm(whole.numel(), generator=generator)[:SAMPLED_ENTRIES]
         where = tuple(index.to(whole.device) for index in torch.unravel_index(flat, whole.shape))
         entries = values64[name][where].clone().requires_grad_(True)
-        passed &= _gradcheck(lambda e, where=where, loss=loss: loss(e, where=where), (entries,))
+        passed &= _gradcheck(lambda e, where=where, loss=loss: loss(e, where=where), (entries,), atol)
     return bool(passed)
 
 
@@ -296,7 +308,8 @@ def verify(
     compared with autograd. The exact closed form is compared too when the network is small (the report
     says why when it is not). ``gradcheck`` chooses the finite differences: ``"full"`` (every entry),
     ``"sample"`` (see :func:`check_with_gradcheck`; drawn with ``seed``), ``"off"``, or ``"auto"`` (full up
-    to ``FULL_GRADCHECK_LIMIT`` parameters, sampled above); True and False mean "auto" and "off".
+    to ``FULL_GRADCHECK_LIMIT`` entries, those of x included when derived, sampled above); True and False
+    mean "auto" and "off".
     ``progress`` shows a progress bar (default: when stdout is a terminal).
     ``compiled`` lets a caller check a function it already has (or a deliberately broken one).
     """
@@ -307,8 +320,6 @@ def verify(
     mode = {True: "auto", False: "off"}.get(gradcheck, gradcheck) if isinstance(gradcheck, bool) else gradcheck
     if not isinstance(mode, str) or mode not in GRADCHECK_MODES:
         raise InputError(f"unknown gradcheck mode {gradcheck!r}; allowed: {', '.join(GRADCHECK_MODES)}")
-    if mode == "auto":
-        mode = "full" if network.parameter_count <= FULL_GRADCHECK_LIMIT else "sample"
     if values is None:
         if network == TUTORIAL and batch is None and seed is None:
             values = TUTORIAL_VALUES
@@ -326,6 +337,9 @@ def verify(
             f"got {'those of ' + what if what else type(compiled).__name__}"
         )
 
+    if mode == "auto":  # the entries finite differences would vary: the parameters', and x's when derived
+        varied = network.parameter_count + (tensors["x"].numel() if derivation.wrt else 0)
+        mode = "full" if varied <= FULL_GRADCHECK_LIMIT else "sample"
     params = {name: tensors[name] for name in network.parameter_shapes}
     stages = _progress(None, "verify: compiled vs autograd", progress, total=3)  # the closed form can be slow
     ours = compiled(tensors["x"], tensors["y"], params)

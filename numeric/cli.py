@@ -19,6 +19,7 @@ from symbolic import (
     LANGUAGES,
     LOSSES,
     MAX_WIDTH,
+    NUMBERS_LIMIT,
     TUTORIAL,
     TUTORIAL_PRINTED,
     TUTORIAL_VALUES,
@@ -268,7 +269,8 @@ def _run_derive(args: argparse.Namespace) -> int:
     network = _network(args)
     derivation = derive(network, wrt=tuple(args.wrt or ()))
     if args.seed is not None:
-        values = sample_values(network, seed=args.seed)
+        # above NUMBERS_LIMIT the page says why it shows no numbers, reading only x: draw no weights
+        values = sample_values(network, seed=args.seed, inputs_only=network.parameter_count > NUMBERS_LIMIT)
     else:
         values = TUTORIAL_VALUES if network == TUTORIAL else None
     if args.format == "pdf":

@@ -40,6 +40,7 @@ from ._index import IndexFact, layer_facts
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
+from ._render import NUMBERS_LIMIT
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
 from ._values import sample_values
@@ -51,6 +52,7 @@ __all__ = [
     "LANGUAGES",
     "LOSSES",
     "MAX_WIDTH",
+    "NUMBERS_LIMIT",
     "TUTORIAL",
     "TUTORIAL_PRINTED",
     "TUTORIAL_VALUES",

@@ -35,6 +35,9 @@ CLOSED_FORM_NODES = 60  # closed forms shown while this small (estimated nodes p
 CLOSED_FORM_SHOWN = 400  # ... and this short (LaTeX characters)
 NUMBERS_SHOWN = (6, 4)  # the largest matrix of numbers printed in full (rows, columns) ...
 VECTOR_SHOWN = 6  # ... and the longest vector
+# SymPy evaluates the numbers entry by entry with 20 digits: about 0.2 ms a parameter and sample (784-128-10
+# took 24 s, 5000-5000-5000 ran out of memory). Above this many the page says so instead.
+NUMBERS_LIMIT = 10_000
 BATCH = 2  # samples in the batch on which the matrix form's sums over samples are checked
 LOSS = Symbol("L")
 ELLIPSIS = Symbol("…")
@@ -367,7 +370,9 @@ def _notation(w: _Writer) -> Notation:
             rows.append(
                 (
                     w.show(_activation_symbol(layer)),
-                    w.words["notation_activation"].format(name=name, layers=", ".join(used)),
+                    w.words["notation_activation" if len(used) == 1 else "notation_activation_layers"].format(
+                        name=name, layers=", ".join(used)
+                    ),
                 )
             )
     rows.append((w.show(HadamardProduct(_column("u", 1), _column("v", 1))), w.words["notation_hadamard"]))
@@ -821,6 +826,13 @@ def _closed_forms(w: _Writer) -> list[Block]:
 
 def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
     derivation = w.derivation
+    network = derivation.network
+    samples = len(values["x"][0]) if values["x"] and isinstance(values["x"][0], (list, tuple)) else 1
+    if network.parameter_count * samples > NUMBERS_LIMIT:
+        return [
+            w.heading("heading_numbers"),
+            w.say("numbers_skipped", entries=f"{network.parameter_count * samples:,}", limit=f"{NUMBERS_LIMIT:,}"),
+        ]
     named = derivation.intermediates(values)
     result = derivation.evaluate(values)
     blocks: list[Block] = [w.heading("heading_numbers"), w.say("numbers_intro")]

@@ -12,11 +12,14 @@ from ._network import Network
 MAX_SAMPLE_BATCH = 10_000
 
 
-def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, list[list[float]]]:
+def sample_values(
+    network: Network, seed: int = 0, batch: int = 1, *, inputs_only: bool = False
+) -> dict[str, list[list[float]]]:
     """x, y and every parameter as nested lists (rows), rounded to two decimals so a page can show them.
 
     Weights are scaled by 1/sqrt(fan-in); targets suit the loss (``Loss.targets``: in (0, 1) for bce, one-hot
-    per sample for cross_entropy).
+    per sample for cross_entropy). ``inputs_only`` draws x and y alone, the same as a full draw's (they are
+    drawn first): a page too large to show numbers needs no more, and 25M weights take half a minute.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputTypeError(f"seed must be an integer; got {seed!r}")
@@ -40,6 +43,8 @@ def sample_values(network: Network, seed: int = 0, batch: int = 1) -> dict[str, 
         values["y"] = [[1.0 if classes[b] == k else 0.0 for b in range(batch)] for k in range(n_out)]
     else:
         values["y"] = matrix(n_out, batch, lambda: rng.gauss(0, 1))
+    if inputs_only:
+        return values
     for name, (rows, cols) in network.parameter_shapes.items():
         scale = 1 / cols**0.5 if name.startswith("W") else 0.1
         values[name] = matrix(rows, cols, lambda scale=scale: rng.gauss(0, scale))

@@ -49,7 +49,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "notation_z": "pre-activation of layer l",
         "notation_a": "output of layer l; layer 0 is the input x, the last layer's output is the prediction",
         "notation_delta": "error of layer l: the derivative of the loss L by the layer's pre-activation",
-        "notation_activation": "activation function {name} (layers {layers})",
+        "notation_activation": "activation function {name} (layer {layers})",
+        "notation_activation_layers": "activation function {name} (layers {layers})",
         "notation_hadamard": "element-wise product",
         "notation_ones": "a column of ones: multiplying by it sums over the samples of a batch",
         "notation_indicator": "1 where the condition holds, else 0",
@@ -84,6 +85,9 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "matrix_bias": "and a bias gradient sums the errors over the samples:",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
+        "numbers_skipped": "Not shown: SymPy evaluates every entry exactly (20 digits), and this network "
+        "with these samples has {entries} parameter entries, above the page's limit of {limit}. "
+        "`chainrule verify` computes every gradient numerically.",
         "large_matrix": "a {rows} × {cols} matrix, largest |entry| {largest}",
         # numeric: the tutorial command's table and verify's report (numeric/cli.py, numeric/_verify.py)
         "tutorial_loss": "loss",
@@ -187,6 +191,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "notation_a": "第 l 层的输出；第 0 层是输入 x，最后一层的输出是预测值",
         "notation_delta": "第 l 层的误差项：损失函数 L 对该层激活前的值的导数",
         "notation_activation": "激活函数 {name}（第 {layers} 层）",
+        "notation_activation_layers": "激活函数 {name}（第 {layers} 层）",
         "notation_hadamard": "逐元素乘积",
         "notation_ones": "全为 1 的列向量：乘以它就是对一批样本求和",
         "notation_indicator": "条件成立时为 1，否则为 0",
@@ -218,6 +223,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "matrix_bias": "偏置的梯度把误差项对样本求和：",
         "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
         "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
+        "numbers_skipped": "此处不列出：SymPy 逐个分量精确计算（20 位有效数字），而这个网络在这些样本上有 "
+        "{entries} 个参数分量，超过本页的上限 {limit}。`chainrule verify` 会用数值方法计算全部梯度。",
         "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
         "tutorial_loss": "损失",
         "column_tutorial": "教程",

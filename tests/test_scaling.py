@@ -7,7 +7,7 @@ import sympy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symbolic import Network, derive
+from symbolic import Network, derive, words
 from symbolic._elementwise import _symbol_product
 
 
@@ -81,3 +81,30 @@ def test_the_size_estimate_of_a_wide_layer_equals_the_exact_count(monkeypatch):
     monkeypatch.setattr(module, "_EXACT_UP_TO", 10**9)
     exact = [{name: derive(n).closed_form_size(name) for name in ("loss", "W1", "W2")} for n in networks]
     assert estimated == exact
+
+
+def test_a_page_over_the_numbers_limit_says_why_it_shows_no_numbers(monkeypatch):
+    """Above NUMBERS_LIMIT parameter entries the page evaluates nothing (SymPy's 20-digit evaluation of
+    784-128-10 took 24 s) and says how many there are; below it the numbers are shown."""
+    from symbolic import NUMBERS_LIMIT, Derivation, sample_values
+
+    wide = Network([200, 60, 10], ["relu", "softmax"], "cross_entropy", bias=True)
+    small = Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", bias=True)
+    assert wide.parameter_count > NUMBERS_LIMIT >= small.parameter_count * 2
+    values = sample_values(wide, seed=1, inputs_only=True)
+    full = sample_values(wide, seed=1)
+    assert values == {"x": full["x"], "y": full["y"]}  # the same x and y as a full draw
+    real_evaluate = Derivation.evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated above the limit")
+
+    monkeypatch.setattr(Derivation, "evaluate", refuse)
+    monkeypatch.setattr(Derivation, "intermediates", refuse)
+    for lang in ("en", "zh"):
+        text = derive(wide).text(values=values, lang=lang)
+        assert f"{wide.parameter_count:,}" in text.split(f"\n{words(lang)['heading_numbers']}\n")[-1]
+    monkeypatch.undo()
+    assert Derivation.evaluate is real_evaluate
+    shown = derive(small).text(values=sample_values(small, seed=1, batch=2))
+    assert "Not shown" not in shown and "∂L/∂W⁽¹⁾" in shown.split("Numbers")[-1]

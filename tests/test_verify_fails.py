@@ -62,3 +62,25 @@ def test_a_wrong_input_gradient_is_caught_by_autograd_and_by_finite_differences(
     assert sampled.gradcheck is False and "and for x" in sampled.gradcheck_detail
     good = verify(derivation, gradcheck="full")
     assert good.ok and "and of x (8 entries)" in good.gradcheck_detail  # 2 inputs x 4 samples
+
+
+def test_a_right_input_gradient_passes_finite_differences_at_a_large_summed_loss():
+    """Rounding in a central difference grows with the loss (a sum over 100 samples here): gradcheck's
+    tolerance follows it, or ∂L/∂x's small entries would fail although they equal autograd's."""
+    network = Network([16, 16, 16], "sigmoid", "half_sse", bias=True)
+    derivation = derive(network, wrt=("x",))
+    report = verify(derivation, batch=100, gradcheck="full")
+    assert report.loss > 100 and report.ok and report.gradcheck is True
+    broken = _with_one_gradient_doubled(compile_gradients(derivation), "x")
+    assert verify(derivation, batch=100, gradcheck="full", compiled=broken).gradcheck is False
+
+
+def test_auto_counts_the_entries_of_x_toward_the_full_check():
+    from numeric._verify import FULL_GRADCHECK_LIMIT
+
+    network = Network([4, 3, 2], "tanh", "half_sse")
+    batch = FULL_GRADCHECK_LIMIT // 4 + 1  # x alone is over the limit; the parameters are not
+    plain = verify(derive(network), batch=batch, gradcheck="auto")
+    with_x = verify(derive(network, wrt=("x",)), batch=batch, gradcheck="auto")
+    assert plain.gradcheck_detail.startswith("every entry")
+    assert with_x.gradcheck_detail.startswith("sampled") and with_x.ok
