@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import itertools
 import linecache
+import operator
 from collections.abc import Callable, Mapping, Sequence
 
 import sympy
@@ -177,7 +178,8 @@ class CompiledGradients:
 
     def __repr__(self) -> str:
         backend = "" if self.backend is None else f", backend={self.backend!r}"
-        return f"CompiledGradients({self.derivation.network.describe()}, form={self.form!r}{backend})"
+        chunk = "" if self.chunk == "auto" else f", chunk={self.chunk!r}"
+        return f"CompiledGradients({self.derivation.network.describe()}, form={self.form!r}{backend}{chunk})"
 
 
 def _source_of(function: Callable) -> str:
@@ -233,7 +235,7 @@ def _straight_line(
             lines.append(f"    del {', '.join(name(symbol) for symbol in dying)}")
     lines.append(f"    return [{', '.join(name(output) for output in outputs)}]")
     header = printer.header()
-    source = "\n".join([*header, *([""] if header else []), *lines]) + "\n"
+    source = "\n".join([*header, "", *lines]) + "\n"
 
     # registered with linecache like lambdify's code, so inspect.getsource and tracebacks show it
     filename = f"{_GENERATED} {next(_function_numbers)}>"
@@ -302,8 +304,14 @@ def compile_gradients(
         raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; allowed: None (plain Python), 'inductor' (torch.compile)")
-    if chunk is not None and chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise InputError(f"chunk must be 'auto', None or a positive number of samples; got {chunk!r}")
+    if chunk is not None and not (isinstance(chunk, str) and chunk == "auto"):
+        try:
+            samples = None if isinstance(chunk, bool) else operator.index(chunk)  # numpy integers too
+        except TypeError:
+            samples = None
+        if samples is None or samples < 1:
+            raise InputError(f"chunk must be 'auto', None or a positive number of samples; got {chunk!r}")
+        chunk = samples
     return CompiledGradients(
         derivation, form, _BUILDERS[form](derivation, with_loss=False), backend=backend, chunk=chunk
     )

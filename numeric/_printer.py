@@ -55,16 +55,19 @@ TORCH_IN_PLACE = {
 # Names the generated code binds once, in a header above the function (f.source shows it). A call through
 # such a name skips the attribute look-ups of torch.ops.aten.<kernel>.<overload> and, for products,
 # Tensor.__matmul__'s Python wrapper: about 3 µs of the tutorial's 20 µs call. name -> (what, comment).
+def _kernel_alias(activation: str, out: bool) -> tuple[str, tuple[str, str]]:
+    """The alias of ``activation``'s fused kernel (``out``: its grad_input overload) -> (what, comment)."""
+    kernel, template = TORCH_BACKWARD[activation]
+    name, overload = (f"{kernel}_into", "grad_input") if out else (kernel, "default")
+    reads = "a" if "{a}" in template else "z"  # the rest of the arguments are torch's constants
+    comment = f"{name}(g, {reads}, ...) = g ⊙ {activation}'(z)" + (f", a = {activation}(z)" if reads == "a" else "")
+    return name, (f"torch.ops.aten.{kernel}.{overload}", comment + (", written into grad_input" if out else ""))
+
+
 ALIASES = {
     "mm_t": ("torch.nn.functional.linear", "mm_t(u, v) = u @ v.T in one call"),
-    **{
-        f"{kernel}_into": (f"torch.ops.aten.{kernel}.grad_input", "g ⊙ f'(z) by torch's fused kernel, into grad_input")
-        for kernel, _ in TORCH_BACKWARD.values()
-    },
-    **{
-        kernel: (f"torch.ops.aten.{kernel}.default", "g ⊙ f'(z) by torch's fused kernel")
-        for kernel, _ in TORCH_BACKWARD.values()
-    },
+    **dict(_kernel_alias(activation, out=True) for activation in TORCH_BACKWARD),
+    **dict(_kernel_alias(activation, out=False) for activation in TORCH_BACKWARD),
 }
 
 
@@ -99,8 +102,10 @@ class MatrixTorchPrinter(TorchPrinter):
         return name
 
     def header(self) -> list[str]:
-        """The lines binding the aliases used so far, in the table's order."""
-        return [f"{name} = {ALIASES[name][0]}  # {ALIASES[name][1]}" for name in ALIASES if name in self.used]
+        """``import torch`` and the lines binding the aliases used so far, in the table's order: the source
+        runs as it is when copied into a file."""
+        aliases = [f"{name} = {ALIASES[name][0]}  # {ALIASES[name][1]}" for name in ALIASES if name in self.used]
+        return ["import torch", *aliases]
 
     def _print_DefinedFunctionBase(self, expr):
         if type(expr) in self.mapping:

@@ -332,7 +332,7 @@ def gradients(
     ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)
     result = to_torch_layout(model, ours)
     if "x" in ours:
-        result["x"] = ours["x"].T  # samples back to rows
+        result["x"] = ours["x"].T.contiguous()  # samples back to rows, laid out like inputs.grad
     return result
 
 

@@ -47,7 +47,9 @@ def test_source_is_straight_line_code_a_person_can_read():
     network = Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", bias=True)
     source = compile_gradients(derive(network)).source
     header, function = source.split("\n\n")
-    assert all(re.fullmatch(r"\w+ = torch\.[\w.]+  # .+", line) for line in header.splitlines()), header
+    imports, *aliases = header.splitlines()
+    assert imports == "import torch"
+    assert all(re.fullmatch(r"\w+ = torch\.[\w.]+  # \w+\(.+", line) for line in aliases), header
     lines = function.strip().splitlines()
     assert lines[0].startswith("def ") and lines[-1].strip().startswith("return")
     assert not any(word in source for word in ("Lambda", "for ", "while ", "if ", "torch.transpose"))
@@ -150,3 +152,17 @@ def test_a_repeated_signature_skips_the_full_check(monkeypatch):
     assert len(calls) == 1
     compiled(values["x"][:, :2], values["y"][:, :2], params)  # a new batch size: checked again
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("form", ["matrix", "elementwise"])
+def test_the_source_runs_as_it_is_when_copied_into_a_file(form):
+    """f.source is self-contained: run in an empty namespace it gives f's gradients."""
+    network = Network([3, 4, 2], ["softplus", "sigmoid"], "bce", bias=True)
+    compiled = compile_gradients(derive(network), form)
+    values = random_values(network, 5, 2)
+    params = {name: values[name] for name in network.parameter_shapes}
+    namespace: dict = {}
+    exec(compiled.source, namespace)  # the printed code of our own compiler, no user string
+    copied = namespace["gradients"](values["x"], values["y"], *params.values())
+    for name, value in zip(network.parameter_shapes, copied):
+        torch.testing.assert_close(value, compiled(values["x"], values["y"], params)[name], rtol=0, atol=0)

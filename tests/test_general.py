@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy
 import pytest
 import sympy
 import torch
@@ -170,6 +171,7 @@ def test_a_large_cpu_batch_runs_in_chunks_that_add_up_to_autograd():
 
 def test_a_bad_chunk_is_refused():
     derivation = derive(Network([2, 2], "sigmoid", "half_sse"))
-    for bad in (0, -3, 2.5, "big", True):
+    for bad in (0, -3, 2.5, "big", True, numpy.int64(0)):
         with pytest.raises((InputError, InputTypeError), match="chunk must be"):
             compile_gradients(derivation, chunk=bad)
+    assert compile_gradients(derivation, chunk=numpy.int64(8)).chunk == 8  # any integer type

@@ -35,6 +35,7 @@ def test_numeric_gradients_give_the_input_gradient_like_inputs_grad():
     ours = gradients(model, nn.CrossEntropyLoss(), inputs.detach(), targets, wrt=("x",))
     nn.CrossEntropyLoss()(model(inputs), targets).backward()
     torch.testing.assert_close(ours["x"], inputs.grad, rtol=1e-10, atol=1e-12)
+    assert ours["x"].stride() == inputs.grad.stride()  # laid out like it too: .view(-1) works
     assert list(ours) == [*(name for name, _ in model.named_parameters()), "x"]
 
 
