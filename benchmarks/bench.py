@@ -656,13 +656,13 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
 
     small = {c.key: results[c.key]["chainrule"].median / results[c.key]["autograd"].median for c in CASES}
     for key, limit in (("tutorial 1-2-2 sigmoid, B=1", 0.15), ("16-16-16-16 sigmoid, B=1", 0.2)):
-        targets.append((f"{key}: chainrule ÷ autograd (≤ {limit})", f"{small[key]:.2f}×", small[key] <= limit))
+        targets.append((f"{key}: chainrule ÷ autograd (≤ {limit})", f"{small[key]:.3f}×", small[key] <= limit))
     check = check_overhead(rounds)
     targets.append(("input check when shapes, dtypes, devices repeat (≤ 3 µs)", f"{1e6 * check:.1f} µs", check <= 3e-6))
     big = results["16-16-16-16 sigmoid, B=100000"]
     for name, limit in (("chainrule", 0.6), ("chainrule inductor", 0.45)):
         ratio = big[name].median / big["autograd"].median
-        targets.append((f"16-16-16-16, B=100000: {name} ÷ autograd (≤ {limit})", f"{ratio:.2f}×", ratio <= limit))
+        targets.append((f"16-16-16-16, B=100000: {name} ÷ autograd (≤ {limit})", f"{ratio:.3f}×", ratio <= limit))
 
     if quick:
         lines += ["", "(memory: not measured with --quick)", ""]
