@@ -4,12 +4,21 @@ When the user's gradients are wrong, chainrule builds the derivation again with 
 in it (a sign flipped, a transpose dropped, ...: ``MISTAKES``), compiles each one like the correct
 one, and names the mistakes whose gradients equal the user's. Nothing is guessed: a wrong gradient
 that no catalogued mistake reproduces is reported as ``unknown``.
+
+A verdict that never lies: the user's function is run on two draws at two batch sizes that equal no width of
+the network (nor 1 or 2), so ``B = x.shape[0]`` cannot pass by luck, and a mistake is named only when it
+reproduces the user's numbers at both (a factor of 4 is ``batch_scale`` at batch 4 and nothing at batch 5).
+Shape, dtype and nan/inf entries are named before any number is compared.
 """
 
 from __future__ import annotations
 
+import itertools
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 import sympy
@@ -24,6 +33,7 @@ from symbolic import (
     batch_size,
     derive,
     matmul,
+    sample_values,
     transpose,
     words,
 )
@@ -34,7 +44,7 @@ from ._checks import check_inputs
 from ._compile import _straight_line
 from ._printer import MatrixTorchPrinter
 from ._torch_models import from_torch, torch_batch, torch_parameter_names
-from ._verify import DEFAULT_RTOL, Comparison, _error_table, _progress, compare, random_values
+from ._verify import Comparison, _error_table, _progress, as_tensors, compare, random_values
 
 # The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant. The sentences
 # live in the word tables (symbolic/_words.py, key "mistake_" + name), so a report can say them in Chinese.
@@ -65,6 +75,8 @@ class _Variant:
     name: str
     explanation: Note
     steps: tuple[MatrixStep, ...]
+    # a whole-network mistake's sentence for when it explains some gradients only ("every gradient" would lie)
+    partial: Note | None = None
 
 
 def _replace(steps: list[MatrixStep], target: str, expression: sympy.Expr) -> tuple[MatrixStep, ...]:
@@ -79,17 +91,17 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
     B = batch_size(x)  # noqa: N806 - the batch size, as the derivation writes it
     mean = network.reduction == "mean"
     output_delta = sym[f"delta{depth}"].expression
-    variants = [_Variant("sign", Note("mistake_sign"), _replace(steps, f"delta{depth}", -output_delta))]
+    flipped = _replace(steps, f"delta{depth}", -output_delta)
+    variants = [_Variant("sign", Note("mistake_sign"), flipped, Note("mistake_sign_partial"))]
     reduction = "mean" if mean else "sum"
     scaled = output_delta * B if mean else output_delta / B
+    scale = {"factor": Note(f"batch_scale_{reduction}_factor"), "why": Note(f"batch_scale_{reduction}_why")}
     variants.append(
         _Variant(
             "batch_scale",
-            Note(
-                "mistake_batch_scale",
-                {"factor": Note(f"batch_scale_{reduction}_factor"), "why": Note(f"batch_scale_{reduction}_why")},
-            ),
+            Note("mistake_batch_scale", scale),
             _replace(steps, f"delta{depth}", scaled),
+            Note("mistake_batch_scale_partial", scale),
         )
     )
     for layer in range(depth, 0, -1):
@@ -148,20 +160,69 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
     return variants
 
 
+# check_backward's own tolerances, relative to the largest entry of the right gradient. They are kept here rather
+# than read from verify's DEFAULT_RTOL so that a change there cannot loosen this verdict unseen; tests/test_verdict.py
+# pins them (a gradient off by 1e-3 relative is WRONG in float32, one off by 1e-8 in float64).
+RTOL: Mapping[torch.dtype, float] = MappingProxyType(
+    {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+)
+FALLBACK_RTOL = 1e-4  # a dtype RTOL does not list
+# What is wrong with a gradient before its numbers say anything; named in the diagnosis like mistakes, but not
+# catalogued mistakes (MISTAKES): they need no derivation to find.
+PROBLEMS = ("shape", "dtype", "not_finite")
+
+
+def _forbidden_batches(network: Network) -> set[int]:
+    """Batch sizes at which a wrong gradient can look right, or one mistake look like another.
+
+    1: the batch's sum is the sample. 2: half_sse's ½ doubled or dropped (a factor 2 or ½) equals batch_scale's
+    B or 1/B. Each width n: then x.shape[0] == x.shape[1] (the PyTorch habit B = x.shape[0] passes), a
+    transposed [n, B] keeps its shape, and mse's 1/n forgotten is a factor n = B. 2n and n/2: mse's 2/n written
+    1/n or 2 (a factor n/2 or 2n). Any other constant factor c can equal one batch size only; the second draw
+    at another size tells it from batch_scale, whose factor follows B.
+    """
+    widths = set(network.sizes)
+    return {1, 2, *widths, *(2 * n for n in widths), *(n // 2 for n in widths if n % 2 == 0)}
+
+
+def _batch_sizes(network: Network, first: int | None = None) -> tuple[int, int]:
+    """The two draws' batch sizes: ``first`` (the user's, when given) or the smallest allowed one, then the
+    smallest allowed one other than ``first``."""
+    forbidden = _forbidden_batches(network)
+    allowed = (b for b in itertools.count(3) if b not in forbidden)
+    first = next(allowed) if first is None else first
+    return first, next(b for b in allowed if b != first)
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One call of the user's function: the values it was given (chainrule's layout, float64) and its gradients
+    (chainrule's layout, the dtype and shape it returned)."""
+
+    values: Mapping[str, torch.Tensor]
+    user: Mapping[str, torch.Tensor]
+    dtype: torch.dtype  # the dtype the user was given
+
+    @property
+    def batch(self) -> int:
+        return self.values["x"].shape[1]
+
+
 @dataclass(frozen=True)
 class BackwardReport:
     """The result of :func:`check_backward`; ``ok`` when every gradient matches. ``str(report)`` explains, in
     English; ``report.text(lang="zh")`` in Chinese."""
 
     network: Network
-    errors: Mapping[str, Comparison]  # per parameter, the user's gradient against the derivation's
-    mistakes: tuple[Mistake, ...]  # empty when ok
+    errors: Mapping[str, Comparison]  # per parameter, the user's gradient against the derivation's (worst draw)
+    mistakes: tuple[Mistake, ...]  # empty when ok; PROBLEMS (shape, dtype, not_finite) first, then the catalogue's
     names: Mapping[str, str]  # the user's parameter names -> chainrule's (W1, b1, ...)
     notes: Mapping[str, Note] = field(default_factory=dict)  # each mistake's English explanation -> its Note
+    batches: tuple[int, ...] = ()  # the batch size of each draw the user's function was called on
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.errors.values())
+        return all(c.ok for c in self.errors.values()) and not self.mistakes
 
     def __str__(self) -> str:
         return self.text()
@@ -171,7 +232,11 @@ class BackwardReport:
         names and numbers are the same in every language."""
         w = words(lang)
         shown = {name: name if self.names[name] == name else f"{name} ({self.names[name]})" for name in self.errors}
-        rows = [(shown[name], c, w["entry_ok"] if c.ok else w["wrong"]) for name, c in self.errors.items()]
+        flagged = {m.parameter for m in self.mistakes}
+        rows = [
+            (shown[name], c, w["entry_ok"] if c.ok and name not in flagged else w["wrong"])
+            for name, c in self.errors.items()
+        ]
         lines = [w["check_title"].format(network=self.network.describe(lang)), *_error_table(w, rows, 12)]
         if self.ok:
             lines.append(w["verdict"].format(verdict=w["verdict_all_match"]))
@@ -187,32 +252,103 @@ class BackwardReport:
         return "\n".join(lines)
 
 
+def _shape_text(shape: torch.Size) -> str:
+    return "[" + ", ".join(str(n) for n in shape) + "]"
+
+
+def _agrees(theirs: torch.Tensor, ours: torch.Tensor, rtol: float) -> bool:
+    return theirs.shape == ours.shape and compare("", theirs, ours, rtol).ok
+
+
+def _shape_problem(name: str, draws: list[_Draw], correct: list[dict], rtol: float) -> Note | None:
+    """The first draw's wrong shape, "transposed" when the transpose is right at every draw."""
+    for draw, right in zip(draws, correct):
+        theirs, ours = draw.user[name], right[name]
+        if theirs.shape != ours.shape:
+            transposed = all(
+                d.user[name].ndim == 2 and _agrees(d.user[name].T, r[name], rtol) for d, r in zip(draws, correct)
+            )
+            key = "problem_shape_transposed" if transposed else "problem_shape"
+            return Note(key, {"shape": _shape_text(theirs.shape), "expected": _shape_text(ours.shape)})
+    return None
+
+
+def _dtype_problem(name: str, draws: list[_Draw], rtol: float) -> tuple[Note | None, float]:
+    """The gradient's dtype when it is not the one given, and the tolerance its numbers are compared at.
+
+    A dtype other than the one given is WRONG, not a warning: float32 keeps about 7 digits, so a float32 gradient
+    compared at float64's 1e-10 fails on rounding alone (a wrong verdict on right maths), and compared at float32's
+    tolerance it passes without the float64 precision that was asked for (a wrong OK). Neither number is the truth,
+    so the dtype is named as the problem, and the numbers are compared at the lower precision's tolerance so that
+    the catalogue can still say whether the maths is right as well.
+    """
+    for draw in draws:
+        dtype = draw.user[name].dtype
+        if dtype != draw.dtype:
+            tolerance = max(rtol, RTOL.get(dtype, rtol))
+            said = {"dtype": str(dtype).removeprefix("torch."), "expected": str(draw.dtype).removeprefix("torch.")}
+            return Note("problem_dtype", {**said, "rtol": f"{tolerance:.0e}"}), tolerance
+    return None, rtol
+
+
+def _not_finite_problem(name: str, draws: list[_Draw], correct: list[dict]) -> Note | None:
+    """How many nan and inf entries the first draw that has any holds where the right gradient is finite."""
+    for draw, right in zip(draws, correct):
+        theirs, ours = draw.user[name], right[name]
+        if theirs.shape != ours.shape or not theirs.is_floating_point():
+            continue
+        bad = ~torch.isfinite(theirs) & torch.isfinite(ours)
+        if bad.any():
+            nan = int((bad & torch.isnan(theirs)).sum())
+            said = {"nan": str(nan), "inf": str(int(bad.sum()) - nan), "total": str(theirs.numel())}
+            return Note("problem_not_finite", said)
+    return None
+
+
 def _diagnose(
-    user: Mapping[str, torch.Tensor],
-    correct: Mapping[str, torch.Tensor],
-    variants: list[tuple[_Variant, dict]],
-    rtol: float,
+    draws: list[_Draw],
+    correct: list[dict],
+    variants: list[tuple[_Variant, list[dict]]],
+    wrong: list[str],
+    tolerance: Mapping[str, float],
+    skip: set[str],
 ) -> list[tuple[str, str, Note]]:
-    """(parameter, mistake name, explanation) for each wrong gradient."""
+    """(parameter, mistake name, explanation) for each wrong gradient (``skip``: those named otherwise, which
+    get a catalogued name when one reproduces them but no ``unknown``). A mistake is named for a parameter only
+    when it reproduces the user's gradient at every draw."""
 
-    def agrees(ours, theirs):
-        return ours.shape == theirs.shape and compare("", ours, theirs, rtol).ok
+    def matches(grads: list[dict], name: str) -> list[bool]:
+        return [_agrees(d.user[name], g[name], tolerance[name]) for d, g in zip(draws, grads)]
 
-    wrong = [name for name in correct if not agrees(user[name], correct[name])]
-    # first the mistakes that reproduce the user's whole gradient; then, parameter by parameter
-    whole = [v for v, grads in variants if all(agrees(user[name], grads[name]) for name in correct)]
+    # first the mistakes that reproduce every gradient; then, parameter by parameter
+    whole = [v for v, grads in variants if all(all(matches(grads, name)) for name in correct[0])]
     if whole:
         return [(name, v.name, v.explanation) for v in whole for name in wrong]
     mistakes = []
     for name in wrong:
-        found = [v for v, grads in variants if agrees(user[name], grads[name])]
-        if not found:
+        found = [v for v, grads in variants if all(matches(grads, name))]
+        # a whole-network mistake (sign, batch_scale) that explains some gradients only says so
+        mistakes += [(name, v.name, v.partial or v.explanation) for v in found]
+        if found or name in skip:
+            continue
+        # reproduced at one batch size only, where the user's gradient is wrong: a coincidence of sizes, said so
+        # (where it is right, every mistake that leaves this gradient alone "reproduces" it)
+        wrong_at = [not _agrees(d.user[name], c[name], tolerance[name]) for d, c in zip(draws, correct)]
+        seen_by = [(v, matches(grads, name)) for v, grads in variants]
+        once = [(v, seen) for v, seen in seen_by if any(m and w for m, w in zip(seen, wrong_at))]
+        if once:
+            seen = once[0][1]
+            batch, other = draws[seen.index(True)].batch, draws[seen.index(False)].batch
+            names = ", ".join(dict.fromkeys(v.name for v, _ in once))
+            note = Note("mistake_coincidence", {"names": names, "batch": str(batch), "other": str(other)})
+            mistakes.append((name, UNKNOWN, note))
+        else:
             mistakes.append((name, UNKNOWN, Note("mistake_unknown")))
-        mistakes += [(name, v.name, v.explanation) for v in found]
     return mistakes
 
 
-def _as_user_gradients(result: object, expected: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _as_user_gradients(result: object, expected: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """The user's gradients as CPU tensors, their dtype and shape kept (they are checked, not corrected)."""
     if not isinstance(result, Mapping):
         raise InputTypeError(
             f"the backward function must return a dict of gradients keyed {', '.join(expected)}; "
@@ -228,45 +364,86 @@ def _as_user_gradients(result: object, expected: Mapping[str, torch.Tensor]) -> 
     gradients = {}
     for name, value in result.items():
         try:
-            gradients[name] = torch.as_tensor(value).detach().to(torch.float64).cpu()
+            # a tensor or array has a dtype to check; nested Python floats are float64 (torch would read float32)
+            dtype = None if hasattr(value, "dtype") else torch.float64
+            gradients[name] = torch.as_tensor(value, dtype=dtype).detach().cpu()
         except (TypeError, ValueError, RuntimeError) as error:
             raise InputTypeError(f"gradient {name!r} is not a tensor of numbers: {error}") from None
     return gradients
 
 
-def _check(
-    network: Network,
-    gradients_in_chainrule_layout: Mapping[str, torch.Tensor],
-    values: Mapping[str, torch.Tensor],
-    rtol: float,
-    names: Mapping[str, str],
-) -> BackwardReport:
+def _call(fn: Callable, batch: int, *arguments: object) -> object:
+    """The user's function; an exception in it as one InputError that says at which batch size and where (the
+    second draw's batch size is chainrule's choice, and code that assumes the first one fails there only)."""
+    try:
+        return fn(*arguments)
+    except Exception as error:  # the user's code: whatever it raises is theirs, said in one line
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        raise InputError(
+            f"the backward function raised at batch {batch} ({where}): {type(error).__name__}: {error}"
+        ) from error
+
+
+def _check(network: Network, draws: list[_Draw], rtol: float, names: Mapping[str, str]) -> BackwardReport:
     derivation = derive(network)
     program = derivation.matrix_program
     steps = list(program.steps)
     outputs = list(program.gradients.values())
-    arguments = [values["x"], values["y"], *(values[name] for name in network.parameter_shapes)]
 
-    def run(variant_steps) -> dict[str, torch.Tensor]:
+    def compiled(variant_steps) -> Callable[[_Draw], dict[str, torch.Tensor]]:
+        # compiled once, run on each draw
         function = _straight_line(
             program.inputs, outputs, list((s.target, s.expression) for s in variant_steps), MatrixTorchPrinter()
         )
-        return dict(zip(program.gradients, function(*arguments)))
 
-    correct = run(steps)
-    user = gradients_in_chainrule_layout
-    errors = {name: compare(name, user[name], correct[name], rtol) for name in correct}
-    mistakes: list[tuple[str, str, Note]] = []
-    if not all(c.ok for c in errors.values()):
+        def run(draw: _Draw) -> dict[str, torch.Tensor]:
+            v = draw.values
+            return dict(zip(program.gradients, function(v["x"], v["y"], *(v[n] for n in network.parameter_shapes))))
+
+        return run
+
+    right = compiled(steps)
+    correct = [right(draw) for draw in draws]
+    # named before any number is compared: shape, dtype, nan/inf (each parameter's first)
+    problems: dict[str, list[tuple[str, Note]]] = {name: [] for name in program.gradients}
+    tolerance = {}
+    for name in program.gradients:
+        dtype_note, tolerance[name] = _dtype_problem(name, draws, rtol)
+        shape_note = _shape_problem(name, draws, correct, tolerance[name])
+        finite_note = _not_finite_problem(name, draws, correct)
+        found = (("shape", shape_note), ("dtype", dtype_note), ("not_finite", finite_note))
+        problems[name] = [(kind, note) for kind, note in found if note is not None]
+
+    def worst(name: str) -> Comparison:
+        each = [compare(name, d.user[name], c[name], tolerance[name]) for d, c in zip(draws, correct)]
+        return max(each, key=lambda c: c.max_rel_error)
+
+    errors = {name: worst(name) for name in program.gradients}
+    wrong = [name for name, c in errors.items() if not c.ok]
+    catalogue: list[tuple[str, str, Note]] = []
+    if wrong:
         # each variant is compiled and run: about a second at MNIST size, so a bar on a terminal
-        variants = [(v, run(v.steps)) for v in _progress(_variants(network, steps), "diagnosis", None)]
+        variants = [
+            (v, list(map(compiled(v.steps), draws))) for v in _progress(_variants(network, steps), "diagnosis", None)
+        ]
         # a "mistake" that changes nothing (relu' at a equals relu' at z) explains nothing
         variants = [
             (v, grads)
             for v, grads in variants
-            if any(grads[n].shape != correct[n].shape or not compare(n, grads[n], correct[n], rtol).ok for n in correct)
+            if any(not _agrees(g[n], c[n], rtol) for g, c in zip(grads, correct) for n in c)
         ]
-        mistakes = _diagnose(user, correct, variants, rtol)
+        # a wrong shape or nan entries say nothing more by their numbers; a wrong dtype's numbers still do
+        skip = {name for name, found in problems.items() for kind, _ in found if kind != "dtype"}
+        catalogue = _diagnose(draws, correct, variants, wrong, tolerance, skip)
+    explained = {parameter for parameter, _, _ in catalogue}
+    named = [
+        (name, kind, note)
+        for name, found in problems.items()
+        for kind, note in found
+        if not (kind == "shape" and name in explained)  # a catalogued mistake that gives this shape says more
+    ]
+    mistakes = named + catalogue
     back = {ours: theirs for theirs, ours in names.items()}
     return BackwardReport(
         network,
@@ -274,7 +451,22 @@ def _check(
         tuple(Mistake(back[parameter], name, note.text()) for parameter, name, note in mistakes),
         names,
         {note.text(): note for _, _, note in mistakes},
+        tuple(draw.batch for draw in draws),
     )
+
+
+def _values_as_tensors(values: object) -> dict[str, torch.Tensor]:
+    if not isinstance(values, Mapping):
+        raise InputTypeError(f"values must be a dict of tensors keyed x, y, W1, ...; got {type(values).__name__}")
+    tensors = {}
+    for name, value in values.items():
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"a {type(value).__name__}")
+            tensors[name] = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise InputTypeError(f"values[{name!r}] must be a tensor or nested lists of numbers; got {error}") from None
+    return tensors
 
 
 def check_backward(
@@ -283,20 +475,25 @@ def check_backward(
     *args,
     values: Mapping[str, object] | None = None,
     seed: int = 0,
-    batch: int = 4,
+    batch: int | None = None,
     rtol: float | None = None,
 ) -> BackwardReport:
     """Check a hand-written backward pass against the derivation, and name its mistakes.
 
     ``check_backward(fn, network)``: ``fn(x, y, params) -> {"W1": ..., "b1": ...}`` in chainrule's
-    layout (x [n_in, B], y [n_out, B], samples as columns; b as [n, 1]), called with ``values`` or with
-    ``random_values(network, batch, seed)``, in float64.
+    layout (x [n_in, B], y [n_out, B], samples as columns; b as [n, 1]), in float64. ``fn`` is called twice:
+    on ``values`` (or ``random_values`` at ``batch`` samples; None: chosen, equal to no width of the network
+    and not 1 or 2), then with the same parameters on x and y drawn at a second batch size that collides with
+    nothing either. Every gradient must match at both, and a catalogued mistake is named only when it gives the
+    user's numbers at both (at one only, the gradient is ``unknown`` and the report says so).
 
     ``check_backward(fn, model, loss_fn, inputs, targets)``: an ``nn.Sequential`` and a loss (module or
     name); ``fn(inputs, targets, params)`` gets ``params`` keyed like ``model.named_parameters()`` and
-    returns gradients keyed the same way, in torch's layout (rows are samples).
+    returns gradients keyed the same way, in torch's layout (rows are samples). The second call gets inputs and
+    targets of the same kinds (dtype; class indices or values) drawn at another batch size.
 
-    The report's ``mistakes`` lists ``(parameter, name, explanation)``; see ``MISTAKES``.
+    The report's ``mistakes`` lists ``(parameter, name, explanation)``; names are ``MISTAKES`` keys,
+    ``"unknown"``, or one of ``PROBLEMS`` (a wrong shape, dtype, or nan/inf entries), which come first.
     """
     if not callable(fn):
         raise InputTypeError(f"check_backward takes the backward function first; got {type(fn).__name__}")
@@ -305,35 +502,41 @@ def check_backward(
             raise InputTypeError(
                 "check_backward(fn, model, loss_fn, inputs, targets): give the loss, inputs and targets"
             )
-        return _check_model(fn, network, *args, rtol=rtol)
+        return _check_model(fn, network, *args, rtol=rtol, seed=seed)
     if not isinstance(network, Network):
         raise InputTypeError(
             f"check_backward takes a Network or an nn.Sequential after the function; got {type(network).__name__}"
         )
     if args:
         raise InputTypeError(
-            "check_backward(fn, network, *, values=None, seed=0, batch=4): no more positional arguments"
+            "check_backward(fn, network, *, values=None, seed=0, batch=None): no more positional arguments"
         )
-    tensors = (
-        random_values(network, batch, seed)
-        if values is None
-        else {name: torch.as_tensor(value, dtype=torch.float64) for name, value in values.items()}
-    )
+    if values is None:
+        tensors = random_values(network, _batch_sizes(network)[0] if batch is None else batch, seed)
+    else:
+        tensors = _values_as_tensors(values)
     require_exactly("values", tensors, ("x", "y", *network.parameter_shapes))
-    params = {name: tensors[name].clone() for name in network.parameter_shapes}
+    params = {name: tensors[name] for name in network.parameter_shapes}
     check_inputs(network, tensors["x"], tensors["y"], params)  # shapes, before the user's code sees them
-    user = _as_user_gradients(fn(tensors["x"].clone(), tensors["y"].clone(), params), network.parameter_shapes)
-    rtol = DEFAULT_RTOL[torch.float64] if rtol is None else rtol
-    names = {name: name for name in network.parameter_shapes}
-    return _check(network, user, tensors, rtol, names)
+    second = _batch_sizes(network, tensors["x"].shape[1])[1]
+    # the second draw: the same parameters, x and y at another batch size
+    drawn = as_tensors(sample_values(network, seed=seed, batch=second, inputs_only=True), torch.float64)
+    draws = []
+    for x, y in ((tensors["x"], tensors["y"]), (drawn["x"], drawn["y"])):
+        given = {name: value.clone() for name, value in params.items()}
+        user = _as_user_gradients(_call(fn, x.shape[1], x.clone(), y.clone(), given), network.parameter_shapes)
+        draws.append(_Draw({"x": x, "y": y, **params}, user, torch.float64))
+    rtol = RTOL[torch.float64] if rtol is None else rtol
+    return _check(network, draws, rtol, {name: name for name in network.parameter_shapes})
 
 
-def _check_model(fn: Callable, model: nn.Module, loss_fn, inputs, targets, rtol: float | None) -> BackwardReport:
-    network, params = from_torch(model, loss_fn)
+def _model_draw(
+    fn: Callable, network: Network, model: nn.Module, names: Mapping[str, str], inputs, targets, params
+) -> _Draw:
+    """The user's function called on a torch batch; its gradients in chainrule's names and layout."""
     x, y = torch_batch(network, inputs, targets)
-    names = {theirs: ours for ours, theirs in torch_parameter_names(model).items()}
     torch_params = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
-    result = fn(inputs.detach().clone(), targets.detach().clone(), torch_params)
+    result = _call(fn, inputs.shape[0], inputs.detach().clone(), targets.detach().clone(), torch_params)
     user_torch = _as_user_gradients(result, torch_params)
     batch = x.shape[1]
     user = {}
@@ -345,9 +548,30 @@ def _check_model(fn: Callable, model: nn.Module, loss_fn, inputs, targets, rtol:
             value = value.T  # one row per sample, as torch lays samples out: chainrule's columns
         user[ours] = value
     values = {"x": x, "y": y, **params}
-    values = {name: value.detach().to(torch.float64) for name, value in values.items()}
-    rtol = DEFAULT_RTOL.get(inputs.dtype, 1e-4) if rtol is None else rtol
-    return _check(network, user, values, rtol, names)
+    return _Draw({name: value.detach().to(torch.float64) for name, value in values.items()}, user, inputs.dtype)
 
 
-__all__ = ["MISTAKES", "UNKNOWN", "BackwardReport", "Mistake", "check_backward"]
+def _second_torch_batch(network: Network, inputs: torch.Tensor, targets: torch.Tensor, batch: int, seed: int):
+    """Inputs and targets of the same kinds as the user's (dtype; class indices or values) at ``batch`` samples.
+    Always possible: torch_batch takes only inputs [B, n_in] and targets [B, n_out] or class indices [B], which
+    can be drawn at any B; so the model form, too, confirms each diagnosis at a second batch size."""
+    drawn = as_tensors(sample_values(network, seed=seed, batch=batch, inputs_only=True), torch.float64)
+    second_inputs = drawn["x"].T.to(inputs.dtype)
+    if targets.is_floating_point():
+        return second_inputs, drawn["y"].T.to(targets.dtype)
+    return second_inputs, drawn["y"].argmax(0).to(targets.dtype)  # class indices: y is one-hot per sample
+
+
+def _check_model(
+    fn: Callable, model: nn.Module, loss_fn, inputs, targets, rtol: float | None, seed: int = 0
+) -> BackwardReport:
+    network, params = from_torch(model, loss_fn)
+    names = {theirs: ours for ours, theirs in torch_parameter_names(model).items()}
+    draws = [_model_draw(fn, network, model, names, inputs, targets, params)]
+    second = _second_torch_batch(network, inputs, targets, _batch_sizes(network, draws[0].batch)[1], seed)
+    draws.append(_model_draw(fn, network, model, names, *second, params))
+    rtol = RTOL.get(inputs.dtype, FALLBACK_RTOL) if rtol is None else rtol
+    return _check(network, draws, rtol, names)
+
+
+__all__ = ["MISTAKES", "PROBLEMS", "RTOL", "UNKNOWN", "BackwardReport", "Mistake", "check_backward"]

@@ -154,6 +154,19 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "mistake_bias_not_summed": "∂L/∂b{layer} is kept per sample (δ{layer}, a column per sample), not summed over "
         "the batch",
         "mistake_unknown": "wrong, and none of the catalogued mistakes gives this gradient (see MISTAKES)",
+        # --- check ---
+        "mistake_sign_partial": "these gradients have the wrong sign, as y − ŷ instead of ŷ − y would give, but the "
+        "other gradients are not flipped, so the flipped output error does not explain them all",
+        "mistake_batch_scale_partial": "these gradients are {factor} the right ones ({why}), but the other gradients "
+        "are not scaled so",
+        "mistake_coincidence": "wrong; {names} gives these numbers at batch {batch} but not at batch {other}: a "
+        "coincidence of sizes, not that mistake",
+        "problem_shape": "the gradient has shape {shape}, expected {expected}",
+        "problem_shape_transposed": "the gradient has shape {shape}, expected {expected}: it is transposed (its "
+        "transpose is the right gradient)",
+        "problem_dtype": "the gradient is {dtype} where the values were {expected}: {dtype} cannot hold a {expected} "
+        "gradient's precision, so it cannot pass (its numbers were compared at {dtype}'s tolerance {rtol})",
+        "problem_not_finite": "{nan} nan and {inf} inf entries (of {total}) where the right gradient is finite",
     }
 )
 
@@ -285,6 +298,17 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "而不是 δ{layer} a{below}ᵀ（该层自己的输入）",
         "mistake_bias_not_summed": "∂L/∂b{layer} 按样本保留（δ{layer}，每个样本一列），没有对样本求和",
         "mistake_unknown": "错误，且目录中没有哪个错误能给出这个梯度（见 MISTAKES）",
+        # --- check ---
+        "mistake_sign_partial": "这些梯度的符号反了（就像把 ŷ − y 写成 y − ŷ 那样），但其他梯度没有反号，"
+        "所以输出层误差项的符号错误不能解释全部梯度",
+        "mistake_batch_scale_partial": "这些梯度是正确值的 {factor}（{why}），但其他梯度没有这样缩放",
+        "mistake_coincidence": "错误；{names} 在批大小 {batch} 时给出这些数值，在批大小 {other} 时却不是："
+        "这是尺寸的巧合，不是那个错误",
+        "problem_shape": "梯度的形状是 {shape}，应为 {expected}",
+        "problem_shape_transposed": "梯度的形状是 {shape}，应为 {expected}：它被转置了（它的转置才是正确的梯度）",
+        "problem_dtype": "梯度是 {dtype}，而给出的数值是 {expected}：{dtype} 达不到 {expected} 梯度的精度，"
+        "所以不能通过（其数值按 {dtype} 的容差 {rtol} 比较）",
+        "problem_not_finite": "有 {nan} 个 nan 分量和 {inf} 个 inf 分量（共 {total} 个），而正确梯度在这些位置是有限值",
     }
 )
 
