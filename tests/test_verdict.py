@@ -77,7 +77,7 @@ def test_the_batch_sizes_collide_with_no_width():
         for batch in (first, second):
             assert batch >= 3 and batch not in sizes, (sizes, batch)
             assert all(batch != 2 * n and 2 * batch != n for n in sizes), (sizes, batch)
-        assert first != second
+        assert first != second and _batch_sizes(network, first) == (first, second)  # second is never first
     assert _batch_sizes(NET_453, 4)[0] == 4 and _batch_sizes(NET_453, 4)[1] not in (4, 5, 3)
 
 
