@@ -280,14 +280,17 @@ def _dtype_problem(name: str, draws: list[_Draw], rtol: float) -> tuple[Note | N
     compared at float64's 1e-10 fails on rounding alone (a wrong verdict on right maths), and compared at float32's
     tolerance it passes without the float64 precision that was asked for (a wrong OK). Neither number is the truth,
     so the dtype is named as the problem, and the numbers are compared at the lower precision's tolerance so that
-    the catalogue can still say whether the maths is right as well.
+    the catalogue can still say whether the maths is right as well. Any other dtype (float64 for a float32 model,
+    an integer) is WRONG too: a gradient has its parameter's dtype (torch refuses another one as ``.grad``).
     """
     for draw in draws:
         dtype = draw.user[name].dtype
         if dtype != draw.dtype:
             tolerance = max(rtol, RTOL.get(dtype, rtol))
             said = {"dtype": str(dtype).removeprefix("torch."), "expected": str(draw.dtype).removeprefix("torch.")}
-            return Note("problem_dtype", {**said, "rtol": f"{tolerance:.0e}"}), tolerance
+            coarser = dtype.is_floating_point and torch.finfo(dtype).eps > torch.finfo(draw.dtype).eps
+            key = "problem_dtype" if coarser else "problem_dtype_other"
+            return Note(key, {**said, "rtol": f"{tolerance:.0e}"}), tolerance
     return None, rtol
 
 

@@ -167,6 +167,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "problem_dtype": "the gradient is {dtype} where the values were {expected}: {dtype} cannot hold a {expected} "
         "gradient's precision, so it cannot pass (its numbers were compared at {dtype}'s tolerance {rtol})",
         "problem_not_finite": "{nan} nan and {inf} inf entries (of {total}) where the right gradient is finite",
+        "problem_dtype_other": "the gradient is {dtype} where the values were {expected}: a gradient has its "
+        "parameter's dtype (its numbers were compared at tolerance {rtol})",
     }
 )
 
@@ -309,6 +311,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "problem_dtype": "梯度是 {dtype}，而给出的数值是 {expected}：{dtype} 达不到 {expected} 梯度的精度，"
         "所以不能通过（其数值按 {dtype} 的容差 {rtol} 比较）",
         "problem_not_finite": "有 {nan} 个 nan 分量和 {inf} 个 inf 分量（共 {total} 个），而正确梯度在这些位置是有限值",
+        "problem_dtype_other": "梯度是 {dtype}，而给出的数值是 {expected}：梯度应与其参数的类型相同"
+        "（其数值按容差 {rtol} 比较）",
     }
 )
 

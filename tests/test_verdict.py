@@ -293,6 +293,20 @@ def test_a_float32_model_gradient_off_by_1e_3_relative_is_wrong():
     assert not off.ok and _wrong(off) == {"2.weight"}, str(off)
 
 
+def test_a_float64_gradient_of_a_float32_model_is_a_dtype_problem_said_as_such():
+    model, inputs, targets = _model(torch.float32)
+
+    def promoted(i, t, p):
+        return {**_torch_student(i, t, p), "0.bias": _torch_student(i, t, p)["0.bias"].double()}
+
+    report = check_backward(promoted, model, nn.CrossEntropyLoss(), inputs, targets)
+    assert not report.ok and _named(report) == {"0.bias": {"dtype"}}, str(report)
+    assert "the gradient is float64 where the values were float32: a gradient has its parameter's dtype" in str(report)
+    assert "cannot hold" not in str(report)
+    integer = check_backward(lambda x, y, p: {**student(x, y, p), "b2": torch.zeros(3, 1, dtype=torch.int64)}, NET_453)
+    assert _named(integer) == {"b2": {"dtype", UNKNOWN}} and "int64 where the values were float64" in str(integer)
+
+
 def test_the_model_form_confirms_on_a_second_batch_too():
     """Four samples on a 4-input model: dividing by inputs.shape[1] passed; the second draw (class indices,
     like the user's targets) catches it."""
@@ -319,15 +333,17 @@ def test_the_new_sentences_in_chinese_hold_no_english_and_the_same_numbers():
         )
     )
     reports.append(check_backward(lambda x, y, p: student(x, y, p, mean=False), NET_453))
+    reports.append(check_backward(lambda x, y, p: {**student(x, y, p), "b2": student(x, y, p)["b2"].long()}, NET_453))
     reports.append(
         check_backward(lambda x, y, p: {**student(x, y, p, mean=False), "W1": student(x, y, p)["W1"]}, NET_453)
     )
     keys = {note.key for report in reports for note in report.notes.values()}
-    assert {"problem_shape", "problem_shape_transposed", "problem_dtype", "problem_not_finite"} <= keys
+    assert {"problem_shape", "problem_shape_transposed", "problem_dtype", "problem_dtype_other"} <= keys
+    assert "problem_not_finite" in keys
     assert {"mistake_sign_partial", "mistake_coincidence", "mistake_batch_scale_partial"} <= keys, keys
     for report in reports:
         english, chinese = report.text("en"), report.text("zh")
-        assert _english_left(chinese, report.network, (*report.errors, *PROBLEMS)) == "", chinese
+        assert _english_left(chinese, report.network, (*report.errors, *PROBLEMS, "int64")) == "", chinese
         assert NUMBER.findall(chinese) == NUMBER.findall(english), (english, chinese)
 
 
