@@ -340,9 +340,9 @@ def _diagnose(
         seen_by = [(v, matches(grads, name)) for v, grads in variants]
         once = [(v, seen) for v, seen in seen_by if any(m and w for m, w in zip(seen, wrong_at))]
         if once:
-            seen = once[0][1]
+            seen = once[0][1]  # the batch sizes it matched at and did not; the names said are those that agree
             batch, other = draws[seen.index(True)].batch, draws[seen.index(False)].batch
-            names = ", ".join(dict.fromkeys(v.name for v, _ in once))
+            names = ", ".join(dict.fromkeys(v.name for v, each in once if each == seen))
             note = Note("mistake_coincidence", {"names": names, "batch": str(batch), "other": str(other)})
             mistakes.append((name, UNKNOWN, note))
         else:
@@ -521,6 +521,8 @@ def check_backward(
     require_exactly("values", tensors, ("x", "y", *network.parameter_shapes))
     params = {name: tensors[name] for name in network.parameter_shapes}
     check_inputs(network, tensors["x"], tensors["y"], params)  # shapes, before the user's code sees them
+    if values is not None and batch is not None and batch != tensors["x"].shape[1]:
+        raise InputError(f"batch={batch!r}, but the x of values has {tensors['x'].shape[1]} samples; give one of them")
     second = _batch_sizes(network, tensors["x"].shape[1])[1]
     # the second draw: the same parameters, x and y at another batch size
     drawn = as_tensors(sample_values(network, seed=seed, batch=second, inputs_only=True), torch.float64)

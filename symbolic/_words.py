@@ -159,7 +159,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "other gradients are not flipped, so the flipped output error does not explain them all",
         "mistake_batch_scale_partial": "these gradients are {factor} the right ones ({why}), but the other gradients "
         "are not scaled so",
-        "mistake_coincidence": "wrong; {names} gives these numbers at batch {batch} but not at batch {other}: a "
+        "mistake_coincidence": "wrong; at batch {batch} these numbers match {names}, at batch {other} they do not: a "
         "coincidence of sizes, not that mistake",
         "problem_shape": "the gradient has shape {shape}, expected {expected}",
         "problem_shape_transposed": "the gradient has shape {shape}, expected {expected}: it is transposed (its "
@@ -304,7 +304,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "mistake_sign_partial": "这些梯度的符号反了（就像把 ŷ − y 写成 y − ŷ 那样），但其他梯度没有反号，"
         "所以输出层误差项的符号错误不能解释全部梯度",
         "mistake_batch_scale_partial": "这些梯度是正确值的 {factor}（{why}），但其他梯度没有这样缩放",
-        "mistake_coincidence": "错误；{names} 在批大小 {batch} 时给出这些数值，在批大小 {other} 时却不是："
+        "mistake_coincidence": "错误；在批大小 {batch} 时这些数值与 {names} 一致，在批大小 {other} 时却不一致："
         "这是尺寸的巧合，不是那个错误",
         "problem_shape": "梯度的形状是 {shape}，应为 {expected}",
         "problem_shape_transposed": "梯度的形状是 {shape}，应为 {expected}：它被转置了（它的转置才是正确的梯度）",

@@ -112,7 +112,8 @@ def test_mse_without_its_one_over_n_is_not_batch_scale(batch):
     assert not report.ok and "batch_scale" not in {m.name for m in report.mistakes}, str(report)
     assert all(names == {UNKNOWN} for names in _named(report).values()) and set(_named(report)) == _wrong(report)
     if batch == 4:  # the coincidence at batch 4 is said, with both batch sizes
-        assert f"batch_scale gives these numbers at batch 4 but not at batch {report.batches[1]}" in str(report)
+        said = f"at batch 4 these numbers match batch_scale, at batch {report.batches[1]} they do not"
+        assert said in str(report), str(report)
 
 
 @pytest.mark.parametrize("batch", [None, 2])
@@ -128,6 +129,20 @@ def test_real_batch_scale_is_still_named_at_both_batch_sizes():
     report = check_backward(lambda x, y, p: student(x, y, p, mean=False), NET_453)
     assert {m.name for m in report.mistakes} == {"batch_scale"} and set(_named(report)) == _wrong(report)
     assert "every gradient is B times the right one" in str(report)
+
+
+def test_a_coincidence_names_only_the_mistakes_that_matched_at_the_batch_it_says():
+    """A student whose numbers are `sign`'s at batch 4 and `batch_scale`'s at the other: unknown for every
+    gradient, and the sentence for batch 4 names sign alone."""
+
+    def changing(x, y, p):
+        return student_3332(x, y, p, "sign" if x.shape[1] == 4 else "batch_scale")
+
+    report = check_backward(changing, NETWORK, batch=4)
+    assert {m.name for m in report.mistakes} == {UNKNOWN}, str(report)
+    assert f"at batch 4 these numbers match sign, at batch {report.batches[1]} they do not" in str(report)
+    assert f"at batch {report.batches[1]} these numbers match batch_scale" not in str(report)
+    assert "match sign, batch_scale" not in str(report)
 
 
 # mistakes the catalogue does not hold, at sizes that do not collide: unknown, or the problem's name
@@ -226,6 +241,10 @@ def test_a_string_in_values_is_an_input_type_error():
         check_backward(student, NET_453, values={"x": [[1.0]], "y": [["a"]]})
     with pytest.raises(InputTypeError, match="values must be a dict"):
         check_backward(student, NET_453, values=[1, 2])
+    values = {"x": torch.zeros(4, 3), "y": torch.zeros(3, 3)}
+    values.update({name: torch.zeros(shape) for name, shape in NET_453.parameter_shapes.items()})
+    with pytest.raises(InputError, match="batch=5, but the x of values has 3 samples"):
+        check_backward(student, NET_453, values=values, batch=5)
 
 
 def test_given_values_are_confirmed_on_a_second_draw_with_the_same_parameters():
