@@ -21,7 +21,7 @@ import torch
 
 from symbolic import ACTIVATIONS, TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values, words
 from symbolic._render import ENTRIES_SHOWN
-from tests.reference_model import reference_loss
+from tests.reference_model import OUTPUT_ACTIVATIONS, reference_loss
 from tests.test_steps import read_number
 
 FORMATS = ("text", "markdown", "latex")
@@ -606,6 +606,27 @@ PAGES = {
 @pytest.mark.parametrize("name", PAGES)
 def test_every_required_step_is_on_the_page_in_order(name, lang, fmt):
     page = PAGES[name]
+    assert_steps_in_order(render(page, lang, fmt), expected_steps(page, lang), lang, fmt)
+
+
+def _small_page(output: str, loss: str = "half_sse", reduction: str = "sum") -> Page:
+    """2-3-2 with ``output`` on the last layer (and below it, unless it is allowed on the last layer only)."""
+    hidden = "tanh" if ACTIVATIONS[output].last_layer_only else output
+    return Page(Network([2, 3, 2], [hidden, output], loss, reduction=reduction))
+
+
+@pytest.mark.parametrize(("lang", "fmt"), [("en", "text"), ("zh", "latex")])
+@pytest.mark.parametrize("output", ACTIVATIONS)
+def test_every_activation_gets_its_steps(output, lang, fmt):
+    page = _small_page(output)
+    assert_steps_in_order(render(page, lang, fmt), expected_steps(page, lang), lang, fmt)
+
+
+@pytest.mark.parametrize(("lang", "fmt"), [("zh", "text"), ("en", "markdown")])
+@pytest.mark.parametrize("loss", OUTPUT_ACTIVATIONS)
+def test_every_loss_gets_its_steps(loss, lang, fmt):
+    allowed = OUTPUT_ACTIVATIONS[loss]
+    page = _small_page("sigmoid" if allowed is None else sorted(allowed)[0], loss, reduction="mean")
     assert_steps_in_order(render(page, lang, fmt), expected_steps(page, lang), lang, fmt)
 
 
