@@ -418,12 +418,12 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from numeric import check_backward
-
     from ._user_code import load_function
 
     network = _network(args)  # a bad network option is refused before the user's file runs
     function = load_function(args.target, args.timeout)
+    from numeric import check_backward  # torch, after the file: a file that fails to load fails fast
+
     # --batch not given: check_backward chooses (its default), rather than a number repeated here
     batch = {} if args.batch is None else {"batch": args.batch}
     report = check_backward(function, network, seed=args.seed, **batch)
