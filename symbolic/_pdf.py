@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -36,7 +38,10 @@ def tex_file_found(name: str) -> bool:
     kpsewhich = shutil.which("kpsewhich")
     if kpsewhich is None:
         return False
-    result = subprocess.run([kpsewhich, name], capture_output=True, text=True, timeout=60, check=False)
+    try:
+        result = subprocess.run([kpsewhich, name], capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:  # a TeX installation that hangs cannot be used either
+        return False
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
@@ -58,6 +63,35 @@ _REPRODUCIBLE = r"\pdftrailerid{}"
 _NO_DATES = r"\pdfinfoomitdate=1"
 
 
+def _run_pdflatex(command: list[str], folder: str, environment: dict[str, str], timeout: float) -> tuple[int, str]:
+    """pdflatex's exit status and output; stopped, with every process it started, after ``timeout`` s.
+
+    Its own session (process group), because subprocess.run's timeout kills pdflatex alone: a helper it
+    started (mktexpk, a shell escape) keeps the output pipe open, and the wait for it would hang.
+    """
+    with subprocess.Popen(
+        command,
+        cwd=folder,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, _ = process.communicate(timeout=timeout)
+        except BaseException as error:  # the timeout, or Ctrl-C (which a separate session does not receive)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            if isinstance(error, subprocess.TimeoutExpired):
+                raise LatexFailed(f"pdflatex did not finish within {timeout:g} s (timeout); it was stopped") from None
+            raise
+    return process.returncode, stdout
+
+
 def _check_output(output: str | Path) -> None:
     problem = output_problem(output)
     if problem is not None:
@@ -70,13 +104,13 @@ def build_pdf(document: str, output: str | Path, timeout: float = 120) -> str:
     The same document gives the same bytes (no time stamps; the dates of ``SOURCE_DATE_EPOCH`` when it is
     set). ``output`` is replaced only by a complete PDF: a failed run leaves the old file as it was.
     """
+    _check_output(output)
     executable = pdflatex_path()
     if executable is None:
         raise LatexUnavailable(
             "pdflatex was not found on PATH; install TeX Live (Debian: apt-get install -y "
             "--no-install-recommends texlive-latex-base texlive-latex-recommended) or use --format latex"
         )
-    _check_output(output)
     if "\\usepackage{CJKutf8}" in document:
         _check_chinese_support()
     environment = dict(os.environ)
@@ -87,27 +121,21 @@ def build_pdf(document: str, output: str | Path, timeout: float = 120) -> str:
     with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
         source = Path(folder) / "derivation.tex"
         source.write_text(document, encoding="utf-8")
-        try:
-            result = subprocess.run(
-                [
-                    executable,
-                    "-interaction=nonstopmode",
-                    "-halt-on-error",
-                    "-jobname=derivation",
-                    prefix + r"\input{derivation.tex}",
-                ],
-                cwd=folder,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=environment,
-            )
-        except subprocess.TimeoutExpired:
-            raise LatexFailed(f"pdflatex did not finish within {timeout:g} s (timeout); it was stopped") from None
+        returncode, stdout = _run_pdflatex(
+            [
+                executable,
+                "-interaction=nonstopmode",
+                "-halt-on-error",
+                "-jobname=derivation",
+                prefix + r"\input{derivation.tex}",
+            ],
+            folder,
+            environment,
+            timeout,
+        )
         log_path = source.with_suffix(".log")
-        log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else result.stdout
-        if result.returncode != 0 or not source.with_suffix(".pdf").exists():
+        log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else stdout
+        if returncode != 0 or not source.with_suffix(".pdf").exists():
             first_error = next((line for line in log.splitlines() if line.startswith("!")), "see the log")
             raise LatexFailed(f"pdflatex failed ({first_error.strip()})")
         try:
