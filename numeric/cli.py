@@ -371,15 +371,13 @@ def _run_derive(args: argparse.Namespace) -> int:
 def _pdf_bytes(document: str) -> bytes:
     import tempfile
 
-    from symbolic import LatexFailed, LatexUnavailable, build_pdf
+    from symbolic import build_pdf
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
-            path = Path(folder) / "derivation.pdf"
-            build_pdf(document, path)
-            return path.read_bytes()
-    except (LatexUnavailable, LatexFailed) as error:
-        raise _EnvironmentProblem(str(error)) from None
+    # LatexUnavailable and LatexFailed reach main, which gives them the environment's exit code, 3
+    with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
+        path = Path(folder) / "derivation.pdf"
+        build_pdf(document, path)
+        return path.read_bytes()
 
 
 def _run_compile(args: argparse.Namespace) -> int:

@@ -300,4 +300,21 @@ def test_a_timeout_leaves_promptly_in_process(tmp_path, capsys):
     start = time.perf_counter()
     assert main(["check", f"{tmp_path}/slow.py:backward", "--timeout", "0.3"]) == 2
     assert time.perf_counter() - start < 10  # the derivation takes a moment; the sleep's 30 s must not count
-    capsys.readouterr()
+    _assert_one_line(capsys.readouterr().err, 2, 2, "did not finish within 0.3 s")
+
+
+def test_an_error_of_several_lines_is_printed_on_one(monkeypatch, capsys):
+    def fail(*args, **kwargs):
+        raise symbolic.InputError("first line\n  second line")
+
+    monkeypatch.setattr(symbolic, "derive", fail)
+    assert main(["derive"]) == 2
+    _assert_one_line(capsys.readouterr().err, 2, 2, "first line second line")
+
+
+def test_a_closed_stdout_is_refused_before_any_work(tmp_path):
+    """chainrule -o FILE >&- : refused at once, not after the file is written and 'wrote FILE' fails."""
+    target = tmp_path / "d.tex"
+    result = _run(["derive", "-o", str(target)], "closed", {})
+    _assert_one_line(result.stderr, result.returncode, 3, "standard output is closed")
+    assert not target.exists()
