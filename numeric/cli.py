@@ -27,7 +27,7 @@ FORMS = ("matrix", "elementwise")  # numeric.FORMS, repeated so that derive neve
 
 EXIT_CODES = {
     0: "success (verify: every check passed)",
-    1: "a check failed: the gradients disagree (verify, the tutorial)",
+    1: "a check failed: the gradients disagree (verify, check, the tutorial)",
     2: "bad input: an unknown option, name or value; for check, a FILE.py that fails to load or whose "
     "function raises, exits or runs past --timeout",
     3: "the environment: the output (a file or standard output) cannot be written, TeX is missing or failed, "
