@@ -215,6 +215,19 @@ def test_ctrl_c_while_sympy_loads_ends_quietly_with_130():
     assert (result.returncode, result.stderr, result.stdout) == (130, "", "")
 
 
+def test_ctrl_c_while_the_users_code_runs_ends_quietly_with_130(tmp_path):
+    """The wait for the user's thread is interruptible: Ctrl-C during a busy loop is 130, not the timeout."""
+    import signal
+
+    (tmp_path / "spin.py").write_text("print('ready', flush=True)\nwhile True:\n    pass\n")
+    command = [sys.executable, "-m", "numeric.cli", "check", f"{tmp_path}/spin.py:backward", "--timeout", "100"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (130, b"")
+
+
 # --- the user's file runs like pytest runs it -------------------------------------------------------------
 
 # chainrule's layout (samples are columns); the gradients by torch autograd, an independent reference
