@@ -4,37 +4,22 @@
 network given with ``--sizes/--activation/--loss/--bias`` (options given without ``--sizes`` change the
 tutorial's network). torch is imported only by the commands that compute (``derive`` never imports it).
 Every error is one line ``chainrule: error: …`` on stderr and one of the exit codes in ``EXIT_CODES``.
+
+This module imports only the standard library at its top: SymPy (through ``symbolic``) and torch are
+imported inside ``main``, so that a Ctrl-C while they load ends quietly with 130 like any other.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from symbolic import (
-    ACTIVATIONS,
-    LANGUAGES,
-    LOSSES,
-    MAX_WIDTH,
-    NUMBERS_LIMIT,
-    TUTORIAL,
-    TUTORIAL_PRINTED,
-    TUTORIAL_VALUES,
-    WRT,
-    ChainruleError,
-    LatexFailed,
-    LatexUnavailable,
-    Network,
-    build_pdf,
-    derive,
-    display_width,
-    pad,
-    sample_values,
-    words,
-)
+if TYPE_CHECKING:
+    from symbolic import Network
 
 FORMATS = ("latex", "text", "markdown", "pdf")
 DTYPES = ("float32", "float64")
@@ -42,13 +27,16 @@ FORMS = ("matrix", "elementwise")  # numeric.FORMS, repeated so that derive neve
 
 EXIT_CODES = {
     0: "success (verify: every check passed)",
-    1: "a check failed: the gradients disagree (verify, the tutorial)",
-    2: "bad input: an unknown option, name or value",
-    3: "the environment: the output cannot be written, TeX is missing or failed, memory ran out",
+    1: "a check failed: the gradients disagree (verify, check, the tutorial)",
+    2: "bad input: an unknown option, name or value; for check, a FILE.py that fails to load or whose "
+    "function raises, exits or runs past --timeout",
+    3: "the environment: the output (a file or standard output) cannot be written, TeX is missing or failed, "
+    "memory ran out",
     130: "interrupted (Ctrl-C)",
     141: "the reader of the output went away while chainrule still had output to write (e.g. chainrule | head)",
 }
 EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 130, 141
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes at most 64 bits; numpy's generators no negatives
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +53,8 @@ class _EnvironmentProblem(Exception):
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("chainrule")
     except metadata.PackageNotFoundError:  # run from a checkout that was never pip-installed
@@ -78,8 +68,32 @@ def _parse_sizes(text: str) -> list[int]:
         raise _UsageError(f"--sizes {text!r} is not a comma-separated list of integers (e.g. --sizes 3,4,2)") from None
 
 
+def _seed(text: str) -> int:
+    """An argparse type: an integer seed that every generator chainrule draws with accepts."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= seed <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: a seed is an integer from 0 to 2**64-1 ({SEED_MAX})")
+    return seed
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive, finite number of seconds")
+    return seconds
+
+
 def _network(args: argparse.Namespace) -> Network:
     """The network the options describe: the tutorial's, changed by whichever options are given."""
+    from symbolic import TUTORIAL, Network
+
     sizes = _parse_sizes(args.sizes) if args.sizes is not None else list(TUTORIAL.sizes)
     activations = args.activation.split(",") if args.activation is not None else "sigmoid"
     if isinstance(activations, list) and len(activations) == 1:
@@ -94,6 +108,8 @@ def _network(args: argparse.Namespace) -> Network:
 
 
 def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    from symbolic import ACTIVATIONS, LOSSES, MAX_WIDTH
+
     group = parser.add_argument_group(
         "network (default: the tutorial's 1-2-2 sigmoid network with the half_sse loss; "
         "each option given changes only that part of it)"
@@ -110,6 +126,8 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_wrt_option(parser: argparse.ArgumentParser) -> None:
+    from symbolic import WRT
+
     parser.add_argument(
         "--wrt",
         choices=WRT,
@@ -120,6 +138,8 @@ def _add_wrt_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_lang_option(parser: argparse.ArgumentParser, default: str, what: str = "the derivation") -> None:
     # a subcommand's default must not overwrite a --lang given before the subcommand: it is SUPPRESSed there
+    from symbolic import LANGUAGES
+
     parser.add_argument("--lang", choices=LANGUAGES, default=default, help=f"language of {what} (default en)")
 
 
@@ -130,23 +150,65 @@ def _command(commands, name: str, summary: str, details: str = "") -> argparse.A
 
 def _check_output_path(output: str) -> None:
     """Refuse an -o path that cannot be written before any work is done (root may write read-only files)."""
+    from symbolic._atomic import output_problem
+
     if not output.strip():
         raise _UsageError("-o needs a file name (or - for standard output); got an empty one")
-    path = Path(output)
-    if path.is_dir():
-        raise _EnvironmentProblem(f"-o {output}: is a folder; give a file name inside it")
-    if not path.parent.is_dir():
-        raise _EnvironmentProblem(f"-o {output}: the folder {str(path.parent)!r} does not exist")
+    problem = output_problem(output)
+    if problem is not None:
+        raise _EnvironmentProblem(f"-o {output}: {problem}")
 
 
 def _write_output(output: str, data: str | bytes) -> None:
+    """Write -o atomically: a failed write (a full disk) leaves the file it would replace as it was."""
+    from symbolic._atomic import write_atomically
+
     try:
-        if isinstance(data, bytes):
-            Path(output).write_bytes(data)
-        else:
-            Path(output).write_text(data, encoding="utf-8")
+        write_atomically(output, data)
     except OSError as error:
         raise _EnvironmentProblem(f"cannot write -o {output}: {error.strerror or error}") from None
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that what is still buffered does not fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):  # not a real file (a test's capture): nothing to flush at exit
+        pass
+
+
+def _emit(text: str | bytes) -> None:
+    """Write to standard output and flush, so that a failure shows here as one line with exit 3.
+
+    Standard output that cannot take the text (closed, a full disk, an encoding without σ) is an error,
+    not a fallback: writing UTF-8 where PYTHONIOENCODING=ascii was asked for, or escapes in place of the
+    mathematics, would hand the reader something other than what it asked for, silently.
+    """
+    stream = sys.stdout
+    if stream is None:
+        raise _EnvironmentProblem("standard output is closed; redirect it to a file or to /dev/null")
+    try:
+        if isinstance(text, bytes):
+            stream.flush()
+            stream.buffer.write(text)
+        else:
+            stream.write(text)
+        stream.flush()
+    except UnicodeEncodeError as error:
+        import unicodedata
+
+        character = error.object[error.start]
+        name = f"U+{ord(character):04X} {unicodedata.name(character, '')}".strip()
+        raise _EnvironmentProblem(
+            f"standard output's encoding ({stream.encoding}) cannot print {character!r} ({name}); "
+            "set PYTHONIOENCODING=utf-8, or write to a file with -o"
+        ) from None
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        _discard_stdout()
+        raise _EnvironmentProblem(f"cannot write to standard output: {error.strerror or error}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     derive_cmd.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         help="substitute reproducible example values drawn with this seed (the tutorial has its own)",
     )
     _add_wrt_option(derive_cmd)
@@ -215,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="samples of random values (default 4; the tutorial's network alone defaults to its own one sample)",
     )
-    verify_cmd.add_argument("--seed", type=int, help="seed of the random values (default 0)")
+    verify_cmd.add_argument("--seed", type=_seed, help="seed of the random values (default 0)")
     verify_cmd.add_argument(
         "--dtype", choices=DTYPES, default="float64", help="precision of the compiled run (default float64)"
     )
@@ -234,18 +296,33 @@ def _parser() -> argparse.ArgumentParser:
     _add_lang_option(verify_cmd, argparse.SUPPRESS, "the report")
     verify_cmd.set_defaults(handler=_run_verify)
 
+    from ._user_code import DEFAULT_TIMEOUT
+
     check_cmd = _command(
         commands,
         "check",
         "check a hand-written backward pass FILE.py:FUNCTION against the derivation, naming its mistakes",
+        "FILE.py is executed, as pytest imports a test file: its module-level code runs (not its "
+        "'if __name__ == \"__main__\":' block), with its folder first on sys.path. "
         "FUNCTION(x, y, params) must return {'W1': ..., 'b1': ...}: the gradients in chainrule's layout "
         "(x is [n_in, B], samples are columns; b is [n, 1]). Exits 0 when every gradient matches, 1 when "
-        "not, after a diagnosis.",
+        "not, after a diagnosis; 2 when the file cannot be loaded or the function raises, calls sys.exit "
+        "or runs past --timeout (one line naming the exception and the file's line).",
     )
     check_cmd.add_argument("target", metavar="FILE.py:FUNCTION", help="the file and the function in it")
     _add_network_options(check_cmd)
-    check_cmd.add_argument("--batch", type=int, default=4, help="samples per batch (random values; default 4)")
-    check_cmd.add_argument("--seed", type=int, default=0, help="seed of the random values (default 0)")
+    check_cmd.add_argument(
+        "--batch", type=int, help="samples per batch of random values (default: check_backward's own choice)"
+    )
+    check_cmd.add_argument("--seed", type=_seed, default=0, help="seed of the random values (default 0)")
+    check_cmd.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long the file's module-level code, and then the function, may each run before chainrule "
+        f"gives up with exit 2 (default {DEFAULT_TIMEOUT:g})",
+    )
     _add_lang_option(check_cmd, argparse.SUPPRESS, "the report")
     check_cmd.set_defaults(handler=_run_check)
     parser.set_defaults(handler=_run_tutorial)
@@ -256,6 +333,8 @@ _FORM_HELP = "matrix: one line per layer quantity over whole tensors (default); 
 
 
 def _run_derive(args: argparse.Namespace) -> int:
+    from symbolic import NUMBERS_LIMIT, TUTORIAL, TUTORIAL_VALUES, derive, sample_values
+
     if args.fragment and args.format != "latex":
         raise _UsageError(f"--fragment applies to --format latex only; got --format {args.format}")
     to_stdout = args.output in (None, "-")
@@ -282,32 +361,30 @@ def _run_derive(args: argparse.Namespace) -> int:
     else:
         data = derivation.text(values=values, lang=args.lang)
     if to_stdout:
-        if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-        else:
-            sys.stdout.write(data)
+        _emit(data)
         return 0
     _write_output(args.output, data)
-    print(f"wrote {args.output}")
+    _emit(f"wrote {args.output}\n")
     return 0
 
 
 def _pdf_bytes(document: str) -> bytes:
     import tempfile
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
-            path = Path(folder) / "derivation.pdf"
-            build_pdf(document, path)
-            return path.read_bytes()
-    except (LatexUnavailable, LatexFailed) as error:
-        raise _EnvironmentProblem(str(error)) from None
+    from symbolic import build_pdf
+
+    # LatexUnavailable and LatexFailed reach main, which gives them the environment's exit code, 3
+    with tempfile.TemporaryDirectory(prefix="chainrule-") as folder:
+        path = Path(folder) / "derivation.pdf"
+        build_pdf(document, path)
+        return path.read_bytes()
 
 
 def _run_compile(args: argparse.Namespace) -> int:
     from numeric import compile_gradients
+    from symbolic import derive
 
-    sys.stdout.write(compile_gradients(derive(_network(args), wrt=tuple(args.wrt or ())), form=args.form).source)
+    _emit(compile_gradients(derive(_network(args), wrt=tuple(args.wrt or ())), form=args.form).source)
     return 0
 
 
@@ -316,6 +393,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     from numeric import random_values, verify
     from numeric._checks import check_device
+    from symbolic import TUTORIAL, derive
 
     network = _network(args)
     check_device(args.device)  # before any work: a machine without CUDA says so at once
@@ -333,40 +411,21 @@ def _run_verify(args: argparse.Namespace) -> int:
         gradcheck=args.gradcheck,
         seed=0 if args.seed is None else args.seed,
     )
-    print(report.text(args.lang))
+    _emit(report.text(args.lang) + "\n")
     return 0 if report.ok else 1
 
 
-def _load_function(target: str):
-    """``FILE.py:FUNCTION`` -> the function, loaded with importlib from the file's path."""
-    import importlib.util
-
-    path_text, colon, name = target.rpartition(":")
-    if not colon or not path_text or not name:
-        raise _UsageError(f"{target!r} is not FILE.py:FUNCTION (e.g. examples/student_backward.py:backward)")
-    path = Path(path_text)
-    if not path.is_file():
-        raise _UsageError(f"no file {path_text!r}")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        raise _UsageError(f"cannot load {path_text!r} as Python (give a .py file)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    function = getattr(module, name, None)
-    if function is None:
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise _UsageError(f"{path_text} has no function {name!r}; it has: {', '.join(found) or 'none'}")
-    if not callable(function):
-        raise _UsageError(f"{path_text}:{name} is a {type(function).__name__}, not a function")
-    return function
-
-
 def _run_check(args: argparse.Namespace) -> int:
-    from numeric import check_backward
+    from ._user_code import load_function
 
-    function = _load_function(args.target)
-    report = check_backward(function, _network(args), seed=args.seed, batch=args.batch)
-    print(report.text(args.lang))
+    network = _network(args)  # a bad network option is refused before the user's file runs
+    function = load_function(args.target, args.timeout)
+    from numeric import check_backward  # torch, after the file: a file that fails to load fails fast
+
+    # --batch not given: check_backward chooses (its default), rather than a number repeated here
+    batch = {} if args.batch is None else {"batch": args.batch}
+    report = check_backward(function, network, seed=args.seed, **batch)
+    _emit(report.text(args.lang) + "\n")
     return 0 if report.ok else 1
 
 
@@ -378,6 +437,7 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     import torch
 
     from numeric import as_tensors, compile_gradients, verify
+    from symbolic import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES, derive, display_width, pad, words
 
     w = words(args.lang)
     derivation = derive(TUTORIAL)
@@ -447,36 +507,54 @@ def _run_tutorial(args: argparse.Namespace) -> int:
     out += ["", report.text(args.lang)]
     worst = max(c.max_rel_error for c in report.comparisons + report.closed_form_comparisons)
     out.append(w["largest_difference"].format(worst=f"{worst:.1e}"))
-    print("\n".join(out))
+    _emit("\n".join(out) + "\n")
     return 0 if report.ok else 1
 
 
 def _fail(message: object, code: int) -> int:
-    print(f"chainrule: error: {message}", file=sys.stderr)
+    """One line on stderr, however many lines the message had (a torch error may have several)."""
+    if sys.stderr is not None:
+        print(f"chainrule: error: {' '.join(str(message).split())}", file=sys.stderr)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
-        args = _parser().parse_args(argv)
+        return _main(argv)
+    except KeyboardInterrupt:  # at any moment, the imports of SymPy and torch included
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (head, less) left: say nothing, and keep Python from complaining when it flushes at exit.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
+    if sys.stdout is None:  # started with standard output closed (chainrule >&-): every command prints
+        return _fail("standard output is closed; redirect it to a file or to /dev/null", EXIT_ENVIRONMENT)
+    from symbolic import ChainruleError, LatexFailed, LatexUnavailable
+    from symbolic._pdf import OutputError
+
+    try:
+        parser = _parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as done:  # --help and --version print, then exit: flushed here, where errors show
+            _emit("")
+            return done.code if isinstance(done.code, int) else EXIT_USAGE
         code = args.handler(args)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        _emit("")  # a closed pipe shows here, inside the handlers of main, not at interpreter exit
         return code
-    except (_UsageError, ChainruleError) as error:
-        environment = isinstance(error, (LatexUnavailable, LatexFailed))
+    except _UsageError as error:
+        return _fail(error, EXIT_USAGE)
+    except ChainruleError as error:
+        environment = isinstance(error, (LatexUnavailable, LatexFailed, OutputError))
         return _fail(error, EXIT_ENVIRONMENT if environment else EXIT_USAGE)
     except _EnvironmentProblem as error:
         return _fail(error, EXIT_ENVIRONMENT)
     except MemoryError:
         return _fail("not enough memory for this network; try smaller --sizes or --batch", EXIT_ENVIRONMENT)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader (head, less) left: say nothing, and keep Python from complaining when it flushes at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

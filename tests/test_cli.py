@@ -16,6 +16,7 @@ import numeric
 import numeric._checks
 import numeric._verify
 import numeric.cli
+import symbolic._atomic
 from numeric.cli import main
 from symbolic import ACTIVATIONS, TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES, derive
 
@@ -186,7 +187,7 @@ EDGES = [
     # (arguments, exit code, a word the message must contain)
     (["derive", "-o", "{tmp}/no/such/folder/d.tex"], 3, "does not exist"),
     (["derive", "-o", "{tmp}"], 3, "is a folder"),
-    (["derive", "-o", "{file}/d.tex"], 3, "does not exist"),  # a file where a folder should be
+    (["derive", "-o", "{file}/d.tex"], 3, "plain' is a file, not a folder"),  # a file where a folder should be
     (["verify", "--device", "cuda"], 2, "this machine has: cpu"),
     (["verify", "--device", "cuda:7"], 2, "this machine has: cpu"),
     (["verify", "--device", "banana"], 2, "unknown device 'banana'"),
@@ -221,10 +222,10 @@ def test_command_line_edges_exit_with_one_line(args, code, fragment, tmp_path, c
 
 def test_an_unwritable_output_is_one_line_with_exit_3(tmp_path, monkeypatch, capsys):
     # root may write read-only files, so the refusal is simulated where the write happens
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(numeric.cli.Path, "write_text", refuse)
+    monkeypatch.setattr(symbolic._atomic.os, "open", refuse)
     assert main(["derive", "-o", str(tmp_path / "d.tex")]) == 3
     err = capsys.readouterr().err
     assert err.startswith("chainrule: error: cannot write") and "Permission denied" in err
