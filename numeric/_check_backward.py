@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from symbolic import (
+    ChainruleError,
     InputError,
     InputTypeError,
     MatrixStep,
@@ -380,6 +381,10 @@ def _call(fn: Callable, batch: int, *arguments: object) -> object:
     second draw's batch size is chainrule's choice, and code that assumes the first one fails there only)."""
     try:
         return fn(*arguments)
+    except MemoryError:  # the machine, not the user's mathematics: the CLI's exit 3
+        raise
+    except ChainruleError as error:  # already one line (the CLI's runner names the user's file:line)
+        raise type(error)(f"at batch {batch}: {error}") from error
     except Exception as error:  # the user's code: whatever it raises is theirs, said in one line
         frame = traceback.extract_tb(error.__traceback__)[-1]
         where = f"{Path(frame.filename).name}:{frame.lineno}"
