@@ -14,10 +14,21 @@ import sympy
 from sympy.printing.pytorch import TorchPrinter
 
 from symbolic import matmul, transpose
-from symbolic._functions import ActivationBackwardBase, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from symbolic._functions import (
+    USER_NAMESPACE,
+    ActivationBackwardBase,
+    elu,
+    gelu,
+    leaky_relu,
+    relu,
+    sigmoid,
+    silu,
+    softplus,
+)
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
-# A defined function without a row here (a user's Activation.define) prints its definition.
+# A defined function without a row here (a user's Activation.define) prints its definition. Keys are the
+# classes themselves, never names: a user's function (its class named in USER_NAMESPACE) matches none.
 TORCH_FUNCTIONS = {
     sigmoid: "torch.sigmoid",
     relu: "torch.relu",
@@ -112,10 +123,19 @@ class MatrixTorchPrinter(TorchPrinter):
             return self._print_Function(expr)
         return self._print(type(expr).definition(expr.args[0]))
 
+    @staticmethod
+    def fused_kernel(expr: ActivationBackwardBase) -> tuple[str, str] | None:
+        """torch's fused kernel for chainrule's own activation ``expr`` belongs to; None for a user's
+        (its class is named in USER_NAMESPACE, whatever the user called it) or one without a kernel."""
+        if type(expr).__name__.startswith(USER_NAMESPACE):
+            return None
+        return TORCH_BACKWARD.get(expr.activation)
+
     def _print_Piecewise(self, expr):
         # torch.where on Python numbers makes default-dtype (float32) tensors: a number branch takes the
-        # dtype and shape of the tensor its condition tests (leaky_relu' = 0.01 stays float64)
-        (reference,) = sorted(expr.args[0].cond.free_symbols, key=str)[:1]
+        # dtype and shape of the tensor its conditions test (leaky_relu' = 0.01 stays float64)
+        symbols = set().union(*(piece.cond.free_symbols | piece.expr.free_symbols for piece in expr.args))
+        (reference,) = sorted(symbols, key=str)[:1]
         like = self._print(reference)
 
         def branch(value):
@@ -137,7 +157,7 @@ class MatrixTorchPrinter(TorchPrinter):
         return super()._print_Pow(expr)
 
     def _print_ActivationBackwardBase(self, expr, into: sympy.Symbol | None = None):
-        kernel = TORCH_BACKWARD.get(expr.activation)
+        kernel = self.fused_kernel(expr)
         if kernel is None:
             return self._print(expr.doit())
         name, template = kernel
@@ -153,9 +173,9 @@ class MatrixTorchPrinter(TorchPrinter):
         if not expr.has(ActivationBackwardBase):
             return set(expr.free_symbols)
         if isinstance(expr, ActivationBackwardBase):
-            if expr.activation not in TORCH_BACKWARD:
+            if self.fused_kernel(expr) is None:
                 return self.reads(expr.doit())
-            template = TORCH_BACKWARD[expr.activation][1]
+            template = self.fused_kernel(expr)[1]
             return set().union(*(self.reads(arg) for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template))
         return set().union(*(self.reads(arg) for arg in expr.args))
 
@@ -166,8 +186,8 @@ class MatrixTorchPrinter(TorchPrinter):
         after it). Only the outermost operation reuses one: its arguments are all evaluated before it runs,
         and its element-wise kernel reads each element before writing the same element.
         """
-        if isinstance(expr, ActivationBackwardBase) and expr.activation in TORCH_BACKWARD:
-            template = TORCH_BACKWARD[expr.activation][1]
+        if isinstance(expr, ActivationBackwardBase) and self.fused_kernel(expr) is not None:
+            template = self.fused_kernel(expr)[1]
             read = [arg for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template]
             into = next((arg for arg in read if arg in buffers), None)
             if into is not None:
