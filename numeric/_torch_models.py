@@ -95,9 +95,20 @@ def _reference_loss(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.
     return lambda out, target: per_unit(out, target, out.shape[-1]).sum()
 
 
-def _activation_module(activation: Activation) -> nn.Module:
+class ExactSoftplus(nn.Module):
+    """log(1 + e^z) for every z, as chainrule defines softplus: logaddexp(z, 0), whose autograd derivative
+    is σ(z). nn.Softplus() returns z itself above its threshold 20 (and 1 as the derivative), off by up to
+    e^-20 ≈ 2.1e-9 there; the reference is the exact function, like the compiled gradients."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.logaddexp(z, z.new_zeros(()))
+
+
+def _activation_module(activation: Activation, exact: bool = False) -> nn.Module:
     if activation.torch_module is None:
         return DefinedActivation(activation)
+    if exact and activation == ACTIVATIONS["softplus"]:
+        return ExactSoftplus()
     module_class = getattr(nn, activation.torch_module)
     if activation.name == "softmax":
         return module_class(dim=-1)
@@ -105,7 +116,15 @@ def _activation_module(activation: Activation) -> nn.Module:
 
 
 def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
-    """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in."""
+    """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in.
+
+    Made of torch's own modules, so ``from_torch`` reads it back; its nn.Softplus takes torch's threshold
+    (z itself above 20), which chainrule's softplus does not (the autograd reference uses ``ExactSoftplus``).
+    """
+    return _sequential(network, params, exact=False)
+
+
+def _sequential(network: Network, params: Mapping[str, torch.Tensor] | None, exact: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     reference = next(iter(params.values())) if params else None
     for layer in range(1, network.depth + 1):
@@ -116,7 +135,7 @@ def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None)
                 linear.weight.copy_(params[f"W{layer}"])
                 if network.bias:
                     linear.bias.copy_(params[f"b{layer}"].reshape(-1))
-        layers += [linear, _activation_module(network.activation_rules[layer - 1])]
+        layers += [linear, _activation_module(network.activation_rules[layer - 1], exact)]
     return nn.Sequential(*layers)
 
 
@@ -140,7 +159,7 @@ def autograd_loss_and_gradients(
     """The reference: torch's forward pass and ``loss.backward()``. x, y and params as for compiled functions;
     ``wrt=("x",)`` adds ``"x"``, the gradient with respect to the input ([n_in, B], like x)."""
     check_inputs(network, x, y, params)
-    module = to_torch(network, params)
+    module = _sequential(network, params, exact=True)  # softplus exactly log(1 + e^z), as chainrule's
     inputs = x.detach().T.clone().requires_grad_("x" in wrt)  # samples as rows, a leaf of its own
     loss = reference_loss(network, module(inputs), y.T)
     loss.backward()

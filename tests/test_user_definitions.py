@@ -1,5 +1,5 @@
 """A user's definitions (issue 16): names that cannot collide, refusals at ``define`` with the reason,
-Max/Min compiled, LaTeX confined to math.
+Max/Min compiled, LaTeX confined to math, softplus exact for every z.
 
 References are written here, independently of chainrule: each activation again as a torch function whose
 derivative autograd takes, mpmath at 50 digits for softplus, pdflatex and pdftotext for the PDF.
@@ -10,13 +10,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import mpmath
 import pytest
 import sympy
 import torch
 
 import symbolic._functions as chainrule_functions
 import symbolic._rules as rules
-from numeric import compile_gradients, random_values
+from numeric import autograd_loss_and_gradients, compile_gradients, random_values
 from symbolic import Activation, Loss, Network, NetworkError, derive
 
 # --- names ------------------------------------------------------------------------------------------------
@@ -236,3 +237,34 @@ def test_math_latex_reaches_the_pdf_and_a_file_never_does(tmp_path, monkeypatch)
     text = subprocess.run(["pdftotext", str(output), "-"], capture_output=True, text=True, check=True).stdout
     # \phi is typeset as ϕ (U+03D5); hardtanh as an operator name, upright letters that pdftotext reads back
     assert "hardtanh" in text and "\u03d5" in text and "SECRETCONTENT" not in text
+
+
+# --- softplus -------------------------------------------------------------------------------------------
+
+mpmath.mp.dps = 50
+
+
+def _softplus_reference(z: float) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """log(1 + e^z) and σ(z) at 50 digits."""
+    z = mpmath.mpf(z)
+    return mpmath.log1p(mpmath.exp(z)), 1 / (1 + mpmath.exp(-z))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 4 * 2.0**-53), (torch.float32, 4 * 2.0**-24)])
+def test_softplus_value_and_gradient_are_exact_far_above_torchs_threshold(dtype, rtol):
+    """L = ½ softplus(w z)² at w = 1: L = ½ s², ∂L/∂w = s σ(z) z; compiled and the autograd reference."""
+    points = (-30.0, 25.0, 30.0, 100.0, 1000.0)
+    network = Network([1, 1], "softplus", "half_sse")
+    compiled = compile_gradients(derive(network))
+    params = {"W1": torch.ones(1, 1, dtype=dtype)}
+    for point in points:
+        x, y = torch.tensor([[point]], dtype=dtype), torch.zeros(1, 1, dtype=dtype)
+        value, slope = _softplus_reference(point)
+        expected_loss = float(value**2 / 2)
+        expected_gradient = float(value * slope * mpmath.mpf(point))
+        loss, ours = compiled.value_and_grad(x, y, params)
+        reference_loss, reference = autograd_loss_and_gradients(network, x, y, params)
+        for computed, expected in ((loss, expected_loss), (reference_loss, expected_loss)):
+            assert float(computed) == pytest.approx(expected, rel=rtol, abs=1e-300), (point, "loss")
+        for computed in (ours["W1"], reference["W1"]):
+            assert float(computed) == pytest.approx(expected_gradient, rel=rtol, abs=1e-300), (point, "gradient")
