@@ -12,6 +12,7 @@ and lets autograd differentiate that, so ``verify`` still compares against a der
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 
 import sympy
@@ -192,6 +193,31 @@ _LOSS_MODULES: dict[type[nn.Module], tuple[str, str]] = {
 }
 
 
+# Constructor arguments that are not options of the loss: reduction is read above; size_average and reduce
+# are torch's legacy spellings of it, folded into ``reduction`` by the constructor.
+_READ_ELSEWHERE = frozenset({"self", "reduction", "size_average", "reduce"})
+
+
+def _non_default_options(loss: nn.Module) -> list[str]:
+    """``name=value`` for every option of ``loss`` (its constructor's arguments, read from its signature, so
+    an option a later torch adds is caught too) that differs from its default: weight, pos_weight,
+    ignore_index, label_smoothing, ... each changes the gradient, and chainrule's tables compute none."""
+    changed = []
+    for name, parameter in inspect.signature(type(loss).__init__).parameters.items():
+        if name in _READ_ELSEWHERE or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        value = getattr(loss, name, parameter.default)
+        default = parameter.default
+        if isinstance(value, torch.Tensor) or isinstance(default, torch.Tensor):
+            differs = not (value is None and default is None)
+        else:
+            differs = value != default
+        if differs:
+            shown = f"tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+            changed.append(f"{name}={shown}")
+    return changed
+
+
 def _loss_from_module(loss: nn.Module) -> tuple[str, str]:
     """``(loss name, reduction)`` for one of torch's loss modules, or UnsupportedModule saying why not."""
     names = _LOSS_MODULES.get(type(loss))
@@ -203,14 +229,13 @@ def _loss_from_module(loss: nn.Module) -> tuple[str, str]:
             f"{loss!r} has reduction={loss.reduction!r}; supported: {', '.join(map(repr, REDUCTIONS))} "
             "(a gradient is of one number)"
         )
-    extras = {
-        "weight": getattr(loss, "weight", None),
-        "pos_weight": getattr(loss, "pos_weight", None),
-        "label_smoothing": getattr(loss, "label_smoothing", 0.0) or None,
-    }
-    given = [name for name, value in extras.items() if value is not None]
-    if given:
-        raise UnsupportedModule(f"{loss!r}: {', '.join(given)} is not supported; use the loss without it")
+    changed = _non_default_options(loss)
+    if changed:
+        names = ", ".join(option.split("=", 1)[0] for option in changed)
+        raise UnsupportedModule(
+            f"{type(loss).__name__}({', '.join(changed)}): {names} is not supported (it changes the gradient, "
+            "which chainrule's loss does not compute); use the loss without it"
+        )
     return names[loss.reduction == "mean"], loss.reduction
 
 

@@ -1,5 +1,5 @@
 """A user's definitions (issue 16): names that cannot collide, refusals at ``define`` with the reason,
-Max/Min compiled, LaTeX confined to math, softplus exact for every z.
+Max/Min compiled, LaTeX confined to math, torch loss options refused by name, softplus exact for every z.
 
 References are written here, independently of chainrule: each activation again as a torch function whose
 derivative autograd takes, mpmath at 50 digits for softplus, pdflatex and pdftotext for the PDF.
@@ -7,6 +7,7 @@ derivative autograd takes, mpmath at 50 digits for softplus, pdflatex and pdftot
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 
@@ -14,11 +15,13 @@ import mpmath
 import pytest
 import sympy
 import torch
+from torch import nn
 
 import symbolic._functions as chainrule_functions
 import symbolic._rules as rules
-from numeric import autograd_loss_and_gradients, compile_gradients, random_values
-from symbolic import Activation, Loss, Network, NetworkError, derive
+from numeric import autograd_loss_and_gradients, compile_gradients, from_torch, gradients, random_values
+from numeric._torch_models import _LOSS_MODULES, _READ_ELSEWHERE
+from symbolic import Activation, Loss, Network, NetworkError, UnsupportedModule, derive
 
 # --- names ------------------------------------------------------------------------------------------------
 
@@ -237,6 +240,49 @@ def test_math_latex_reaches_the_pdf_and_a_file_never_does(tmp_path, monkeypatch)
     text = subprocess.run(["pdftotext", str(output), "-"], capture_output=True, text=True, check=True).stdout
     # \phi is typeset as ϕ (U+03D5); hardtanh as an operator name, upright letters that pdftotext reads back
     assert "hardtanh" in text and "\u03d5" in text and "SECRETCONTENT" not in text
+
+
+# --- torch loss options ---------------------------------------------------------------------------------
+
+
+def _non_default(parameter: inspect.Parameter, width: int):
+    """A value other than the default for one constructor argument of a torch loss module."""
+    if parameter.name in ("weight", "pos_weight"):
+        return torch.full((width,), 2.0)
+    if isinstance(parameter.default, bool):
+        return not parameter.default
+    if isinstance(parameter.default, int):
+        return 1
+    if isinstance(parameter.default, float):
+        return 0.25
+    raise AssertionError(f"no test value for {parameter}")  # a new kind of option: decide how to treat it
+
+
+OPTIONS = [
+    (cls, name, parameter)
+    for cls in _LOSS_MODULES
+    for name, parameter in inspect.signature(cls.__init__).parameters.items()
+    if name not in _READ_ELSEWHERE
+]
+
+
+@pytest.mark.parametrize("cls, name, parameter", OPTIONS, ids=[f"{c.__name__}-{n}" for c, n, _ in OPTIONS])
+def test_every_non_default_option_of_a_loss_module_is_refused_by_name(cls, name, parameter):
+    value = _non_default(parameter, 3)
+    model = nn.Sequential(nn.Linear(2, 3))
+    with pytest.raises(UnsupportedModule, match=f"{name}=.* {name} is not supported"):
+        from_torch(model, cls(**{name: value}))
+
+
+def test_cross_entropy_with_ignore_index_is_refused_not_wrong():
+    model = nn.Sequential(nn.Linear(2, 3)).double()
+    inputs, targets = torch.randn(4, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    with pytest.raises(UnsupportedModule, match="ignore_index=1"):
+        gradients(model, nn.CrossEntropyLoss(ignore_index=1), inputs, targets)
+    # the default ignore_index (-100) is no option: no class is ignored, and chainrule agrees with autograd
+    ours = gradients(model, nn.CrossEntropyLoss(), inputs, targets)
+    nn.CrossEntropyLoss()(model(inputs), targets).backward()
+    torch.testing.assert_close(ours["0.weight"], model[0].weight.grad)
 
 
 # --- softplus -------------------------------------------------------------------------------------------
