@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import symbolic._functions as chainrule_functions
+import symbolic._printers as chainrule_printers
 import symbolic._rules as rules
 from numeric import autograd_loss_and_gradients, compile_gradients, from_torch, gradients, random_values
 from numeric._torch_models import _LOSS_MODULES, _READ_ELSEWHERE
@@ -28,7 +29,8 @@ from symbolic import Activation, Loss, Network, NetworkError, UnsupportedModule,
 ISSUE_NAMES = ["step", "transpose", "max_mask", "matmul", "Add", "batch_sum", "Pow", "Piecewise", "Symbol"]
 CHAINRULE_NAMES = sorted(
     name
-    for name, value in vars(chainrule_functions).items()
+    for module in (chainrule_functions, chainrule_printers)  # the functions, and the notation of the reports
+    for name, value in vars(module).items()
     if isinstance(value, type) and issubclass(value, sympy.Basic) and name not in rules.ACTIVATIONS
 )
 SYMPY_NAMES = ["Function", "DefinedFunctionBase", "exp", "Max", "Min", "Heaviside", "Lambda", "Mul", "Integer"]
@@ -61,6 +63,12 @@ def test_a_name_of_chainrule_or_sympy_is_refused_with_the_reason(name):
         Activation.define(name, lambda z: z**2 + z)
     with pytest.raises(NetworkError, match=f"name '{name}' is (chainrule's|SymPy's) own name"):
         Loss.define(name, lambda p, y: (p - y) ** 2)
+
+
+@pytest.mark.parametrize("name", sorted(rules.ACTIVATIONS))
+def test_a_builtin_activation_name_is_refused(name):
+    with pytest.raises(NetworkError, match=f"'{name}' is a built-in activation"):
+        Activation.define(name, lambda z: z**2 + z)
 
 
 @pytest.mark.parametrize("name", ["step", "transpose", "max_mask", "matmul", "Add", "Pow", "Piecewise", "Symbol"])
@@ -167,6 +175,14 @@ def test_the_table_covers_every_compilable_function():
 def test_each_compilable_function_compiles_to_torch(name):
     definition, torch_function = ELEMENTARY[name]
     _assert_compiles_to(Activation.define(f"el_{name.lower()}", definition), torch_function)
+
+
+def test_a_hard_tanh_network_verifies():
+    from numeric import verify
+
+    hinge = Loss.define("hinge_v", lambda p, y: sympy.Max(0, 1 - p * y))
+    report = verify(derive(Network([3, 4, 2], [HARD_TANH, "identity"], hinge, bias=True)), batch=4, seed=1)
+    assert report.ok, str(report)
 
 
 def test_a_hinge_loss_with_max_compiles_to_its_definition():
