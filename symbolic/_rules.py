@@ -131,6 +131,10 @@ class Activation:
         optional, is the derivative written through the output, a ↦ f'(z) (SymPy must prove it equal to the
         derivative of the definition). Everything else (derivative, LaTeX, compiled code, the autograd
         reference) follows from the definition.
+
+        Refused here, with the reason (NetworkError): a name of chainrule's or SymPy's; a definition or
+        derivative outside ``_definitions.COMPILABLE_FUNCTIONS`` (Max and Min become Piecewise), not a finite
+        real number at z = -2.5, 0.5, 3, or with a derivative 0 everywhere; LaTeX other than math notation.
         """
         check_name(name, "activation", ACTIVATIONS)
         lam = _checked_formula(name, _definition_lambda(name, definition, 1), "z")
@@ -333,7 +337,11 @@ class Loss:
 
     @classmethod
     def define(cls, name: str, per_unit, latex: str | None = None) -> Loss:
-        """A new loss from its per-unit definition φ(ŷ_k, y_k) (a callable of two SymPy symbols, or a Lambda)."""
+        """A new loss from its per-unit definition φ(ŷ_k, y_k) (a callable of two SymPy symbols, or a Lambda).
+
+        Checked as ``Activation.define`` checks: φ and ∂φ/∂ŷ made of compilable functions, finite real numbers
+        at (ŷ, y) = (0.3, 0), (0.6, 1), (0.8, 0.25), and ∂φ/∂ŷ not 0 everywhere; ``latex`` math notation only.
+        """
         check_name(name, "loss", LOSSES)
         two = _checked_formula(name, _definition_lambda(name, per_unit, 2), ("ŷ", "y"))
         if latex is not None:
