@@ -99,9 +99,6 @@ class DefinedFunctionBase(sympy.Function):
     def _latex(self, printer):
         return rf"{self.latex_name}\left({printer._print(self.args[0])}\right)"
 
-    def _sympystr(self, printer):
-        return f"{self.display_name}({printer._print(self.args[0])})"
-
 
 # The class names of user functions: SymPy's printers dispatch ``_print_<class name>`` along the class's
 # MRO, so a user function named "step" or "transpose" would be printed as chainrule's own. ":" makes the
@@ -112,6 +109,13 @@ USER_NAMESPACE = "user:"
 def class_name(name: str, user: bool) -> str:
     """The SymPy class name for a function called ``name``: namespaced when a user defined it."""
     return f"{USER_NAMESPACE}{name}" if user else name
+
+
+def _user_sympystr(self, printer):
+    """A user function in text as the user named it (its class name is namespaced). Only user classes get
+    it: SymPy's text printers call ``_sympystr`` before any ``_print_<class>``, and the report's printer
+    writes chainrule's own sigmoid as σ by its ``_print_sigmoid``."""
+    return f"{self.display_name}({printer._print(self.args[0])})"
 
 
 DEFINED_FUNCTIONS: list[type[DefinedFunctionBase]] = []  # every defined function, for ``recognise``
@@ -144,6 +148,7 @@ def define_function(
             "display_name": name,
             "through_output": None if through_output is None else _as_lambda(through_output),
             "__module__": __name__,
+            **({"_sympystr": _user_sympystr} if user else {}),
         },
     )
     if recognisable:
