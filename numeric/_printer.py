@@ -139,9 +139,8 @@ class MatrixTorchPrinter(TorchPrinter):
 
     def _print_Piecewise(self, expr):
         # torch.where on Python numbers makes default-dtype (float32) tensors: a number branch takes the
-        # dtype and shape of the tensor its conditions test (leaky_relu' = 0.01 stays float64)
-        symbols = set().union(*(piece.cond.free_symbols | piece.expr.free_symbols for piece in expr.args))
-        (reference,) = sorted(symbols, key=str)[:1]
+        # dtype and shape of the tensor its condition tests (leaky_relu' = 0.01 stays float64)
+        (reference,) = sorted(expr.args[0].cond.free_symbols, key=str)[:1]
         like = self._print(reference)
 
         def branch(value):
