@@ -14,14 +14,26 @@ import sympy
 from sympy.printing.pytorch import TorchPrinter
 
 from symbolic import matmul, transpose
-from symbolic._functions import ActivationBackwardBase, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from symbolic._functions import (
+    USER_NAMESPACE,
+    ActivationBackwardBase,
+    elu,
+    gelu,
+    leaky_relu,
+    relu,
+    sigmoid,
+    silu,
+    softplus,
+)
 
 # The sympy → torch map for chainrule's own element-wise functions (SymPy's table covers tanh, exp, log).
-# A defined function without a row here (a user's Activation.define) prints its definition.
+# A defined function without a row here (a user's Activation.define) prints its definition. Keys are the
+# classes themselves, never names: a user's function (its class named in USER_NAMESPACE) matches none.
+# softplus is not here: torch's softplus returns z itself above its threshold (20), off by up to e^-20
+# from log(1 + e^z); ``_print_DefinedFunctionBase`` writes it as logaddexp(z, 0), exact for every z.
 TORCH_FUNCTIONS = {
     sigmoid: "torch.sigmoid",
     relu: "torch.relu",
-    softplus: "torch.nn.functional.softplus",
     silu: "torch.nn.functional.silu",
     elu: "torch.nn.functional.elu",  # alpha = 1, as the table's row
     leaky_relu: "torch.nn.functional.leaky_relu",  # negative_slope = 0.01, as the table's row
@@ -33,11 +45,12 @@ TORCH_FUNCTIONS = {
 # table's derivatives (tests/test_compile.py checks each against the product); others print their product.
 # Each reads a rather than z where it can: then z is dead once a = f(z) is made, and f runs in place.
 # relu reads a too: a = relu(z) > 0 exactly where z > 0, and threshold_backward zeroes where its input ≤ 0.
+# softplus has none: softplus_backward(g, z, 1, 20) takes the derivative as exactly 1 above z = 20, where
+# σ(z) = 1 − e^-z; its product g ⊙ σ(z) is printed instead.
 TORCH_BACKWARD = {
     "sigmoid": ("sigmoid_backward", "{g}, {a}"),
     "tanh": ("tanh_backward", "{g}, {a}"),
     "relu": ("threshold_backward", "{g}, {a}, 0"),
-    "softplus": ("softplus_backward", "{g}, {z}, 1, 20"),
     "silu": ("silu_backward", "{g}, {z}"),
     "gelu": ("gelu_backward", "{g}, {z}"),
     "elu": ("elu_backward", "{g}, 1.0, 1, 1, False, {z}"),
@@ -110,7 +123,19 @@ class MatrixTorchPrinter(TorchPrinter):
     def _print_DefinedFunctionBase(self, expr):
         if type(expr) in self.mapping:
             return self._print_Function(expr)
+        if type(expr) is softplus:
+            # log(1 + e^z) = logaddexp(z, 0): exact and finite for every z (a 0-d zero, broadcast)
+            argument = self.parenthesize(expr.args[0], 999)
+            return f"torch.logaddexp({argument}, {argument}.new_zeros(()))"
         return self._print(type(expr).definition(expr.args[0]))
+
+    @staticmethod
+    def fused_kernel(expr: ActivationBackwardBase) -> tuple[str, str] | None:
+        """torch's fused kernel for chainrule's own activation ``expr`` belongs to; None for a user's
+        (its class is named in USER_NAMESPACE, whatever the user called it) or one without a kernel."""
+        if type(expr).__name__.startswith(USER_NAMESPACE):
+            return None
+        return TORCH_BACKWARD.get(expr.activation)
 
     def _print_Piecewise(self, expr):
         # torch.where on Python numbers makes default-dtype (float32) tensors: a number branch takes the
@@ -137,7 +162,13 @@ class MatrixTorchPrinter(TorchPrinter):
         return super()._print_Pow(expr)
 
     def _print_ActivationBackwardBase(self, expr, into: sympy.Symbol | None = None):
-        kernel = TORCH_BACKWARD.get(expr.activation)
+        kernel = self.fused_kernel(expr)
+        if kernel is None and self._softplus_backward(expr):
+            # g ⊙ σ(z) with one new buffer, as a fused kernel (the product form would allocate σ(z) and
+            # then the product); into z itself when z dies here, σ computed in place
+            upstream, z = self._print(expr.args[0]), self.parenthesize(expr.args[1], 999)
+            sigmoid_of_z = f"torch.sigmoid_({z})" if into is not None else f"torch.sigmoid({z})"
+            return f"{sigmoid_of_z}.mul_({upstream})"
         if kernel is None:
             return self._print(expr.doit())
         name, template = kernel
@@ -148,14 +179,19 @@ class MatrixTorchPrinter(TorchPrinter):
         # the aten out= overload: the result goes into a dead buffer of the same shape, no new allocation
         return f"{self._alias(name + '_into')}({arguments}, grad_input={self._print(into)})"
 
+    @staticmethod
+    def _softplus_backward(expr: ActivationBackwardBase) -> bool:
+        """Whether ``expr`` is g ⊙ softplus'(z) of chainrule's own softplus (whose derivative is σ)."""
+        return expr.activation == "softplus" and not type(expr).__name__.startswith(USER_NAMESPACE)
+
     def reads(self, expr: sympy.Basic) -> set[sympy.Symbol]:
         """The symbols ``expr``'s printed code reads: a fused kernel reads a or z, not both."""
         if not expr.has(ActivationBackwardBase):
             return set(expr.free_symbols)
         if isinstance(expr, ActivationBackwardBase):
-            if expr.activation not in TORCH_BACKWARD:
+            if self.fused_kernel(expr) is None:
                 return self.reads(expr.doit())
-            template = TORCH_BACKWARD[expr.activation][1]
+            template = self.fused_kernel(expr)[1]
             return set().union(*(self.reads(arg) for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template))
         return set().union(*(self.reads(arg) for arg in expr.args))
 
@@ -166,12 +202,14 @@ class MatrixTorchPrinter(TorchPrinter):
         after it). Only the outermost operation reuses one: its arguments are all evaluated before it runs,
         and its element-wise kernel reads each element before writing the same element.
         """
-        if isinstance(expr, ActivationBackwardBase) and expr.activation in TORCH_BACKWARD:
-            template = TORCH_BACKWARD[expr.activation][1]
+        if isinstance(expr, ActivationBackwardBase) and self.fused_kernel(expr) is not None:
+            template = self.fused_kernel(expr)[1]
             read = [arg for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template]
             into = next((arg for arg in read if arg in buffers), None)
             if into is not None:
                 return self._print_ActivationBackwardBase(expr, into)
+        if isinstance(expr, ActivationBackwardBase) and self._softplus_backward(expr) and expr.args[1] in buffers:
+            return self._print_ActivationBackwardBase(expr, expr.args[1])  # σ written over z, which dies here
         if isinstance(expr, sympy.Function) and len(expr.args) == 1 and expr.args[0] in buffers:
             printed = self._print(expr)
             function = printed.split("(", 1)[0]

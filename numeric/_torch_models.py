@@ -12,6 +12,7 @@ and lets autograd differentiate that, so ``verify`` still compares against a der
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 
 import sympy
@@ -95,9 +96,20 @@ def _reference_loss(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.
     return lambda out, target: per_unit(out, target, out.shape[-1]).sum()
 
 
-def _activation_module(activation: Activation) -> nn.Module:
+class ExactSoftplus(nn.Module):
+    """log(1 + e^z) for every z, as chainrule defines softplus: logaddexp(z, 0), whose autograd derivative
+    is σ(z). nn.Softplus() returns z itself above its threshold 20 (and 1 as the derivative), off by up to
+    e^-20 ≈ 2.1e-9 there; the reference is the exact function, like the compiled gradients."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.logaddexp(z, z.new_zeros(()))
+
+
+def _activation_module(activation: Activation, exact: bool = False) -> nn.Module:
     if activation.torch_module is None:
         return DefinedActivation(activation)
+    if exact and activation == ACTIVATIONS["softplus"]:
+        return ExactSoftplus()
     module_class = getattr(nn, activation.torch_module)
     if activation.name == "softmax":
         return module_class(dim=-1)
@@ -105,7 +117,15 @@ def _activation_module(activation: Activation) -> nn.Module:
 
 
 def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
-    """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in."""
+    """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in.
+
+    Made of torch's own modules, so ``from_torch`` reads it back; its nn.Softplus takes torch's threshold
+    (z itself above 20), which chainrule's softplus does not (the autograd reference uses ``ExactSoftplus``).
+    """
+    return _sequential(network, params, exact=False)
+
+
+def _sequential(network: Network, params: Mapping[str, torch.Tensor] | None, exact: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     reference = next(iter(params.values())) if params else None
     for layer in range(1, network.depth + 1):
@@ -116,7 +136,7 @@ def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None)
                 linear.weight.copy_(params[f"W{layer}"])
                 if network.bias:
                     linear.bias.copy_(params[f"b{layer}"].reshape(-1))
-        layers += [linear, _activation_module(network.activation_rules[layer - 1])]
+        layers += [linear, _activation_module(network.activation_rules[layer - 1], exact)]
     return nn.Sequential(*layers)
 
 
@@ -140,7 +160,7 @@ def autograd_loss_and_gradients(
     """The reference: torch's forward pass and ``loss.backward()``. x, y and params as for compiled functions;
     ``wrt=("x",)`` adds ``"x"``, the gradient with respect to the input ([n_in, B], like x)."""
     check_inputs(network, x, y, params)
-    module = to_torch(network, params)
+    module = _sequential(network, params, exact=True)  # softplus exactly log(1 + e^z), as chainrule's
     inputs = x.detach().T.clone().requires_grad_("x" in wrt)  # samples as rows, a leaf of its own
     loss = reference_loss(network, module(inputs), y.T)
     loss.backward()
@@ -173,6 +193,31 @@ _LOSS_MODULES: dict[type[nn.Module], tuple[str, str]] = {
 }
 
 
+# Constructor arguments that are not options of the loss: reduction is read above; size_average and reduce
+# are torch's legacy spellings of it, folded into ``reduction`` by the constructor.
+_READ_ELSEWHERE = frozenset({"self", "reduction", "size_average", "reduce"})
+
+
+def _non_default_options(loss: nn.Module) -> list[str]:
+    """``name=value`` for every option of ``loss`` (its constructor's arguments, read from its signature, so
+    an option a later torch adds is caught too) that differs from its default: weight, pos_weight,
+    ignore_index, label_smoothing, ... each changes the gradient, and chainrule's tables compute none."""
+    changed = []
+    for name, parameter in inspect.signature(type(loss).__init__).parameters.items():
+        if name in _READ_ELSEWHERE or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        value = getattr(loss, name, parameter.default)
+        default = parameter.default
+        if isinstance(value, torch.Tensor) or isinstance(default, torch.Tensor):
+            differs = not (value is None and default is None)
+        else:
+            differs = value != default
+        if differs:
+            shown = f"tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+            changed.append(f"{name}={shown}")
+    return changed
+
+
 def _loss_from_module(loss: nn.Module) -> tuple[str, str]:
     """``(loss name, reduction)`` for one of torch's loss modules, or UnsupportedModule saying why not."""
     names = _LOSS_MODULES.get(type(loss))
@@ -184,14 +229,13 @@ def _loss_from_module(loss: nn.Module) -> tuple[str, str]:
             f"{loss!r} has reduction={loss.reduction!r}; supported: {', '.join(map(repr, REDUCTIONS))} "
             "(a gradient is of one number)"
         )
-    extras = {
-        "weight": getattr(loss, "weight", None),
-        "pos_weight": getattr(loss, "pos_weight", None),
-        "label_smoothing": getattr(loss, "label_smoothing", 0.0) or None,
-    }
-    given = [name for name, value in extras.items() if value is not None]
-    if given:
-        raise UnsupportedModule(f"{loss!r}: {', '.join(given)} is not supported; use the loss without it")
+    changed = _non_default_options(loss)
+    if changed:
+        names = ", ".join(option.split("=", 1)[0] for option in changed)
+        raise UnsupportedModule(
+            f"{type(loss).__name__}({', '.join(changed)}): {names} is not supported (it changes the gradient, "
+            "which chainrule's loss does not compute); use the loss without it"
+        )
     return names[loss.reduction == "mean"], loss.reduction
 
 

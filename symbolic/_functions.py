@@ -58,6 +58,7 @@ class DefinedFunctionBase(sympy.Function):
     definition: ClassVar[sympy.Lambda]
     through_output: ClassVar[sympy.Lambda | None] = None  # f'(z) as a function of a = f(z), proved equal
     latex_name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # the name reports write; a user function's class name is namespaced
     _derivative: ClassVar[sympy.Lambda | None] = None  # cached per class by ``derivative``
 
     @classmethod
@@ -99,16 +100,35 @@ class DefinedFunctionBase(sympy.Function):
         return rf"{self.latex_name}\left({printer._print(self.args[0])}\right)"
 
 
+# The class names of user functions: SymPy's printers dispatch ``_print_<class name>`` along the class's
+# MRO, so a user function named "step" or "transpose" would be printed as chainrule's own. ":" makes the
+# name no identifier, hence no method any printer can define; the user's name is kept for display.
+USER_NAMESPACE = "user:"
+
+
+def class_name(name: str, user: bool) -> str:
+    """The SymPy class name for a function called ``name``: namespaced when a user defined it."""
+    return f"{USER_NAMESPACE}{name}" if user else name
+
+
+def _user_sympystr(self, printer):
+    """A user function in text as the user named it (its class name is namespaced). Only user classes get
+    it: SymPy's text printers call ``_sympystr`` before any ``_print_<class>``, and the report's printer
+    writes chainrule's own sigmoid as σ by its ``_print_sigmoid``."""
+    return f"{self.display_name}({printer._print(self.args[0])})"
+
+
 DEFINED_FUNCTIONS: list[type[DefinedFunctionBase]] = []  # every defined function, for ``recognise``
 
 
 def define_function(
-    name: str, definition, latex: str, through_output=None, recognisable: bool = True
+    name: str, definition, latex: str, through_output=None, recognisable: bool = True, *, user: bool = False
 ) -> type[DefinedFunctionBase]:
     """A new opaque function class standing for ``definition`` (callable z ↦ expr, or a Lambda).
 
     ``through_output`` (a ↦ f'(z)), when given, must be proved equal to ``sympy.diff`` of the definition;
-    ``recognisable`` functions (the built-ins) may stand for the derivative of another definition.
+    ``recognisable`` functions (the built-ins) may stand for the derivative of another definition;
+    a ``user`` function's class is named in ``USER_NAMESPACE`` (``name`` is only displayed).
     """
     lam = _as_lambda(definition)
     if through_output is not None:
@@ -120,13 +140,15 @@ def define_function(
                 f"the derivative of its definition, {derivative.xreplace({_Z: sympy.Symbol('z')})}"
             )
     function = type(
-        name,
+        class_name(name, user),
         (DefinedFunctionBase,),
         {
             "definition": lam,
             "latex_name": latex,
+            "display_name": name,
             "through_output": None if through_output is None else _as_lambda(through_output),
             "__module__": __name__,
+            **({"_sympystr": _user_sympystr} if user else {}),
         },
     )
     if recognisable:
@@ -199,10 +221,11 @@ class ActivationBackwardBase(sympy.Function):
         return rf"\left({printer._print(upstream)}\right) \odot {self.latex_name}'\left({printer._print(z)}\right)"
 
 
-def backward_function(name: str, latex: str, derivative) -> type[ActivationBackwardBase]:
-    """The ActivationBackwardBase subclass of one activation (named like ``sigmoid_backward``)."""
+def backward_function(name: str, latex: str, derivative, *, user: bool = False) -> type[ActivationBackwardBase]:
+    """The ActivationBackwardBase subclass of one activation (named like ``sigmoid_backward``; namespaced
+    like ``user:swish_backward`` for a ``user`` activation, as ``define_function`` names its function)."""
     return type(
-        f"{name}_backward",
+        class_name(f"{name}_backward", user),
         (ActivationBackwardBase,),
         {"activation": name, "latex_name": latex, "derivative": staticmethod(derivative)},
     )

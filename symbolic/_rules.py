@@ -10,15 +10,23 @@ program. A loss is its per-unit definition φ(ŷ_k, y_k). Users add their own wi
 from __future__ import annotations
 
 import functools
-import keyword
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
 from sympy import KroneckerDelta
 
+from ._definitions import (
+    check_compilable,
+    check_finite_real,
+    check_latex,
+    check_name,
+    is_zero,
+    with_max_min_as_piecewise,
+)
 from ._errors import NetworkError, NetworkTypeError
 from ._functions import (
+    USER_NAMESPACE,
     ActivationBackwardBase,
     DefinedFunctionBase,
     backward_function,
@@ -78,14 +86,18 @@ def _definition_lambda(name: str, definition, arguments: int) -> sympy.Lambda:
     return sympy.Lambda(variables, expression)
 
 
-def _check_name(name: object, kind: str, builtins: dict) -> str:
-    if not isinstance(name, str):
-        raise NetworkTypeError(f"a {kind} name must be a str; got {name!r}")
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise NetworkError(f"{kind} name {name!r} must be a Python identifier (letters, digits, _), not a keyword")
-    if name in builtins:
-        raise NetworkError(f"{kind} name {name!r} is a built-in {kind}; choose another name")
-    return name
+_SAMPLE_Z = (-2.5, 0.5, 3.0)  # where a user's activation and its derivative must be finite real numbers
+# (ŷ, y) where a user's loss and ∂φ/∂ŷ must be: in (0, 1), where a probability loss (log ŷ) is defined too
+_SAMPLE_LOSS = ((0.3, 0.0), (0.6, 1.0), (0.8, 0.25))
+
+
+def _checked_formula(name: str, lam: sympy.Lambda, variables: Sequence[str]) -> sympy.Lambda:
+    """``lam`` in real symbols named ``variables`` (so that messages read z, not _u0), with Max and Min as
+    Piecewise; refused (NetworkError) where torch could not compute it."""
+    named = tuple(sympy.Symbol(v, real=True) for v in variables)
+    expression = with_max_min_as_piecewise(lam(*named))
+    check_compilable(expression, f"the definition of {name!r}")
+    return sympy.Lambda(named, expression)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,14 @@ class Activation:
     torch_arguments: tuple[tuple[str, object], ...] = ()  # its keyword arguments, e.g. the LeakyReLU slope
     last_layer_only: bool = False
 
+    def __post_init__(self):
+        check_latex(self.latex, self.name)  # built-in rows too: LaTeX reaches pdflatex only through this check
+
+    @property
+    def user(self) -> bool:
+        """Whether a user defined it (``define``): its SymPy classes are then named in USER_NAMESPACE."""
+        return isinstance(self.function, type) and self.function.__name__.startswith(USER_NAMESPACE)
+
     @classmethod
     def define(cls, name: str, definition, latex: str | None = None, *, through_output=None) -> Activation:
         """A new element-wise activation from its definition alone.
@@ -111,21 +131,33 @@ class Activation:
         optional, is the derivative written through the output, a ↦ f'(z) (SymPy must prove it equal to the
         derivative of the definition). Everything else (derivative, LaTeX, compiled code, the autograd
         reference) follows from the definition.
+
+        Refused here, with the reason (NetworkError): a name of chainrule's or SymPy's; a definition or
+        derivative outside ``_definitions.COMPILABLE_FUNCTIONS`` (Max and Min become Piecewise), not a finite
+        real number at z = -2.5, 0.5, 3, or with a derivative 0 everywhere; LaTeX other than math notation.
         """
-        _check_name(name, "activation", ACTIVATIONS)
-        lam = _definition_lambda(name, definition, 1)
+        check_name(name, "activation", ACTIVATIONS)
+        lam = _checked_formula(name, _definition_lambda(name, definition, 1), "z")
         if not lam.expr.has(*lam.variables):
             raise NetworkError(f"the definition of {name!r} is the constant {lam.expr}: nothing below it could learn")
-        through = None if through_output is None else _definition_lambda(name, through_output, 1)
-        if latex is not None and not isinstance(latex, str):
-            raise NetworkTypeError(f"latex for {name!r} must be a str; got {latex!r}")
+        through = (
+            None if through_output is None else _checked_formula(name, _definition_lambda(name, through_output, 1), "a")
+        )
         escaped = name.replace("_", r"\_")
-        latex = latex if latex is not None else rf"\operatorname{{{escaped}}}"
-        for point in (-2.5, 0.5, 3.0):
-            value = lam(sympy.Float(point)).evalf(20)
-            if not (value.is_number and value.is_extended_real and value.is_finite):
-                raise NetworkError(f"the definition of {name!r} is not a finite real number at z = {point}: {value}")
-        return cls(name, latex, define_function(name, lam, latex, through_output=through, recognisable=False))
+        latex = check_latex(latex, name) if latex is not None else rf"\operatorname{{{escaped}}}"
+        (u,) = lam.variables
+        check_finite_real(lam.expr, [{u: point} for point in _SAMPLE_Z], f"the definition of {name!r}")
+        function = define_function(name, lam, latex, through_output=through, recognisable=False, user=True)
+        activation = cls(name, latex, function)
+        # the derivative is what gets compiled: SymPy must have taken it, torch must print it, and it must be
+        # a number where the definition is one
+        derivative = activation.local_derivative(_Z)
+        what = f"the derivative of {name!r}, {sympy.sstr(derivative)},"
+        check_compilable(derivative, what)
+        check_finite_real(derivative, [{_Z: point} for point in _SAMPLE_Z], what)
+        if is_zero(derivative):
+            raise NetworkError(f"the derivative of {name!r} is 0 everywhere: nothing below it could learn")
+        return activation
 
     # -- what follows from the definition ------------------------------------------------------------------
 
@@ -203,7 +235,7 @@ class Activation:
         """``backward(g, z, a)`` = g ⊙ f'(z), kept whole (element-wise activations only)."""
         if self.function is None:
             return None
-        return backward_function(self.name, self.latex, self.derivative)
+        return backward_function(self.name, self.latex, self.derivative, user=self.user)
 
     def matrix_backward(self, z: sympy.Symbol, a: sympy.Symbol, upstream: sympy.Expr) -> sympy.Expr:
         """(∂a/∂z)ᵀ g at matrix level: the same Jacobian as ``jacobian``, contracted with g."""
@@ -305,11 +337,24 @@ class Loss:
 
     @classmethod
     def define(cls, name: str, per_unit, latex: str | None = None) -> Loss:
-        """A new loss from its per-unit definition φ(ŷ_k, y_k) (a callable of two SymPy symbols, or a Lambda)."""
-        _check_name(name, "loss", LOSSES)
-        two = _definition_lambda(name, per_unit, 2)
-        if latex is not None and not isinstance(latex, str):
-            raise NetworkTypeError(f"latex for {name!r} must be a str; got {latex!r}")
+        """A new loss from its per-unit definition φ(ŷ_k, y_k) (a callable of two SymPy symbols, or a Lambda).
+
+        Checked as ``Activation.define`` checks: φ and ∂φ/∂ŷ made of compilable functions, finite real numbers
+        at (ŷ, y) = (0.3, 0), (0.6, 1), (0.8, 0.25), and ∂φ/∂ŷ not 0 everywhere; ``latex`` math notation only.
+        """
+        check_name(name, "loss", LOSSES)
+        two = _checked_formula(name, _definition_lambda(name, per_unit, 2), ("ŷ", "y"))
+        if latex is not None:
+            check_latex(latex, name)
+        prediction, target = two.variables
+        points = [{prediction: p, target: t} for p, t in _SAMPLE_LOSS]
+        check_finite_real(two.expr, points, f"the definition of {name!r}")
+        gradient = sympy.diff(two.expr, prediction)
+        what = f"the derivative of {name!r} in ŷ, {sympy.sstr(gradient)},"
+        check_compilable(gradient, what)
+        check_finite_real(gradient, points, what)
+        if is_zero(gradient):
+            raise NetworkError(f"the definition of {name!r} does not depend on the prediction ŷ: its gradient is 0")
         p, t = sympy.Symbol("ŷ", real=True), sympy.Symbol("y", real=True)
         shown = two(p, t)
         if latex is None:
