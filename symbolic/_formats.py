@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._derivation import Derivation
+from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf
 from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
 from ._words import words
@@ -85,6 +86,8 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[margin=1.5cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage[T1]{fontenc}
+\usepackage{lmodern}% T1 in Latin Modern: vector (Type 1) fonts, so the PDF's text can be searched and copied
+\usepackage{tikz}% the network's figure on page 1
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
 \setlength{\abovedisplayskip}{4pt}
@@ -141,6 +144,17 @@ def _latex_notation(block: Notation) -> str:
     )
 
 
+def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, lang: str) -> str:
+    """The network's figure and its caption, for page 1 of the document (a fragment leaves it out, so that it
+    compiles without TikZ)."""
+    figure = network_figure(derivation, values, lang)
+    return (
+        "\\begin{center}\n"
+        + figure_tikz(figure)
+        + f"\\\\[2pt]\n\\parbox{{0.9\\textwidth}}{{\\footnotesize {_escape(figure.caption)}}}\n\\end{{center}}\n\n"
+    )
+
+
 def render_latex(
     derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
@@ -163,7 +177,13 @@ def render_latex(
         .replace("@CJK_BEGIN@", "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "")
         .replace("@TITLE@", _escape(words(lang)["title"]))
     )
-    return preamble + body + ("\\end{CJK}\n" if chinese else "") + "\\end{document}\n"
+    return (
+        preamble
+        + _latex_figure(derivation, values, lang)
+        + body
+        + ("\\end{CJK}\n" if chinese else "")
+        + "\\end{document}\n"
+    )
 
 
 def render_pdf(
@@ -184,6 +204,8 @@ def render_markdown(
     derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> MarkdownText:
     parts = [f"# {words(lang)['title']}"]
+    figure = network_figure(derivation, values, lang)
+    parts.append(figure_svg(figure) + f"\n\n*{figure.caption}*")  # inline SVG: notebooks and web pages draw it
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
             parts.append(f"## {block.text}")
