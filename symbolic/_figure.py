@@ -46,7 +46,7 @@ class Node:
 
     key: str
     kind: str
-    column: int  # the layer (units) or the step of the computation (layer graph), left to right
+    column: float  # the layer (units) or the step of the computation (layer graph), left to right
     row: float  # the unit's place in its column, 0 at the middle, upwards positive
     label: Label
     shape: str | None = None  # "n×B" in the layer graph
@@ -61,6 +61,7 @@ class Edge:
     weight: str | None = None  # the parameter entry it carries ("W1[2,1]"), None for an unweighted arrow
     label: Label | None = None  # the weight's name or its value
     numeric: bool = False  # the label is the weight's value (drawn green), not its name
+    position: float = 0.3  # where along the arrow (0 at its tail, 1 at its head) the label sits
 
 
 @dataclass(frozen=True)
@@ -168,15 +169,20 @@ def _unit_graph(derivation: Derivation, values: Mapping[str, object] | None, w: 
     for layer in range(1, depth + 1):
         weights = derivation.symbols[f"W{layer}"]
         if network.bias:
-            # the bias as the weight of a constant input 1, drawn above the layer below (the tutorial's habit)
-            nodes.append(Node(f"one{layer}", "bias", layer - 1, (sizes[layer - 1] - 1) / 2 + 1, Label("1", "1")))
+            # the bias as the weight of a constant input 1, half a column before the layer and below both columns
+            # it sits between (the values are drawn above the units, so below them the arrows cross nothing)
+            lowest = -(max(sizes[layer - 1], sizes[layer]) - 1) / 2 - 1
+            nodes.append(Node(f"one{layer}", "bias", layer - 0.5, lowest, Label("1", "1")))
         for i in range(sizes[layer]):
+            # the labels of the arrows into unit i sit at one place along them, a different place for every i:
+            # arrows that leave one unit fan out, and their labels then stand apart along the way too
+            position = 0.2 + 0.45 * i / (sizes[layer] - 1) if sizes[layer] > 1 else 0.3
             for j in range(sizes[layer - 1]):
                 carried = _carried(f"W{layer}", weights[i, j], i, j, label, values)
-                edges.append(Edge(f"u{layer - 1}-{j + 1}", f"u{layer}-{i + 1}", *carried))
+                edges.append(Edge(f"u{layer - 1}-{j + 1}", f"u{layer}-{i + 1}", *carried, position))
             if network.bias:
                 carried = _carried(f"b{layer}", derivation.symbols[f"b{layer}"][i, 0], i, 0, label, values)
-                edges.append(Edge(f"one{layer}", f"u{layer}-{i + 1}", *carried))
+                edges.append(Edge(f"one{layer}", f"u{layer}-{i + 1}", *carried, 0.3))
     edges += [Edge(f"u{depth}-{i + 1}", "loss") for i in range(sizes[-1])]
 
     if values is None:
@@ -190,8 +196,8 @@ def _unit_graph(derivation: Derivation, values: Mapping[str, object] | None, w: 
         nodes=tuple(nodes),
         edges=tuple(edges),
         caption=caption,
-        column_step=min(4.5 if one_sample else 3.0, 15.0 / (depth + 1)),
-        row_step=1.5 if one_sample else 1.1,
+        column_step=min(4.2, 15.0 / (depth + 1)),
+        row_step=1.4 if one_sample else 1.3,
     )
 
 
@@ -270,7 +276,8 @@ def figure_tikz(figure: Figure) -> str:
         r"bias/.style={circle, draw, dashed, minimum size=6mm, inner sep=1pt}, "
         r"layer/.style={rectangle, rounded corners, draw, thick, align=center, inner sep=2pt, minimum width=10mm}, "
         r"parameter/.style={rectangle, draw, fill=black!5, align=center, inner sep=2pt, minimum width=10mm}, "
-        r"weight/.style={font=\scriptsize, sloped, inner sep=1pt}]",
+        r"weight/.style={font=\scriptsize, sloped, inner sep=1pt, fill=white}, "
+        r"numbers/.style={font=\scriptsize, align=center, anchor=south, inner sep=1pt, fill=white}]",
         rf"\definecolor{{chainruleforward}}{{HTML}}{{{FORWARD_COLOUR}}}",
         rf"\definecolor{{chainrulegradient}}{{HTML}}{{{GRADIENT_COLOUR}}}",
     ]
@@ -283,19 +290,22 @@ def figure_tikz(figure: Figure) -> str:
         if node.shape is not None:
             shape = node.shape.replace("×", r" \times ")
             body += rf"\\{{\scriptsize ${shape}$}}"
-        extra = ""
+        lines.append(rf"\node[{style}] ({_tikz_name(node.key)}) at ({node.column:g}, {node.row:g}) {{{body}}};")
+    for edge in figure.edges:
+        lines.append(rf"\draw[->] ({_tikz_name(edge.source)}) -- ({_tikz_name(edge.target)});")
+    # the labels last, on white, so that no arrow drawn later runs through them
+    for edge in figure.edges:
+        if edge.label is not None:
+            colour = "chainruleforward" if edge.numeric else "black"
+            lines.append(
+                rf"\path ({_tikz_name(edge.source)}) -- node[weight, above, pos={edge.position:.3g}] "
+                rf"{{\textcolor{{{colour}}}{{${edge.label.latex}$}}}} ({_tikz_name(edge.target)});"
+            )
+    for node in figure.nodes:
         if node.values or node.gradients:
             lines_ = _tikz_line(node.values, "chainruleforward") + _tikz_line(node.gradients, "chainrulegradient")
-            above = "\\\\".join(lines_)
-            extra = rf", label={{[align=center, font=\scriptsize, inner sep=1pt]above:{{{above}}}}}"
-        lines.append(rf"\node[{style}{extra}] ({_tikz_name(node.key)}) at ({node.column}, {node.row:g}) {{{body}}};")
-    for edge in figure.edges:
-        labels = ""
-        if edge.label is not None:
-            # near the source, where the arrows from one unit fan out, the labels of crossing arrows stay apart
-            colour = "chainruleforward" if edge.numeric else "black"
-            labels += rf" node[weight, above, pos=0.3] {{\textcolor{{{colour}}}{{${edge.label.latex}$}}}}"
-        lines.append(rf"\draw[->] ({_tikz_name(edge.source)}) --{labels} ({_tikz_name(edge.target)});")
+            stacked = "\\\\".join(lines_)
+            lines.append(rf"\node[numbers] at ({_tikz_name(node.key)}.north) {{{stacked}}};")
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
 
@@ -330,6 +340,7 @@ def figure_svg(figure: Figure) -> str:
     ]
     places = {node.key: at(node) for node in figure.nodes}
     half = {node.key: _half_size(node) for node in figure.nodes}
+    labels: list[str] = []  # drawn last, as in figure_tikz, over the arrows
     for edge in figure.edges:
         (x1, y1), (x2, y2) = places[edge.source], places[edge.target]
         angle = math.atan2(y2 - y1, x2 - x1)
@@ -341,10 +352,10 @@ def figure_svg(figure: Figure) -> str:
         )
         if edge.label is None:
             continue
-        mx, my = sx + 0.3 * (ex - sx), sy + 0.3 * (ey - sy)  # TikZ's pos=0.3
+        mx, my = sx + edge.position * (ex - sx), sy + edge.position * (ey - sy)  # TikZ's pos
         turn = f'transform="rotate({math.degrees(angle):.1f} {mx:.1f} {my:.1f})"'
         colour = f"#{FORWARD_COLOUR}" if edge.numeric else "black"
-        out.append(_svg_text(mx, my - 3, edge.label.text, colour, 11, turn))
+        labels.append(_svg_text(mx, my - 3, edge.label.text, colour, 11, turn))
     for node in figure.nodes:
         x, y = places[node.key]
         if node.shape is not None:  # a whole layer's quantity, boxed as in figure_tikz
@@ -368,7 +379,8 @@ def figure_svg(figure: Figure) -> str:
         lines = [(", ".join(lab.text for lab in node.values), f"#{FORWARD_COLOUR}")] if node.values else []
         lines += [(", ".join(lab.text for lab in node.gradients), f"#{GRADIENT_COLOUR}")] if node.gradients else []
         for k, (words_, colour) in enumerate(lines):
-            out.append(_svg_text(x, y - _RADIUS - 4 - 13 * (len(lines) - 1 - k), words_, colour, 11))
+            labels.append(_svg_text(x, y - _RADIUS - 4 - 13 * (len(lines) - 1 - k), words_, colour, 11))
+    out += labels
     out.append("</svg>")
     return "\n".join(out)
 
@@ -392,6 +404,8 @@ def _border(half: tuple[float, float], angle: float) -> tuple[float, float]:
 
 def _svg_text(x: float, y: float, text: str, colour: str, size: int, extra: str = "") -> str:
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" font-size="{size}" fill="{colour}" {extra}>'
+        # a white halo (the stroke, painted under the fill) keeps a label readable where an arrow runs behind it
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" font-size="{size}" fill="{colour}" stroke="white" '
+        f'stroke-width="3" paint-order="stroke" {extra}>'
         f"{xml_escape(text)}</text>"
     )

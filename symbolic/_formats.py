@@ -83,10 +83,15 @@ def _aligned(run: Sequence[Chain]) -> str:
 # --- LaTeX -------------------------------------------------------------------------------------------------
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
-\usepackage[margin=1.5cm]{geometry}
+\usepackage[hmargin=1.5cm, vmargin=1.2cm]{geometry}% 1.2cm, not 1.5cm, above and below: room for the figure
 \usepackage{amsmath,amssymb}
 \usepackage[T1]{fontenc}
-\usepackage{lmodern}% T1 in Latin Modern: vector (Type 1) fonts, so the PDF's text can be searched and copied
+% T1 text in Latin Modern, vector (Type 1) fonts, so that the PDF's text can be searched and copied (T1 without
+% them falls back to Type 3 bitmaps). Text only, not \usepackage{lmodern}: its math fonts set the same formulas
+% taller (the tutorial grew by a page); the Computer Modern math fonts are Type 1 already.
+\renewcommand{\rmdefault}{lmr}
+\renewcommand{\sfdefault}{lmss}
+\renewcommand{\ttdefault}{lmtt}
 \usepackage{tikz}% the network's figure on page 1
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
@@ -94,6 +99,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \setlength{\belowdisplayskip}{4pt}
 \setlength{\jot}{2pt}
 \makeatletter
+\renewcommand\section{\@startsection{section}{1}{0pt}{0ex}{1ex}{\normalfont\Large\bfseries}}% the title, at the top
 \renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
 \makeatother
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
@@ -148,10 +154,17 @@ def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, l
     """The network's figure and its caption, for page 1 of the document (a fragment leaves it out, so that it
     compiles without TikZ)."""
     figure = network_figure(derivation, values, lang)
+    caption = f"\\footnotesize {_escape(figure.caption)}"
+    # TeX measures the picture: a narrow one gets its caption beside it (page 1 has little height to spare), a wide
+    # one (the layer graph) below it; neither in a float, which could carry the figure off page 1.
     return (
-        "\\begin{center}\n"
+        "\\par\\noindent\\sbox0{%\n"
         + figure_tikz(figure)
-        + f"\\\\[2pt]\n\\parbox{{0.9\\textwidth}}{{\\footnotesize {_escape(figure.caption)}}}\n\\end{{center}}\n\n"
+        + "}%\n\\ifdim\\wd0<0.8\\linewidth\n"
+        + "\\parbox{\\wd0}{\\usebox0}\\hfill"
+        + f"\\parbox{{\\dimexpr\\linewidth-\\wd0-1.5em}}{{\\raggedright{caption}}}\n"
+        + f"\\else\n{{\\centering\\usebox0\\\\[2pt]\\parbox{{0.9\\linewidth}}{{\\centering{caption}}}\\par}}\n"
+        + "\\fi\n\\par\\smallskip\n\n"
     )
 
 

@@ -172,13 +172,12 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         # --- figure ---
         "figure_units": "The network: one circle per unit, one arrow per weight, labelled with the weight it carries.",
         "figure_bias": "A dashed 1 is the constant input whose weights are the biases.",
-        "figure_units_values": "The network at the given values: above each unit its forward values z and a (green) "
-        "and its error δ = ∂L/∂z (red); on each arrow its weight. A weight's gradient is the red δ at the arrow's head "
-        "times the green a at its tail (∂L/∂W[i,j] = δ[i]·a[j]). L is the loss.",
+        "figure_units_values": "Forward values in green, errors δ = ∂L/∂z in red; on each arrow its weight, whose "
+        "gradient is the red δ at its head times the green a (or x) at its tail: ∂L/∂W[i,j] = δ[i]·a[j].",
         "figure_units_batch": "The network at the given batch: on each arrow its weight; L is the loss, summed "
         "over the batch. The units' values differ per sample: see the numbers below.",
         "figure_layers": "The network as a computational graph of whole layers, each node with its shape (B samples "
-        "per batch); the parameters W, b and the target y are its leaves.",
+        "per batch); the parameters and the target y are its leaves.",
     }
 )
 
@@ -326,11 +325,11 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         # --- figure ---
         "figure_units": "网络：每个单元一个圆，每个权重一个箭头，箭头上标出它所带的权重。",
         "figure_bias": "虚线的 1 是常数输入，它的权重就是偏置。",
-        "figure_units_values": "给定数值下的网络：每个单元上方是它的前向值 z 和 a（绿色）以及误差 δ = ∂L/∂z（红色）；"
-        "每个箭头上是它的权重。权重的梯度等于箭头终点的红色 δ 乘以起点的绿色 a（∂L/∂W[i,j] = δ[i]·a[j]）。L 是损失。",
+        "figure_units_values": "绿色为前向值，红色为误差 δ = ∂L/∂z；箭头上是权重，其梯度等于箭头终点的红色 δ "
+        "乘以起点的绿色 a（或 x）：∂L/∂W[i,j] = δ[i]·a[j]。",
         "figure_units_batch": "给定一批数值下的网络：每个箭头上是它的权重；L 是对整批求和的损失。"
         "单元的值随样本而不同：见下面的数值。",
-        "figure_layers": "以整层为节点的计算图，每个节点标出形状（每批 B 个样本）；参数 W、b 和目标 y 是它的叶子。",
+        "figure_layers": "以整层为节点的计算图，每个节点标出形状（每批 B 个样本）；参数和目标 y 是它的叶子。",
     }
 )
 
