@@ -313,7 +313,7 @@ def figure_tikz(figure: Figure) -> str:
 # --- SVG -------------------------------------------------------------------------------------------------------
 
 _PX = 40  # pixels per centimetre of the TikZ layout
-_RADIUS = 0.4 * _PX  # the TikZ units' 8 mm
+_RADIUS = 0.45 * _PX  # a little over the TikZ units' 8 mm: SVG's serif font sets a⁽¹⁾[1] wider than TikZ's a^{(1)}_1
 
 
 def figure_svg(figure: Figure) -> str:
@@ -375,7 +375,7 @@ def figure_svg(figure: Figure) -> str:
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{_RADIUS:.1f}" fill="white" stroke="black" '
                 f'stroke-width="{width_}"{dash}/>'
             )
-            out.append(_svg_text(x, y + 4, node.label.text, "black", 11))
+            out.append(_svg_text(x, y + 4, node.label.text, "black", 10))
         lines = [(", ".join(lab.text for lab in node.values), f"#{FORWARD_COLOUR}")] if node.values else []
         lines += [(", ".join(lab.text for lab in node.gradients), f"#{GRADIENT_COLOUR}")] if node.gradients else []
         for k, (words_, colour) in enumerate(lines):
