@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, build_pdf, derive
+from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, NetworkTypeError, build_pdf, derive, sample_values
 from symbolic._figure import figure_svg, figure_tikz, network_figure
 from symbolic._formats import _PREAMBLE
 
@@ -152,12 +152,17 @@ def test_a_layer_of_nine_units_or_too_many_weights_is_drawn_by_layers():
     assert network_figure(Network([3, 4, 2])).kind == "layers"  # 20 weights: too many labels
 
 
-def test_layer_graph_ignores_nothing_it_cannot_show():
-    """Values on a wide network do not change its layer graph (no per-node numbers there)."""
+def test_layer_graph_has_no_numbers():
+    """Values on a wide network leave its layer graph as it is: a whole matrix has no one number to show."""
     network = Network([10, 3], "sigmoid", "half_sse")
-    from symbolic import sample_values
-
     assert network_figure(network, sample_values(network, 0)) == network_figure(network)
+
+
+def test_fragment_has_no_figure_and_a_network_is_required():
+    """A fragment goes into someone else's document, which may not load TikZ: the figure is the document's."""
+    assert "tikzpicture" not in derive(TUTORIAL).latex() and "tikzpicture" in derive(TUTORIAL).latex(document=True)
+    with pytest.raises(NetworkTypeError):
+        network_figure("1-2-2")
 
 
 def _poppler(tool: str) -> str:
