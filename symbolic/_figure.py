@@ -245,7 +245,8 @@ def _layer_graph(network: Network, w: Mapping[str, str]) -> Figure:
         nodes=tuple(nodes),
         edges=tuple(edges),
         caption=w["figure_layers"],
-        column_step=min(2.4, 16.0 / (2 * depth + 1)),
+        # at least a box's width apart; a deeper graph is wider than the page, and the document scales it down
+        column_step=max(1.6, min(2.4, 16.0 / (2 * depth + 1))),
         row_step=1.5,
     )
 
@@ -334,7 +335,8 @@ def figure_svg(figure: Figure) -> str:
     height = 2 * margin + (max(rows) - min(rows)) * figure.row_step * _PX
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="serif" font-size="13">',
+        f'viewBox="0 0 {width:.0f} {height:.0f}" style="max-width:100%;height:auto" font-family="serif" '
+        'font-size="13">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
     ]

@@ -155,16 +155,19 @@ def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, l
     compiles without TikZ)."""
     figure = network_figure(derivation, values, lang)
     caption = f"\\footnotesize {_escape(figure.caption)}"
-    # TeX measures the picture: a narrow one gets its caption beside it (page 1 has little height to spare), a wide
-    # one (the layer graph) below it; neither in a float, which could carry the figure off page 1.
+    # TeX measures the picture (box 0): a narrow one gets its caption beside it (page 1 has little height to spare),
+    # a wide one (the layer graph) its caption below and, when wider than the line, is scaled down to the line;
+    # neither is a float, which could carry the figure off page 1.
+    beside = (
+        "\\parbox{\\wd0}{\\usebox0}\\hfill" + f"\\parbox{{\\dimexpr\\linewidth-\\wd0-1.5em}}{{\\raggedright{caption}}}"
+    )
+    below = (
+        "{\\centering\\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\usebox0}\\else\\usebox0\\fi\\\\[2pt]"
+        + f"\\parbox{{0.9\\linewidth}}{{\\centering{caption}}}\\par}}"
+    )
     return (
-        "\\par\\noindent\\sbox0{%\n"
-        + figure_tikz(figure)
-        + "}%\n\\ifdim\\wd0<0.8\\linewidth\n"
-        + "\\parbox{\\wd0}{\\usebox0}\\hfill"
-        + f"\\parbox{{\\dimexpr\\linewidth-\\wd0-1.5em}}{{\\raggedright{caption}}}\n"
-        + f"\\else\n{{\\centering\\usebox0\\\\[2pt]\\parbox{{0.9\\linewidth}}{{\\centering{caption}}}\\par}}\n"
-        + "\\fi\n\\par\\smallskip\n\n"
+        f"\\par\\noindent\\sbox0{{%\n{figure_tikz(figure)}}}%\n"
+        + f"\\ifdim\\wd0<0.8\\linewidth\n{beside}\n\\else\n{below}\n\\fi\n\\par\\smallskip\n\n"
     )
 
 

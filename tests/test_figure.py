@@ -210,3 +210,14 @@ def test_markdown_starts_with_the_inline_svg():
     svg = re.search(r"<svg.*?</svg>", markdown, flags=re.S).group(0)
     assert markdown.index(svg) < markdown.index("##")  # at the top, before the first section
     assert len(ET.fromstring(svg).findall(f"{SVG}circle")) == 6
+
+
+@pytest.mark.parametrize("depth", [2, 5, 9])
+def test_layer_graph_boxes_never_overlap(depth):
+    """However deep, the SVG's boxes stand apart (the PDF scales a picture wider than the page down instead)."""
+    root = ET.fromstring(figure_svg(network_figure(Network([20] * (depth + 1), "tanh", bias=True))))
+    boxes = [tuple(float(rect.get(k)) for k in ("x", "y", "width", "height")) for rect in root.iter(f"{SVG}rect")]
+    assert len(boxes) == 4 * depth + 3  # x, y, L, and z, a, W, b per layer
+    for k, (x, y, w, h) in enumerate(boxes):
+        for x2, y2, w2, h2 in boxes[k + 1 :]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, ((x, y, w, h), (x2, y2, w2, h2))
