@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._derivation import Derivation
+from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf
 from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
 from ._words import words
@@ -82,15 +83,23 @@ def _aligned(run: Sequence[Chain]) -> str:
 # --- LaTeX -------------------------------------------------------------------------------------------------
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
-\usepackage[margin=1.5cm]{geometry}
+\usepackage[hmargin=1.5cm, vmargin=1.2cm]{geometry}% 1.2cm, not 1.5cm, above and below: room for the figure
 \usepackage{amsmath,amssymb}
 \usepackage[T1]{fontenc}
+% T1 text in Latin Modern, vector (Type 1) fonts, so that the PDF's text can be searched and copied (T1 without
+% them falls back to Type 3 bitmaps). Text only, not \usepackage{lmodern}: its math fonts set the same formulas
+% taller (the tutorial grew by a page); the Computer Modern math fonts are Type 1 already.
+\renewcommand{\rmdefault}{lmr}
+\renewcommand{\sfdefault}{lmss}
+\renewcommand{\ttdefault}{lmtt}
+\usepackage{tikz}% the network's figure on page 1
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
 \setlength{\abovedisplayskip}{4pt}
 \setlength{\belowdisplayskip}{4pt}
 \setlength{\jot}{2pt}
 \makeatletter
+\renewcommand\section{\@startsection{section}{1}{0pt}{0ex}{1ex}{\normalfont\Large\bfseries}}% the title, at the top
 \renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
 \makeatother
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
@@ -141,6 +150,27 @@ def _latex_notation(block: Notation) -> str:
     )
 
 
+def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, lang: str) -> str:
+    """The network's figure and its caption, for page 1 of the document (a fragment leaves it out, so that it
+    compiles without TikZ)."""
+    figure = network_figure(derivation, values, lang)
+    caption = f"\\footnotesize {_escape(figure.caption)}"
+    # TeX measures the picture (box 0): a narrow one gets its caption beside it (page 1 has little height to spare),
+    # a wide one (the layer graph) its caption below and, when wider than the line, is scaled down to the line;
+    # neither is a float, which could carry the figure off page 1.
+    beside = (
+        "\\parbox{\\wd0}{\\usebox0}\\hfill" + f"\\parbox{{\\dimexpr\\linewidth-\\wd0-1.5em}}{{\\raggedright{caption}}}"
+    )
+    below = (
+        "{\\centering\\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\usebox0}\\else\\usebox0\\fi\\\\[2pt]"
+        + f"\\parbox{{0.9\\linewidth}}{{\\centering{caption}}}\\par}}"
+    )
+    return (
+        f"\\par\\noindent\\sbox0{{%\n{figure_tikz(figure)}}}%\n"
+        + f"\\ifdim\\wd0<0.8\\linewidth\n{beside}\n\\else\n{below}\n\\fi\n\\par\\smallskip\n\n"
+    )
+
+
 def render_latex(
     derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
@@ -163,7 +193,13 @@ def render_latex(
         .replace("@CJK_BEGIN@", "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "")
         .replace("@TITLE@", _escape(words(lang)["title"]))
     )
-    return preamble + body + ("\\end{CJK}\n" if chinese else "") + "\\end{document}\n"
+    return (
+        preamble
+        + _latex_figure(derivation, values, lang)
+        + body
+        + ("\\end{CJK}\n" if chinese else "")
+        + "\\end{document}\n"
+    )
 
 
 def render_pdf(
@@ -184,6 +220,8 @@ def render_markdown(
     derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> MarkdownText:
     parts = [f"# {words(lang)['title']}"]
+    figure = network_figure(derivation, values, lang)
+    parts.append(figure_svg(figure) + f"\n\n*{figure.caption}*")  # inline SVG: notebooks and web pages draw it
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
             parts.append(f"## {block.text}")

@@ -169,6 +169,15 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "problem_not_finite": "{nan} nan and {inf} inf entries (of {total}) where the right gradient is finite",
         "problem_dtype_other": "the gradient is {dtype} where the values were {expected}: a gradient has its "
         "parameter's dtype (its numbers were compared at tolerance {rtol})",
+        # --- figure ---
+        "figure_units": "The network: one circle per unit, one arrow per weight, labelled with the weight it carries.",
+        "figure_bias": "A dashed 1 is the constant input whose weights are the biases.",
+        "figure_units_values": "Forward values in green, errors δ = ∂L/∂z in red; on each arrow its weight, whose "
+        "gradient is the red δ at its head times the green a (or x) at its tail: ∂L/∂W[i,j] = δ[i]·a[j].",
+        "figure_units_batch": "The network at the given batch: on each arrow its weight; L is the loss, summed "
+        "over the batch. The units' values differ per sample: see the numbers below.",
+        "figure_layers": "The network as a computational graph of whole layers, each node with its shape (B samples "
+        "per batch); the parameters and the target y are its leaves.",
     }
 )
 
@@ -313,6 +322,14 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "problem_not_finite": "有 {nan} 个 nan 分量和 {inf} 个 inf 分量（共 {total} 个），而正确梯度在这些位置是有限值",
         "problem_dtype_other": "梯度是 {dtype}，而给出的数值是 {expected}：梯度应与其参数的类型相同"
         "（其数值按容差 {rtol} 比较）",
+        # --- figure ---
+        "figure_units": "网络：每个单元一个圆，每个权重一个箭头，箭头上标出它所带的权重。",
+        "figure_bias": "虚线的 1 是常数输入，它的权重就是偏置。",
+        "figure_units_values": "绿色为前向值，红色为误差 δ = ∂L/∂z；箭头上是权重，其梯度等于箭头终点的红色 δ "
+        "乘以起点的绿色 a（或 x）：∂L/∂W[i,j] = δ[i]·a[j]。",
+        "figure_units_batch": "给定一批数值下的网络：每个箭头上是它的权重；L 是对整批求和的损失。"
+        "单元的值随样本而不同：见下面的数值。",
+        "figure_layers": "以整层为节点的计算图，每个节点标出形状（每批 B 个样本）；参数和目标 y 是它的叶子。",
     }
 )
 
