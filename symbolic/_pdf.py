@@ -109,7 +109,8 @@ def build_pdf(document: str, output: str | Path, timeout: float = 120) -> str:
     if executable is None:
         raise LatexUnavailable(
             "pdflatex was not found on PATH; install TeX Live (Debian: apt-get install -y "
-            "--no-install-recommends texlive-latex-base texlive-latex-recommended) or use --format latex"
+            "--no-install-recommends texlive-latex-base texlive-latex-recommended texlive-pictures lmodern) "
+            "or use --format latex"
         )
     if "\\usepackage{CJKutf8}" in document:
         _check_chinese_support()
