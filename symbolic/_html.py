@@ -112,7 +112,7 @@ STYLE = """
   white-space: nowrap; }
 .chainrule figure.cr-figure { margin: 1rem 0 1.5rem; text-align: center; }
 .chainrule figure.cr-figure svg { max-width: 100%; height: auto; }
-.chainrule .katex-error { color: #b00020; }
+.chainrule .katex-error { color: #b00020; white-space: normal; overflow-wrap: anywhere; }
 """
 
 
