@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy
 
 from symbolic import (
     TUTORIAL,
@@ -114,6 +116,15 @@ WIDE = Network([3, 4, 4, 2], ["tanh", "gelu", "sigmoid"], "half_sse", bias=True)
 EVIL_LATEX = "\\operatorname{evil}</script><img src=x onerror=\"document.title='owned'\"><!-- ' &lt; -->"
 
 
+# A notebook's page, as far as the rich display cares: require.js's AMD define (the classic notebook has one;
+# a UMD script that sees it registers a module instead of setting a global), then the cell's output.
+NOTEBOOK = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>notebook</title>
+<script>window.define = function () { throw new Error("anonymous define()"); }; window.define.amd = {};</script>
+</head><body><div class="output">@FRAGMENT@</div></body></html>
+"""
+
+
 @pytest.fixture(scope="module")
 def tutorial():
     return derive(TUTORIAL)
@@ -133,6 +144,7 @@ def pages(tutorial, evil):
         "zh": (tutorial.html(TUTORIAL_VALUES, lang="zh"), explain(tutorial, TUTORIAL_VALUES, "zh")),
         "wide": (wide.html(wide_values), explain(wide, wide_values)),
         "evil": (evil.html(), explain(evil)),
+        "notebook": (NOTEBOOK.replace("@FRAGMENT@", tutorial._repr_html_()), explain(tutorial)),
     }
 
 
@@ -310,6 +322,35 @@ def _maths(block) -> list[Math]:
     return []
 
 
+HOSTILE = "<b>bold</b> & <script>alert(1)</script> \"quoted\" 'single' &amp;"
+
+
+def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
+    """Text from anywhere (a heading, prose, the notation's header and meanings, a formula's plain-text form)
+    comes back from the page as the same text, and as no element."""
+    import symbolic._html
+
+    formula = Math(sympy.Symbol("x"), "x", HOSTILE)
+    blocks = [
+        Heading(HOSTILE),
+        Prose((HOSTILE, formula, HOSTILE)),
+        Notation((HOSTILE, HOSTILE), ((formula, HOSTILE),)),
+        Chain((formula, formula)),
+    ]
+    monkeypatch.setattr(symbolic._html, "explain", lambda *arguments: blocks)
+    page = tutorial.html()
+    tree = Tree(page)
+    assert tree.problems == []
+    (main,) = elements(page, "main")
+    assert {node.tag for node in main.walk()} == set("h1 h2 p span table thead tbody tr th td div".split())
+    assert _items(page) == [
+        ("heading", HOSTILE),
+        ("prose", [HOSTILE, ("math", "x", HOSTILE), HOSTILE]),
+        ("notation", (HOSTILE, HOSTILE), [("x", HOSTILE)]),
+        ("display", "\\begin{aligned}\nx &= x\n\\end{aligned}", f"{HOSTILE} = {HOSTILE}"),
+    ]
+
+
 def test_an_activation_name_cannot_carry_markup():
     with pytest.raises(NetworkError, match="identifier"):
         Activation.define("evil</script>", lambda z: z**3 + z)
@@ -396,45 +437,112 @@ SCREEN = (1000, 1300)
 @dataclass(frozen=True)
 class Browsed:
     dom: str
-    console: list[str]
+    console: list[str]  # console calls, uncaught exceptions and the browser's log (a CSP violation, a failed load)
     screenshot: bytes
+
+
+class Browser:
+    """One headless Chromium, driven over the DevTools protocol on a pipe (its file descriptors 3 and 4):
+    one browser for every page, since starting Chromium is what costs (a second or more each time)."""
+
+    def __init__(self, path: str, profile: Path):
+        commands_read, self._commands = os.pipe()
+        self._replies, replies_write = os.pipe()
+
+        def pipes_as_3_and_4():
+            os.dup2(commands_read, 3)
+            os.dup2(replies_write, 4)
+
+        arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
+        arguments += ["--disable-extensions", "--disable-background-networking", f"--user-data-dir={profile}"]
+        self.process = subprocess.Popen(
+            [path, *arguments, "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pipes_as_3_and_4,
+            pass_fds=(3, 4),
+        )
+        os.close(commands_read)
+        os.close(replies_write)
+        self._buffer, self._last, self.events = b"", 0, []
+
+    def _message(self) -> dict:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._replies, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed its end of the pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        self._last += 1
+        message = {"id": self._last, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._message()
+            if reply.get("id") == self._last:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def _wait(self, method: str, session: str) -> None:
+        while not any(e.get("method") == method and e.get("sessionId") == session for e in self.events):
+            self.events.append(self._message())
+
+    def open(self, url: str, width: int, height: int) -> Browsed:
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for enable in ("Page.enable", "Runtime.enable", "Log.enable"):
+            self.call(enable, session)
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.call("Emulation.setDeviceMetricsOverride", session, **metrics)
+        self.call("Page.navigate", session, url=url)
+        self._wait("Page.loadEventFired", session)
+        dom = self.call(  # once the fonts are in: KaTeX's are data: URIs, decoded after the load event
+            "Runtime.evaluate",
+            session,
+            expression="document.fonts.ready.then(() => document.documentElement.outerHTML)",
+            awaitPromise=True,
+        )["result"]["value"]
+        png = base64.b64decode(self.call("Page.captureScreenshot", session, format="png")["data"])
+        kinds = ("Runtime.consoleAPICalled", "Runtime.exceptionThrown", "Log.entryAdded")
+        console = [
+            json.dumps(e["params"])[:500] for e in self.events if e.get("sessionId") == session and e["method"] in kinds
+        ]
+        self.call("Target.closeTarget", targetId=target)
+        return Browsed(dom, console, png)
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.process.wait(timeout=30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            os.close(self._commands)
+            os.close(self._replies)
 
 
 @pytest.fixture(scope="module")
 def browsed(chromium, pages) -> dict[str, Browsed]:
-    """Each page opened once in headless Chromium, all at once: the DOM after the scripts ran, the console's
-    messages, and a screenshot of the first screen."""
+    """Each page opened in headless Chromium: the DOM once its scripts ran, what the console and the browser's
+    log said, and a screenshot of the first screen."""
     folder = Path(tempfile.mkdtemp(prefix="chainrule-html-"))
-    running = {}
-    for name, (page, _) in pages.items():
-        (folder / f"{name}.html").write_text(page, encoding="utf-8")
-        command = [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-            "--disable-extensions",
-            "--disable-background-networking",
-            f"--user-data-dir={folder / (name + '-profile')}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            f"--window-size={SCREEN[0]},{SCREEN[1]}",
-            f"--screenshot={folder / (name + '.png')}",
-            "--dump-dom",
-            (folder / f"{name}.html").as_uri(),
-        ]
-        running[name] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    results = {}
-    for name, process in running.items():
-        dom, log = process.communicate(timeout=120)
-        assert process.returncode == 0, log[-2000:]
-        console = [line for line in log.splitlines() if ":CONSOLE" in line]
-        results[name] = Browsed(dom, console, (folder / f"{name}.png").read_bytes())
-    shutil.rmtree(folder, ignore_errors=True)
-    return results
+    browser = Browser(chromium, folder / "profile")
+    try:
+        results = {}
+        for name, (page, _) in pages.items():
+            (folder / f"{name}.html").write_text(page, encoding="utf-8")
+            results[name] = browser.open((folder / f"{name}.html").as_uri(), *SCREEN)
+        return results
+    finally:
+        browser.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _hidden(node: Node) -> bool:
@@ -442,7 +550,7 @@ def _hidden(node: Node) -> bool:
     return node.tag in ("script", "style", "head", "title") or "katex-mathml" in node.classes()
 
 
-@pytest.mark.parametrize("name", ["en", "zh", "wide"])
+@pytest.mark.parametrize("name", ["en", "zh", "wide", "notebook"])
 def test_chromium_typesets_every_formula(browsed, pages, name):
     result = browsed[name]
     assert result.console == []  # a blocked load, a blocked script or a KaTeX warning would be here
@@ -466,6 +574,7 @@ def test_user_latex_does_not_become_markup_in_chromium(browsed):
     assert [node.text() for node in nodes if node.tag == "title"] == ["Backpropagation by the chain rule"]
     assert len([node for node in nodes if node.tag == "script"]) == 2
     assert not [line for line in result.console if "Content Security Policy" in line]
+    assert any("katex" in node.classes() for node in nodes)  # the scripts ran: KaTeX set the formulas it could
 
 
 def png_pixels(data: bytes) -> np.ndarray:
