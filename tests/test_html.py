@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -449,6 +451,8 @@ class Browser:
     """One headless Chromium, driven over the DevTools protocol on a pipe (its file descriptors 3 and 4):
     one browser for every page, since starting Chromium is what costs (a second or more each time)."""
 
+    PATIENCE = 60  # seconds without a message before the browser counts as stuck
+
     def __init__(self, path: str, profile: Path):
         commands_read, self._commands = os.pipe()
         self._replies, replies_write = os.pipe()
@@ -459,20 +463,24 @@ class Browser:
 
         arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
         arguments += ["--disable-extensions", "--disable-background-networking", f"--user-data-dir={profile}"]
-        self.process = subprocess.Popen(
-            [path, *arguments, "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=pipes_as_3_and_4,
-            pass_fds=(3, 4),
-        )
+        with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork() in a threaded process (torch's threads);
+            warnings.simplefilter("ignore", DeprecationWarning)  # the child only moves two descriptors, then execs
+            self.process = subprocess.Popen(
+                [path, *arguments, "--remote-debugging-pipe", "about:blank"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=pipes_as_3_and_4,
+                pass_fds=(3, 4),
+            )
         os.close(commands_read)
         os.close(replies_write)
         self._buffer, self._last, self.events = b"", 0, []
 
     def _message(self) -> dict:
         while b"\0" not in self._buffer:
+            if not select.select([self._replies], [], [], self.PATIENCE)[0]:  # never hang the test run
+                raise RuntimeError(f"chromium said nothing for {self.PATIENCE} s")
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
                 raise RuntimeError("chromium closed its end of the pipe")
