@@ -36,6 +36,7 @@ from ._functions import (
     unit_logsumexp,
     unit_sum,
 )
+from ._html import render_html
 from ._index import IndexFact, layer_facts
 from ._matrix import MatrixProgram, MatrixStep
 from ._network import MAX_WIDTH, Network
@@ -92,6 +93,7 @@ __all__ = [
     "pad",
     "pdflatex_path",
     "relu",
+    "render_html",
     "render_latex",
     "render_markdown",
     "render_pdf",

@@ -344,6 +344,21 @@ class Derivation:
         if name not in self.gradient_definitions:
             raise NetworkError(f"unknown parameter {name!r}; this network has {', '.join(self.parameters)}")
 
+    def html(self, values: Mapping[str, object] | None = None, lang: str = "en", *, figure: str | None = None) -> str:
+        """The derivation as one self-contained web page (KaTeX inside it; nothing is loaded when opened).
+
+        ``figure`` is the network's figure as SVG text, set inline under the title; None leaves it out.
+        """
+        from ._html import render_html
+
+        return render_html(self, values=values, lang=lang, figure=figure)
+
+    def _repr_html_(self) -> str:
+        """A notebook's rich display: the page as a fragment (its styles scoped, KaTeX inline)."""
+        from ._html import render_html
+
+        return render_html(self, document=False)
+
 
 def _kind_lookup(sizes: Mapping[str, int]):
     """symbol ↦ the closed size of its kind: ``z2[7]`` counts as any entry of z2; inputs are not in ``sizes``."""
