@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from symbolic import Network
 
-FORMATS = ("latex", "text", "markdown", "pdf")
+FORMATS = ("latex", "text", "markdown", "pdf", "html")
 DTYPES = ("float32", "float64")
 FORMS = ("matrix", "elementwise")  # numeric.FORMS, repeated so that derive never imports torch
 
@@ -234,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     derive_cmd = _command(
         commands,
         "derive",
-        "write the derivation as LaTeX, PDF, Markdown or text",
+        "write the derivation as LaTeX, PDF, Markdown, a web page (html) or text",
         "The chain rule worked through for the network, in teaching order; torch is not needed.",
     )
     _add_network_options(derive_cmd)
@@ -358,6 +358,8 @@ def _run_derive(args: argparse.Namespace) -> int:
         data = derivation.latex(document=not args.fragment, values=values, lang=args.lang)
     elif args.format == "markdown":
         data = derivation.markdown(values=values, lang=args.lang)
+    elif args.format == "html":  # one self-contained page: KaTeX and the figure inside it
+        data = derivation.html(values=values, lang=args.lang)
     else:
         data = derivation.text(values=values, lang=args.lang)
     if to_stdout:

@@ -344,10 +344,13 @@ class Derivation:
         if name not in self.gradient_definitions:
             raise NetworkError(f"unknown parameter {name!r}; this network has {', '.join(self.parameters)}")
 
-    def html(self, values: Mapping[str, object] | None = None, lang: str = "en", *, figure: str | None = None) -> str:
+    def html(
+        self, values: Mapping[str, object] | None = None, lang: str = "en", *, figure: str | None = "network"
+    ) -> str:
         """The derivation as one self-contained web page (KaTeX inside it; nothing is loaded when opened).
 
-        ``figure`` is the network's figure as SVG text, set inline under the title; None leaves it out.
+        ``figure``: ``"network"`` (default) draws the network as the PDF does; SVG text of your own is set
+        inline under the title instead; None leaves it out.
         """
         from ._html import render_html
 

@@ -27,6 +27,7 @@ from importlib import resources
 
 from ._derivation import Derivation
 from ._errors import InputError, InputTypeError
+from ._figure import figure_svg, network_figure
 
 # The runs of equations and each equation's rows (one row, or one per side when long) are the PDF's.
 from ._formats import _aligned_rows, _runs
@@ -177,7 +178,10 @@ def _block(block: Heading | Prose | Notation | list[Chain]) -> str:
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>\s*")
 
 
-def _figure(svg: str | None) -> str:
+NETWORK_FIGURE = "network"  # render_html's default: the network's own figure, as the PDF and Markdown draw it
+
+
+def _figure(svg: str | None, caption: str = "") -> str:
     """The network's figure (``_figure.figure_svg``'s SVG text), inline; nothing without one."""
     if svg is None:
         return ""
@@ -188,11 +192,12 @@ def _figure(svg: str | None) -> str:
         raise InputError(f"figure must be one <svg>...</svg> element; got {svg[:40]!r}...")
     if "<script" in svg.lower():  # the page's policy would block it anyway: say so rather than fail silently
         raise InputError("figure must not contain a <script>: the page runs only its own scripts")
-    return f'<figure class="cr-figure">{svg}</figure>'
+    shown = f"<figcaption>{_escape(caption)}</figcaption>" if caption else ""
+    return f'<figure class="cr-figure">{svg}{shown}</figure>'
 
 
-def _content(blocks: Sequence, lang: str, figure: str | None) -> str:
-    parts = [f"<h1>{_escape(words(lang)['title'])}</h1>", _figure(svg=figure)]
+def _content(blocks: Sequence, lang: str, figure: str | None, caption: str = "") -> str:
+    parts = [f"<h1>{_escape(words(lang)['title'])}</h1>", _figure(figure, caption)]
     parts += [_block(block) for block in _runs(blocks)]
     return "\n".join(part for part in parts if part)
 
@@ -202,18 +207,23 @@ def render_html(
     values: Mapping[str, object] | None = None,
     lang: str = "en",
     *,
-    figure: str | None = None,
+    figure: str | None = NETWORK_FIGURE,
     document: bool = True,
 ) -> str:
     """The derivation as one self-contained HTML page (``document=True``), or as a fragment for a notebook.
 
-    ``figure``: the network's figure as SVG text, set inline under the title (``None``: no figure). The
+    ``figure``: by default the network's figure (``symbolic._figure``, the PDF's and Markdown's), with its
+    caption; or SVG text of your own, set inline under the title; ``None``: no figure. The
     page loads nothing from the network or the disk when opened: KaTeX, its fonts and the styles are
     inside it. The fragment (``_repr_html_``) carries the same styles and scripts, scoped to its own
     ``<div class="chainrule">``.
     """
     w = words(lang)  # checks lang before any work
-    content = _content(explain(derivation, values, lang), lang, figure)
+    caption = ""
+    if isinstance(figure, str) and figure == NETWORK_FIGURE:
+        drawn = network_figure(derivation, values, lang)
+        figure, caption = figure_svg(drawn), drawn.caption
+    content = _content(explain(derivation, values, lang), lang, figure, caption)
     styles = f"<style>{katex_css()}</style>\n<style>{STYLE}</style>"
     scripts = f"<script>{katex_script()}</script>\n<script>{RENDER_SCRIPT}</script>"
     if not document:
