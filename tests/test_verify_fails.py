@@ -67,7 +67,7 @@ def test_a_wrong_input_gradient_is_caught_by_autograd_and_by_finite_differences(
 def test_a_right_input_gradient_passes_finite_differences_at_a_large_summed_loss():
     """Rounding in a central difference grows with the loss (a sum over 100 samples here): gradcheck's
     tolerance follows it, or ∂L/∂x's small entries would fail although they equal autograd's."""
-    network = Network([16, 16, 16], "sigmoid", "half_sse", bias=True)
+    network = Network([16, 16, 16], ["sigmoid", "identity"], "half_sse", bias=True)  # targets N(0, 1)
     derivation = derive(network, wrt=("x",))
     report = verify(derivation, batch=100, gradcheck="full")
     assert report.loss > 100 and report.ok and report.gradcheck is True
