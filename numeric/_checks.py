@@ -118,8 +118,8 @@ def check_inputs(network: Network, x: object, y: object, params: object) -> list
     return ordered
 
 
-def verify_memory(network: Network, batch: int, dtype: torch.dtype, mode: str) -> tuple[int, str]:
-    """Bytes ``verify`` needs at its peak, about, and what they are made of (for the refusal's one line).
+def verify_memory(network: Network, batch: int, dtype: torch.dtype, mode: str) -> dict[str, int]:
+    """Bytes ``verify`` needs at its peak, about, by what they hold (their sum is the estimate).
 
     P parameter entries, A = (n_in + Σ widths + n_out)·B entries of x, the activations and y, in the dtype's
     bytes: the values (P + A), the compiled run (gradients P, its intermediates z, a, δ: 3A), autograd's
@@ -142,7 +142,4 @@ def verify_memory(network: Network, batch: int, dtype: torch.dtype, mode: str) -
         copies = 8 * probes * batch * max(network.sizes) * 2 if mode != "full" else 0
         again = 8 * (entries + carried) if dtype != torch.float64 else 0
         parts["finite differences"] = again + 8 * (entries + largest) + copies
-    total = sum(parts.values())
-    from symbolic._memory import gib
-
-    return total, ", ".join(f"{name} {gib(size)}" for name, size in parts.items())
+    return parts

@@ -23,7 +23,7 @@ from symbolic import (
     sample_arrays,
     words,
 )
-from symbolic._memory import require_memory
+from symbolic._memory import gib, require_memory
 from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values, verify_memory
@@ -533,8 +533,9 @@ def verify(
 
 def _require_memory(network: Network, batch: int, dtype: torch.dtype, mode: str) -> None:
     """ResourceError, in one line with the estimate and what is available, when verify cannot fit."""
-    needed, parts = verify_memory(network, batch, dtype, mode)
-    require_memory(needed, f"verify of {network.describe()} with batch {batch:,} in {dtype}", parts)
+    parts = verify_memory(network, batch, dtype, mode)
+    listed = ", ".join(f"{name} {gib(size)}" for name, size in parts.items())
+    require_memory(sum(parts.values()), f"verify of {network.describe()} with batch {batch:,} in {dtype}", listed)
 
 
 def _settle(
