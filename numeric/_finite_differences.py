@@ -65,11 +65,35 @@ def plan_probes(shapes: Mapping[str, tuple[int, ...]], entries: int, generator: 
     return tuple(probes)
 
 
+CHUNK_ROWS = 2**18  # entries of a random direction drawn at a time: 2 MB, where a 4096x4096 one is 134 MB
+
+
 def _direction(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random unit direction shaped like ``like``: drawn in float32 (three times faster than float64; the
     same numbers serve both sides of the check, so their precision does not matter), then in ``like``'s dtype."""
     direction = torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.dtype).to(like.device)
     return direction.div_(torch.linalg.vector_norm(direction))
+
+
+def _weight_direction(
+    gradient: torch.Tensor, source: torch.Tensor, generator: torch.Generator
+) -> tuple[float, torch.Tensor]:
+    """⟨g, V⟩ and a Vᵀ for a random unit direction V shaped like the weight ``gradient`` [rows, cols], V drawn
+    a block of rows at a time (the same numbers as one draw of the whole: the generator's stream is in order),
+    so that no weight-sized direction is ever held; ``source`` is the layer's input a [B, cols]."""
+    rows, cols = gradient.shape
+    block = max(1, CHUNK_ROWS // max(cols, 1))
+    dot, squares = 0.0, 0.0
+    moved = source.new_empty((source.shape[0], rows))
+    for start in range(0, rows, block):
+        stop = min(rows, start + block)
+        part = torch.randn((stop - start, cols), generator=generator, dtype=torch.float32).to(source.dtype)
+        part = part.to(source.device)
+        dot += float(torch.dot(gradient[start:stop].reshape(-1), part.reshape(-1)))
+        squares += float(torch.dot(part.reshape(-1), part.reshape(-1)))
+        moved[:, start:stop] = source @ part.T
+    norm = squares**0.5
+    return dot / norm, moved.div_(norm)
 
 
 def _loss_of_logits(network: Network) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
@@ -146,10 +170,14 @@ def _run(network, x, y, params, gradients, probes, generator, atol, rtol, step, 
             moved = source.new_zeros((source.shape[0], value.shape[0]))
             moved[:, row] = step * source[:, column]
             return moved
+        if source is not None:  # a weight: V a made block by block, V never whole
+            along, moved = _weight_direction(gradients[probe.name].detach().double(), source, generator)
+            analytical.append(along)
+            return moved.mul_(step)
         direction = _direction(value, generator)
         # a dot product of the flat views: no product tensor as large as the parameter
         analytical.append(float(torch.dot(gradient, direction.reshape(-1))))
-        return step * (direction.T if source is None else source @ direction.T)
+        return step * direction.T
 
     stable = _loss_of_logits(network)
     base = x.T  # samples as rows, as the reference runs them

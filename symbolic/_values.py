@@ -17,8 +17,8 @@ from ._errors import InputError, InputTypeError
 from ._memory import require_memory
 from ._network import Network
 
-# sample_values returns nested Python lists (about 32 bytes an entry, for a page): a typo such as
-# --batch 1000000000000 is refused here rather than filling the memory; sample_arrays is bounded by memory.
+# Enough samples for any check; a typo such as --batch 1000000000000 is refused as bad input (the parameters,
+# which no typo of batch makes large, are bounded by the memory: require_memory).
 MAX_SAMPLE_BATCH = 10_000
 # Values are rounded to two decimals so that a page can show them exactly.
 DECIMALS = 2
@@ -37,15 +37,15 @@ REACHABLE_TARGETS: dict[str, tuple[float, float]] = {
 PROBABILITIES = (0.05, 0.95)  # bce-like losses: a probability per unit, never exactly 0 or 1
 
 
-def _check_seed_and_batch(seed: object, batch: object) -> None:
+def check_seed_and_batch(seed: object, batch: object) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputTypeError(f"seed must be an integer; got {seed!r}")
     if int(seed) < 0:
         raise InputError(f"seed must be a non-negative integer (numpy.random.default_rng); got {seed!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
         raise InputTypeError(f"batch must be a positive integer; got {batch!r}")
-    if batch < 1:
-        raise InputError(f"batch must be a positive integer; got {batch!r}")
+    if not 1 <= batch <= MAX_SAMPLE_BATCH:
+        raise InputError(f"batch must be a positive integer of at most {MAX_SAMPLE_BATCH:,} samples; got {batch!r}")
 
 
 def _one_hot(rng: np.random.Generator, n_out: int, batch: int) -> np.ndarray:
@@ -94,7 +94,7 @@ def sample_arrays(
     the same as a full draw's (they are drawn first). A draw that cannot fit in memory is refused
     (ResourceError) before any of it is made.
     """
-    _check_seed_and_batch(seed, batch)
+    check_seed_and_batch(seed, batch)
     require_memory(sampled_bytes(network, batch, inputs_only), f"drawing the values of {network.describe()}")
     rng = np.random.default_rng(int(seed))
     n_in, n_out = network.sizes[0], network.sizes[-1]
@@ -115,8 +115,6 @@ def sample_values(
 
     ``inputs_only`` draws x and y alone (a page too large to show numbers needs no more).
     """
-    _check_seed_and_batch(seed, batch)
-    if batch > MAX_SAMPLE_BATCH:
-        raise InputError(f"batch must be a positive integer of at most {MAX_SAMPLE_BATCH:,} samples; got {batch!r}")
+    check_seed_and_batch(seed, batch)
     arrays = sample_arrays(network, seed, batch, inputs_only=inputs_only)
     return {name: array.tolist() for name, array in arrays.items()}
