@@ -15,6 +15,7 @@ can still judge a gradient where autograd's loss is NaN/inf.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -58,14 +59,11 @@ def plan_probes(shapes: Mapping[str, tuple[int, ...]], entries: int, generator: 
     probes = [Probe(name) for name in names]
     for _ in range(entries):
         name = names[int(torch.randint(len(names), (1,), generator=generator))]
-        count = 1
-        for size in shapes[name]:
-            count *= size
-        probes.append(Probe(name, int(torch.randint(count, (1,), generator=generator))))
+        probes.append(Probe(name, int(torch.randint(math.prod(shapes[name]), (1,), generator=generator))))
     return tuple(probes)
 
 
-CHUNK_ROWS = 2**18  # entries of a random direction drawn at a time: 2 MB, where a 4096x4096 one is 134 MB
+CHUNK_ENTRIES = 2**18  # entries of a weight's random direction drawn at a time: 2 MB, not 134 MB for 4096x4096
 
 
 def _direction(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -79,10 +77,10 @@ def _weight_direction(
     gradient: torch.Tensor, source: torch.Tensor, generator: torch.Generator
 ) -> tuple[float, torch.Tensor]:
     """⟨g, V⟩ and a Vᵀ for a random unit direction V shaped like the weight ``gradient`` [rows, cols], V drawn
-    a block of rows at a time (the same numbers as one draw of the whole: the generator's stream is in order),
-    so that no weight-sized direction is ever held; ``source`` is the layer's input a [B, cols]."""
+    a block of rows at a time (the blocks follow from the generator's seed) and normalised at the end, so that
+    no weight-sized direction is ever held; ``source`` is the layer's input a [B, cols]."""
     rows, cols = gradient.shape
-    block = max(1, CHUNK_ROWS // max(cols, 1))
+    block = max(1, CHUNK_ENTRIES // max(cols, 1))
     dot, squares = 0.0, 0.0
     moved = source.new_empty((source.shape[0], rows))
     for start in range(0, rows, block):
