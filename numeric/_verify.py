@@ -458,7 +458,10 @@ def verify(
         else:
             values = random_values(network, 4 if batch is None else batch, 0 if seed is None else seed)
     else:
-        given = torch.as_tensor(values["x"]) if isinstance(values, Mapping) and "x" in values else None
+        try:  # the batch of the given x; a malformed one is left to check_values, which names the problem
+            given = torch.as_tensor(values["x"]) if isinstance(values, Mapping) and "x" in values else None
+        except (TypeError, ValueError, RuntimeError):
+            given = None
         if given is not None and given.ndim == 2:
             _require_memory(network, given.shape[1], dtype, mode)
     seed = 0 if seed is None else seed
