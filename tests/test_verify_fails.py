@@ -204,3 +204,16 @@ def test_a_report_whose_only_failing_part_is_gradcheck_is_not_ok():
     assert report.ok and report.gradcheck is True
     assert not dataclasses.replace(report, gradcheck=False).ok
     assert dataclasses.replace(report, gradcheck=None).ok  # off: nothing failed
+
+
+def test_the_largest_difference_is_found_in_any_chunk_and_a_nan_anywhere_counts():
+    """compare reads large gradients a chunk at a time: an error in the last entry, past the first chunk,
+    is the one it reports, against the error computed by hand in one pass."""
+    reference = torch.linspace(-1, 1, 5 * (2**18 + 1), dtype=torch.float64).reshape(-1, 5)  # past 2**20
+    ours = reference.clone()
+    ours[-1, -1] += 1e-3
+    by_hand = (ours - reference).abs().max().item() / reference.abs().max().item()
+    assert compare("W1", ours, reference, 1e-4).max_rel_error == by_hand
+    ours[-1, -1] = float("nan")
+    broken = compare("W1", ours, reference, 1e-4)
+    assert broken.max_abs_error == float("inf") and broken.nonfinite_ours == 1 and not broken.ok
