@@ -116,3 +116,30 @@ def check_inputs(network: Network, x: object, y: object, params: object) -> list
                 "give every tensor the same dtype and device"
             )
     return ordered
+
+
+def verify_memory(network: Network, batch: int, dtype: torch.dtype, mode: str) -> dict[str, int]:
+    """Bytes ``verify`` needs at its peak, about, by what they hold (their sum is the estimate).
+
+    P parameter entries, A = (n_in + Σ widths + n_out)·B entries of x, the activations and y, in the dtype's
+    bytes: the values (P + A), the compiled run (gradients P, its intermediates z, a, δ: 3A), autograd's
+    (nn.Linear's copy of the weights P, their .grad P, the activations kept for backward 2A), and the finite
+    differences in float64 (the values again unless already float64, the gradients checked P, one parameter's
+    random direction, and the perturbed copies' activations: two per probe). Python floats drawn one at a
+    time are gone (sample_arrays draws float64 arrays that float64 tensors share).
+    """
+    item = torch.empty((), dtype=dtype).element_size()
+    entries = network.parameter_count
+    carried = sum(network.sizes) * batch + network.sizes[-1] * batch  # x, every layer's a, and y
+    largest = max(rows * cols for rows, cols in network.parameter_shapes.values())
+    parts = {
+        "values": item * (entries + carried) + (8 * (entries + carried) if dtype != torch.float64 else 0),
+        "compiled": item * (entries + 3 * carried),
+        "autograd": item * (2 * entries + 2 * carried),
+    }
+    if mode != "off":
+        probes = 2 * (len(network.parameter_shapes) + 9)  # a direction each, SAMPLED_ENTRIES, x: two copies each
+        copies = 8 * probes * batch * max(network.sizes) * 2 if mode != "full" else 0
+        again = 8 * (entries + carried) if dtype != torch.float64 else 0
+        parts["finite differences"] = again + 8 * (entries + largest) + copies
+    return parts

@@ -12,6 +12,7 @@ from ._errors import (
     InputTypeError,
     NetworkError,
     NetworkTypeError,
+    ResourceError,
     UnsupportedModule,
 )
 from ._formats import MarkdownText, display_width, pad, render_latex, render_markdown, render_pdf, render_text
@@ -44,7 +45,7 @@ from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._render import NUMBERS_LIMIT
 from ._rules import ACTIVATIONS, LOSSES, Activation, Loss
 from ._tutorial import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES
-from ._values import sample_values
+from ._values import sample_arrays, sample_values
 from ._words import LANGUAGES, words
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Network",
     "NetworkError",
     "NetworkTypeError",
+    "ResourceError",
     "UnsupportedModule",
     "batch_size",
     "batch_sum",
@@ -98,6 +100,7 @@ __all__ = [
     "render_markdown",
     "render_pdf",
     "render_text",
+    "sample_arrays",
     "sample_values",
     "sigmoid",
     "silu",

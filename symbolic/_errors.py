@@ -34,6 +34,16 @@ class UnsupportedModule(ChainruleError, ValueError):
     """A torch module that from_torch cannot turn into a Network."""
 
 
+class ResourceError(ChainruleError, MemoryError):
+    """The request is fine but this machine cannot carry it out: the run's estimated memory (``needed``
+    bytes) exceeds what is available (``available`` bytes). Raised before the work starts."""
+
+    def __init__(self, message: str, needed: int = 0, available: int = 0) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+
+
 def require_exactly(what: str, given: object, expected: tuple[str, ...]) -> None:
     """``given`` must be a mapping with exactly the names ``expected``; else a message naming the difference."""
     from collections.abc import Mapping

@@ -178,6 +178,23 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "over the batch. The units' values differ per sample: see the numbers below.",
         "figure_layers": "The network as a computational graph of whole layers, each node with its shape (B samples "
         "per batch); the parameters and the target y are its leaves.",
+        # --- size ---
+        "finite_differences_result": "finite differences (float64, central, in one batched forward pass): {result}",
+        "finite_differences_sample": "sampled: per parameter one random direction, and {count} random entries in "
+        "all ({total} entries)",
+        "finite_differences_sample_and_x": "sampled: per parameter and for x one random direction, and {count} "
+        "random entries in all ({total} entries)",
+        "gradcheck_inconclusive": "inconclusive, the loss is NaN/inf where it is perturbed ({names})",
+        "autograd_nonfinite_agrees": "{name}: autograd is NaN/inf at {count} of {entries} entries; the compiled "
+        "gradient is finite there and agrees with {judge}",
+        "autograd_nonfinite_disagrees": "{name}: autograd is NaN/inf at {count} of {entries} entries; the compiled "
+        "gradient is finite there but disagrees with {judge}",
+        "autograd_nonfinite_unsettled": "{name}: autograd is NaN/inf at {count} of {entries} entries; the compiled "
+        "gradient is finite there, and no exact reference could settle which is right (the closed form was "
+        "skipped, the finite differences said nothing)",
+        "judge_closed_form": "the closed form (exact)",
+        "judge_finite_differences": "the finite differences",
+        "compiled_nonfinite": "{name}: the compiled gradient is NaN/inf at {count} entries where autograd is finite",
     }
 )
 
@@ -330,6 +347,21 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "figure_units_batch": "给定一批数值下的网络：每个箭头上是它的权重；L 是对整批求和的损失。"
         "单元的值随样本而不同：见下面的数值。",
         "figure_layers": "以整层为节点的计算图，每个节点标出形状（每批 B 个样本）；参数和目标 y 是它的叶子。",
+        # --- size ---
+        "finite_differences_result": "有限差分（float64，中心差分，一次批量前向计算）：{result}",
+        "finite_differences_sample": "抽样：每个参数取一个随机方向，另取 {count} 个随机分量（共 {total} 个分量）",
+        "finite_differences_sample_and_x": "抽样：每个参数和 x 各取一个随机方向，另取 {count} 个随机分量"
+        "（共 {total} 个分量）",
+        "gradcheck_inconclusive": "无法判断，扰动处的损失是 NaN/inf（{names}）",
+        "autograd_nonfinite_agrees": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
+        "编译的梯度在这些位置是有限值，并与{judge}一致",
+        "autograd_nonfinite_disagrees": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
+        "编译的梯度在这些位置是有限值，但与{judge}不一致",
+        "autograd_nonfinite_unsettled": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
+        "编译的梯度在这些位置是有限值，但没有精确的参照能判断哪一方正确（闭合形式已跳过，有限差分无法判断）",
+        "judge_closed_form": "闭合形式（精确）",
+        "judge_finite_differences": "有限差分",
+        "compiled_nonfinite": "{name}：编译的梯度在 {count} 个分量上是 NaN/inf，而 autograd 在这些位置是有限值",
     }
 )
 

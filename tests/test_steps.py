@@ -180,4 +180,5 @@ def test_one_number_format_per_vector(key):
     for line in numbers.splitlines():
         if " = [" in line:
             cells = read_vector(line, line.split(" = [")[0].strip())
-            assert len({"×10" in cell for cell in cells}) == 1, line
+            # an exact 0 (a dead relu unit's gradient) is written 0 in either format (_render.number_format)
+            assert len({"×10" in cell for cell in cells if cell != "0"}) <= 1, line

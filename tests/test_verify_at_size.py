@@ -7,8 +7,11 @@ import torch
 
 import numeric._verify
 from numeric import CompiledGradients, check_with_gradcheck, compile_gradients, random_values, verify
+from numeric._finite_differences import Probe, sampled_finite_differences
+from numeric._torch_models import autograd_loss_and_gradients
+from numeric._verify import finite_differences
 from numeric.cli import main
-from symbolic import InputError, Network, derive
+from symbolic import InputError, Network, ResourceError, derive
 
 MNIST = Network([784, 128, 10], activations=["relu", "softmax"], loss="cross_entropy", bias=True)
 
@@ -93,24 +96,22 @@ def test_closed_form_check_runs_on_small_networks_and_is_not_skipped():
 
 
 def test_sample_mode_draws_with_the_seed(monkeypatch):
+    """The probes (their entries and random directions, seen through ⟨g, v⟩) follow the seed alone."""
     drawn = []
-    real = torch.randperm
+    real = numeric._verify.sampled_finite_differences
 
-    def spy(n, generator=None, **kwargs):
-        result = real(n, generator=generator, **kwargs)
-        drawn.append(result.tolist())
-        return result
+    def spy(*args, **kwargs):
+        results = real(*args, **kwargs)
+        drawn.append([(r.probe, r.analytical) for r in results])
+        return results
 
-    monkeypatch.setattr(numeric._verify.torch, "randperm", spy)
+    monkeypatch.setattr(numeric._verify, "sampled_finite_differences", spy)
     network = Network([20, 10, 3], activations="tanh", loss="sse")
     values = random_values(network, 2, 0)
     compiled = compile_gradients(derive(network))
-    check_with_gradcheck(compiled, values, "sample", seed=1)
-    first, drawn[:] = list(drawn), []
-    check_with_gradcheck(compiled, values, "sample", seed=1)
-    assert drawn == first
-    check_with_gradcheck(compiled, values, "sample", seed=2)
-    assert drawn != first
+    for seed in (1, 1, 2):
+        assert check_with_gradcheck(compiled, values, "sample", seed=seed)
+    assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
 
 
 def test_auto_mode_switches_at_the_documented_limit_and_the_readme_says_so():
@@ -133,3 +134,134 @@ def test_progress_bar_shows_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(numeric._verify.sys.stdout, "isatty", lambda: True)
     verify(derive(Network([2, 3, 1], activations="tanh", loss="sse")))
     assert "finite differences" in capsys.readouterr().err
+
+
+# --- size: finite differences linear in depth, memory refused up front --------------------------------------
+
+DEEP = Network([3] * 201, "tanh", "half_sse")  # 200 layers
+
+
+@pytest.fixture(scope="module")
+def deep():
+    """A 200-layer network, compiled, at values whose gradients reach the first layer (W ≈ I, not vanishing)."""
+    compiled = compile_gradients(derive(DEEP))
+    values = random_values(DEEP, 2, 0)
+    for name in DEEP.parameter_shapes:
+        values[name] = torch.eye(3, dtype=torch.float64) + 0.1 * values[name]
+    return compiled, values
+
+
+def _one_gradient_doubled(compiled: CompiledGradients, name: str) -> CompiledGradients:
+    position = compiled.names.index(name)
+    gradients_only, with_loss = compiled._gradients_only, compiled._with_loss
+
+    def double(gradients):
+        gradients = list(gradients)
+        gradients[position] = 2 * gradients[position]
+        return gradients
+
+    return CompiledGradients(
+        compiled.derivation,
+        compiled.form,
+        lambda *a: double(gradients_only(*a)),
+        lambda *a: [(out := with_loss(*a))[0], *double(out[1:])],
+    )
+
+
+def test_sampled_finite_differences_catch_a_wrong_first_layer_of_200_in_one_pass(deep, monkeypatch):
+    import numeric._finite_differences as fd
+
+    compiled, values = deep
+    passes = []
+    real = fd._activation_module
+    monkeypatch.setattr(fd, "_activation_module", lambda rule: passes.append(rule) or real(rule))
+    assert all(finite_differences(compiled, values, "sample").values())
+    assert len(passes) == DEEP.depth  # one batched forward: each layer once, not once per parameter
+    results = finite_differences(_one_gradient_doubled(compiled, "W1"), values, "sample")
+    assert results["W1"] is False and all(results[name] for name in results if name != "W1")
+
+
+def test_a_random_direction_is_a_unit_vector():
+    from numeric._finite_differences import _direction
+
+    direction = _direction(torch.empty(300, 200, dtype=torch.float64), torch.Generator().manual_seed(4))
+    assert torch.linalg.vector_norm(direction).item() == pytest.approx(1.0, rel=1e-12)
+    assert direction.dtype == torch.float64 and (direction != 0).all()
+
+
+def test_each_probe_is_the_central_difference_of_the_reference_loss():
+    """The copies riding along one pass give what moving one entry and rerunning autograd's forward gives
+    (entries of x, of a bias and of weights in the first, a middle and the last layer)."""
+    network = Network([3, 4, 4, 2], ["tanh", "sigmoid", "softplus"], "mse", bias=True)
+    values = random_values(network, 3, 1)
+    params = {name: values[name] for name in network.parameter_shapes}
+    reference = autograd_loss_and_gradients(network, values["x"], values["y"], params, ("x",))[1]
+    probes = [Probe("x", 4), Probe("b2", 3), Probe("W1", 5), Probe("W2", 13), Probe("W3", 6), Probe("W3", 0)]
+    generator = torch.Generator().manual_seed(0)
+    results = sampled_finite_differences(
+        network, values["x"], values["y"], params, reference, probes, generator, lambda loss: 1e-7
+    )
+    step = 1e-6
+    assert sorted(map(repr, (r.probe for r in results))) == sorted(map(repr, probes))  # in the pass's order
+    for result in results:
+        probe = result.probe
+        moved = {name: value.clone() for name, value in values.items()}
+        losses = []
+        for sign in (1, -1):
+            moved[probe.name].view(-1)[probe.entry] = values[probe.name].view(-1)[probe.entry] + sign * step
+            rest = {name: moved[name] for name in network.parameter_shapes}
+            losses.append(autograd_loss_and_gradients(network, moved["x"], moved["y"], rest)[0].item())
+        assert result.numerical == pytest.approx((losses[0] - losses[1]) / (2 * step), rel=1e-6, abs=1e-8)
+        assert result.analytical == reference[probe.name].view(-1)[probe.entry].item()
+        assert result.ok, probe
+
+
+def test_verify_refuses_a_run_that_cannot_fit_in_one_line(monkeypatch):
+    import symbolic._memory
+    from numeric._checks import verify_memory
+
+    drawn = []
+    monkeypatch.setattr(numeric._verify, "sample_arrays", lambda *a, **k: drawn.append(a))
+    monkeypatch.setattr(symbolic._memory, "available_memory", lambda: 50 * 2**20)  # 50 MiB
+    network = Network([2000, 2000, 10], ["relu", "softmax"], "cross_entropy")  # 4M weights: 32 MB a copy
+    with pytest.raises(ResourceError) as caught:
+        verify(derive(network), batch=4)
+    message = str(caught.value)
+    parts = verify_memory(network, 4, torch.float64, "sample")
+    needed = sum(parts.values())
+    assert "\n" not in message and all(name in message for name in parts) and caught.value.needed == needed
+    assert "0.05 GiB of memory is available" in message and drawn == []
+    assert needed > 4 * 8 * network.parameter_count  # values, compiled, autograd's copy and its .grad at least
+
+
+def test_the_memory_estimate_covers_what_verify_holds():
+    """Each part of the estimate covers what it names, measured on the tensors themselves: the values, the
+    compiled gradients the report keeps, autograd's module (weights and their .grad); the total is not a
+    bound on the whole process, which torch's allocator and the import add to."""
+    from numeric._checks import verify_memory
+    from numeric._torch_models import to_torch
+
+    network = Network([300, 200, 10], ["tanh", "softmax"], "cross_entropy", bias=True)
+    values = random_values(network, 16, 0)
+    report = verify(derive(network), values)
+    parts = verify_memory(network, 16, torch.float64, "sample")
+    module = to_torch(network, {name: values[name] for name in network.parameter_shapes})
+    assert parts["values"] >= sum(t.nbytes for t in values.values())
+    assert parts["compiled"] >= sum(t.nbytes for t in report.compiled.values())
+    assert parts["autograd"] >= 2 * sum(p.nbytes for p in module.parameters())  # the weights and their .grad
+    assert parts["finite differences"] >= sum(t.nbytes for t in report.compiled.values())  # the gradients checked
+    assert sum(parts.values()) <= 12 * sum(t.nbytes for t in values.values())
+
+
+def test_the_cli_refuses_a_network_that_cannot_fit_before_drawing(capsys):
+    code = main(["verify", "--sizes", "100000,100000,100000"])  # 2e10 weights: 160 GB
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and err.startswith("chainrule: error: ")
+    assert "needs about" in err and "available" in err
+
+
+@pytest.mark.xfail(strict=True, reason="numeric/cli.py must map ResourceError to EXIT_ENVIRONMENT (the lead's part)")
+def test_the_cli_exits_3_for_the_environment_when_memory_is_short(capsys):
+    from numeric.cli import EXIT_ENVIRONMENT
+
+    assert main(["verify", "--sizes", "100000,100000,100000"]) == EXIT_ENVIRONMENT
