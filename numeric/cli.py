@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     if sys.stdout is None:  # started with standard output closed (chainrule >&-): every command prints
         return _fail("standard output is closed; redirect it to a file or to /dev/null", EXIT_ENVIRONMENT)
-    from symbolic import ChainruleError, LatexFailed, LatexUnavailable
+    from symbolic import ChainruleError, LatexFailed, LatexUnavailable, ResourceError
     from symbolic._pdf import OutputError
 
     try:
@@ -551,7 +551,7 @@ def _main(argv: list[str] | None) -> int:
     except _UsageError as error:
         return _fail(error, EXIT_USAGE)
     except ChainruleError as error:
-        environment = isinstance(error, (LatexUnavailable, LatexFailed, OutputError))
+        environment = isinstance(error, (LatexUnavailable, LatexFailed, OutputError, ResourceError))
         return _fail(error, EXIT_ENVIRONMENT if environment else EXIT_USAGE)
     except _EnvironmentProblem as error:
         return _fail(error, EXIT_ENVIRONMENT)

@@ -123,10 +123,6 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "gradcheck_failed": "FAILED",
         "gradcheck_full": "every entry of every parameter ({entries} entries)",
         "gradcheck_full_and_x": "every entry of every parameter ({entries} entries) and of x ({x_entries} entries)",
-        "gradcheck_sample": "sampled: per parameter one random direction (gradcheck fast_mode) and {count} random "
-        "entries ({sampled} of {total} entries in all)",
-        "gradcheck_sample_and_x": "sampled: per parameter and for x one random direction (gradcheck fast_mode) and "
-        "{count} random entries ({sampled} of {total} entries in all)",
         "verdict": "verdict: {verdict}",
         "verdict_ok": "OK",
         # numeric: check_backward's report (numeric/_check_backward.py); the mistakes' names are identifiers
@@ -300,10 +296,6 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "gradcheck_failed": "失败",
         "gradcheck_full": "每个参数的每个分量（共 {entries} 个）",
         "gradcheck_full_and_x": "每个参数的每个分量（共 {entries} 个）以及 x 的每个分量（共 {x_entries} 个）",
-        "gradcheck_sample": "抽样：每个参数取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
-        "（抽取 {sampled} 个，共 {total} 个分量）",
-        "gradcheck_sample_and_x": "抽样：每个参数和 x 各取一个随机方向（gradcheck fast_mode）和 {count} 个随机分量"
-        "（抽取 {sampled} 个，共 {total} 个分量）",
         "verdict": "结论：{verdict}",
         "verdict_ok": "通过",
         "check_title": "反向传播已与 chainrule 对 {network} 的推导对照检查",

@@ -260,7 +260,6 @@ def test_the_cli_refuses_a_network_that_cannot_fit_before_drawing(capsys):
     assert "needs about" in err and "available" in err
 
 
-@pytest.mark.xfail(strict=True, reason="numeric/cli.py must map ResourceError to EXIT_ENVIRONMENT (the lead's part)")
 def test_the_cli_exits_3_for_the_environment_when_memory_is_short(capsys):
     from numeric.cli import EXIT_ENVIRONMENT
 
