@@ -264,3 +264,21 @@ def test_the_cli_exits_3_for_the_environment_when_memory_is_short(capsys):
     from numeric.cli import EXIT_ENVIRONMENT
 
     assert main(["verify", "--sizes", "100000,100000,100000"]) == EXIT_ENVIRONMENT
+
+
+def test_the_cli_refuses_a_run_that_cannot_fit_before_drawing_its_values(monkeypatch, capsys):
+    """50000-50000-10: the draw alone fits (18.6 GiB of 22), the whole run (~112 GiB) does not: the refusal must
+    come before the draw fills the memory, with the run's estimate, not after."""
+    import numeric
+    import symbolic._memory
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("values were drawn before the run's memory was estimated")
+
+    monkeypatch.setattr(numeric, "random_values", drawn)
+    monkeypatch.setattr(symbolic._memory, "available_memory", lambda: 22 * 2**30)  # this machine's, wherever it runs
+    from numeric.cli import EXIT_ENVIRONMENT
+
+    assert main(["verify", "--sizes", "50000,50000,10"]) == EXIT_ENVIRONMENT
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("chainrule: error: verify of 50000-50000-10") and "finite differences" in line
