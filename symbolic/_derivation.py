@@ -12,10 +12,11 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import mpmath
 import sympy
 from sympy import Matrix, Symbol
 
-from ._elementwise import BATCH_SIZE, ElementwiseDerivation, LayerDerivation, derive_elementwise, tree_size
+from ._elementwise import ElementwiseDerivation, Entries, LayerDerivation, derive_elementwise, tree_size
 from ._errors import (
     ExpressionTooLarge,
     InputError,
@@ -24,6 +25,7 @@ from ._errors import (
     NetworkTypeError,
     require_exactly,
 )
+from ._exact import exact_function, run_exact
 from ._matrix import MatrixProgram, derive_matrix_program
 from ._network import Network
 from ._words import Note
@@ -210,66 +212,92 @@ class Derivation:
     # -- numbers ---------------------------------------------------------------------------------------
 
     def evaluate(self, values: Mapping[str, object], closed_form: bool = False, digits: int = 20) -> dict[str, object]:
-        """Evaluate the loss and every gradient at ``values`` with SymPy's arbitrary precision.
+        """Evaluate the loss and every gradient at ``values``, right to ``digits`` significant digits.
 
         ``values`` maps "x", "y" and each parameter to nested lists (x and y may hold a batch, one sample
-        per column; the loss and gradients are summed over it). Returns ``{"loss": float, name: rows}``.
-        By default it runs the straight-line program, which works at any size; ``closed_form=True``
-        substitutes into the closed forms instead (small networks; subject to the size budget).
+        per column; the loss and gradients are summed over it, or averaged with ``reduction="mean"``).
+        Returns ``{"loss": float, name: rows}``. By default it runs the straight-line program, which works
+        at any size; ``closed_form=True`` evaluates the closed forms instead (small networks; subject to the
+        size budget). Either runs with mpmath at a precision that grows until the digits hold (``_exact``):
+        at saturation too, where 1 − σ(z) cancels.
         """
-        if closed_form:
-            targets = [(self.loss, None), *((self.gradients[name], name) for name in self.parameters)]
-        else:
-            targets = [
-                (self.loss_definition, None),
-                *((self.gradient_definitions[name], name) for name in self.parameters),
-            ]
-        totals: dict[str, object] = {"loss": 0.0, **{name: None for name in self.parameters}}
-        for env in self._sample_environments(values, run_program=not closed_form, digits=digits):
-            for expression, name in targets:
-                value = expression.xreplace(env).evalf(digits)
-                if name is None:
-                    totals["loss"] += float(value)
-                    continue
-                rows = [[float(entry) for entry in value.row(i)] for i in range(value.rows)]
-                previous = totals[name]
-                totals[name] = (
-                    rows
-                    if previous is None
-                    else [[s + v for s, v in zip(srow, vrow)] for srow, vrow in zip(previous, rows)]
-                )
-        return totals
+        function = self._exact_closed_form if closed_form else self._exact_program
+        shapes = [(1, 1), *(self.network.parameter_shapes[name] for name in self.parameters)]
+        count = sum(rows * cols for rows, cols in shapes)
+
+        def total(outputs: list[list]) -> list:  # the loss and gradient entries, summed over the samples
+            return [mpmath.fsum(sample[index] for sample in outputs) for index in range(count)]
+
+        numbers = iter(run_exact(function, self._samples(values), total, digits))
+        result: dict[str, object] = {"loss": next(numbers)}
+        for name, (rows, cols) in zip(self.parameters, shapes[1:]):
+            result[name] = [[next(numbers) for _ in range(cols)] for _ in range(rows)]
+        return result
 
     def intermediates(self, values: Mapping[str, object], digits: int = 20) -> dict[str, list[list[float]]]:
         """Every named intermediate at ``values``: ``{"z1": rows, "a1": rows, ..., "delta1": rows}``.
 
-        One column per sample, in the network's order (z1, a1, z2, a2, ..., then delta_L ... delta1).
+        One column per sample, in the network's order (z1, a1, z2, a2, ..., then delta_L ... delta1), each
+        right to ``digits`` significant digits (``_exact``).
         """
-        columns: dict[str, list[list[float]]] = {}
-        for env in self._sample_environments(values, run_program=True, digits=digits):
-            named = [
-                (f"{kind}{layer.index}", symbols)
-                for layer in self.layers
-                for kind, symbols in (("z", layer.z), ("a", layer.a))
-            ]
-            named += [(f"delta{layer.index}", layer.delta) for layer in reversed(self.layers)]
-            for name, symbols in named:
-                columns.setdefault(name, []).append([float(env[s]) for s in symbols])
-        return {name: [list(row) for row in zip(*cols)] for name, cols in columns.items()}
+        named = self._named_intermediates
+        skip = 1 + sum(rows * cols for rows, cols in self.network.parameter_shapes.values())
 
-    def _sample_environments(self, values: Mapping[str, object], run_program: bool, digits: int):
-        """For each sample (column): a map from every input symbol (and intermediate) to its number."""
+        def columns(outputs: list[list]) -> list:  # sample by sample, the intermediates only
+            return [value for sample in outputs for value in sample[skip:]]
+
+        samples = self._samples(values)
+        numbers = run_exact(self._exact_program, samples, columns, digits)
+        width = len(numbers) // len(samples)
+        result: dict[str, list[list[float]]] = {}
+        offset = 0
+        for name, symbols in named:
+            result[name] = [
+                [numbers[column * width + offset + unit] for column in range(len(samples))]
+                for unit in range(len(symbols))
+            ]
+            offset += len(symbols)
+        return result
+
+    @property
+    def _named_intermediates(self) -> list[tuple[str, Entries]]:
+        named = [
+            (f"{kind}{layer.index}", symbols)
+            for layer in self.layers
+            for kind, symbols in (("z", layer.z), ("a", layer.a))
+        ]
+        return named + [(f"delta{layer.index}", layer.delta) for layer in reversed(self.layers)]
+
+    @property
+    def _arguments(self) -> list[Symbol]:
+        """Every input symbol, in the order ``_samples`` gives their numbers: x, y, then each parameter."""
+        return [symbol for matrix in self.symbols.values() for symbol in matrix]
+
+    @functools.cached_property
+    def _exact_program(self):
+        """The program in mpmath: the loss, every gradient entry, then every intermediate (``_exact``)."""
+        outputs = [self.loss_definition, *(e for name in self.parameters for e in self.gradient_definitions[name])]
+        outputs += [symbol for _, symbols in self._named_intermediates for symbol in symbols]
+        return exact_function(self._arguments, self.program, outputs)
+
+    @functools.cached_property
+    def _exact_closed_form(self):
+        """The closed forms in mpmath: the loss, then every gradient entry."""
+        outputs = [self.loss, *(entry for name in self.parameters for entry in self.gradients[name])]
+        return exact_function(self._arguments, (), outputs)
+
+    def _samples(self, values: Mapping[str, object]) -> list[list[float]]:
+        """For each sample (column): the numbers of ``_arguments``, x and y from that column."""
         numbers = self._numeric_inputs(values)
+        samples = []
         for column in range(len(numbers["x"][0])):
-            env: dict[Symbol, sympy.Expr] = {}
+            sample = []
             for name, matrix in self.symbols.items():
-                for (i, j), symbol in _entries(matrix):
-                    env[symbol] = sympy.Float(numbers[name][i][column if name in ("x", "y") else j], digits)
-            env[BATCH_SIZE] = sympy.Integer(len(numbers["x"][0]))  # B of reduction="mean"
-            if run_program:
-                for symbol, definition in self.program:
-                    env[symbol] = definition.xreplace(env).evalf(digits)
-            yield env
+                for i in range(matrix.rows):
+                    for j in range(matrix.cols):
+                        sample.append(numbers[name][i][column if name in ("x", "y") else j])
+            samples.append(sample)
+        return samples
 
     def _numeric_inputs(self, values: Mapping[str, object]) -> dict[str, list[list[float]]]:
         expected = ("x", "y", *self.parameters)

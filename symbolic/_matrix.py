@@ -69,8 +69,17 @@ def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
     return a - y + a * (unit_sum(y) - y) - a * (unit_sum(u) - u) - largest * softmax_without_max(z, mask)
 
 
-# Output layers whose chain-rule δ is not finite at saturation, and the finite form SymPy checks equal to it.
-STABLE_OUTPUT_DELTAS = {("softmax", "bce"): _softmax_bce_delta}
+def _softmax_mean_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit, n: int) -> sympy.Expr:
+    """δ of mean_bce after a softmax: mean_bce is bce / n (the mean over the n output units), so is its δ."""
+    return _softmax_bce_delta(z, a, y, emit) / n
+
+
+# Output layers whose chain-rule δ is not finite at saturation, and the finite form SymPy checks equal to it
+# (each takes z, a, y, emit and the number of output units n).
+STABLE_OUTPUT_DELTAS = {
+    ("softmax", "bce"): lambda z, a, y, emit, n: _softmax_bce_delta(z, a, y, emit),
+    ("softmax", "mean_bce"): _softmax_mean_bce_delta,
+}
 
 
 def program_form(fact: str, symbols: dict[str, sympy.Expr]) -> sympy.Expr:
@@ -138,7 +147,7 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
                 chain = simplified
         elif layer == depth and (activation.name, rule.name) in STABLE_OUTPUT_DELTAS:
             stable = STABLE_OUTPUT_DELTAS[activation.name, rule.name]
-            chain = stable(z_of[layer], a_of[layer], y, lambda name, e, at=layer: emit(name, e, "delta", at))
+            chain = stable(z_of[layer], a_of[layer], y, lambda name, e, at=layer: emit(name, e, "delta", at), n)
             if network.reduction == "mean":
                 chain = chain / batch_size(x)
         elif layer == depth:
