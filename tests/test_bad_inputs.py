@@ -422,3 +422,18 @@ def test_an_unexpected_exception_is_one_line_exit_4(monkeypatch, capsys):
     assert "internal error" in EXIT_CODES[4]
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "| 4 | internal error" in readme
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "says", "never"),
+    [
+        ("σ", symbolic.NetworkError, "ASCII identifier: letters a-z, A-Z, digits and _", "Python identifier"),
+        (3, symbolic.NetworkTypeError, "an activation name must be a str", "a activation"),
+    ],
+)
+def test_activation_name_messages_say_what_is_allowed(name, error, says, never):
+    """'σ'.isidentifier() is True: the message must not call it 'not a Python identifier'; English articles."""
+    assert isinstance(name, int) or name.isidentifier()  # why 'Python identifier' was wrong
+    with pytest.raises(error) as caught:
+        symbolic.Activation.define(name, lambda z: z)
+    assert says in str(caught.value) and never not in str(caught.value)

@@ -187,3 +187,14 @@ def test_a_special_file_check_that_says_not_regular_writes_in_place(tmp_path, mo
     inode = target.stat().st_ino
     write_atomically(target, "new")
     assert target.stat().st_ino == inode and target.read_text() == "new"
+
+
+@pytest.mark.parametrize("output", [None, 123, b"d.pdf"])
+def test_render_pdf_to_something_not_a_file_name_is_an_input_type_error(output):
+    from symbolic import InputTypeError
+
+    with pytest.raises(InputTypeError, match="must be a file name") as caught:
+        render_pdf(derive(TUTORIAL), output)
+    assert isinstance(caught.value, TypeError)  # and a TypeError, as Python's own would be
+    with pytest.raises(InputTypeError, match="must be a file name"):
+        build_pdf("\\documentclass{article}\\begin{document}x\\end{document}\n", output)
