@@ -532,6 +532,8 @@ def _fail(message: object, code: int) -> int:
     the interpreter's flush at exit does not fail again and turn the code into 120.
     """
     stream = sys.stderr
+    if stream is None:  # started with standard error closed (2>&-): print(file=None) would use stdout
+        return code
     try:
         print(f"chainrule: error: {' '.join(str(message).split())}", file=stream, flush=True)
     except (OSError, ValueError, AttributeError):  # full or gone; ValueError: closed; AttributeError: None

@@ -393,15 +393,22 @@ def test_torch_is_imported_before_the_users_clock_starts(tmp_path):
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
 
 
-def test_a_full_stderr_keeps_the_exit_code(tmp_path):
-    """2>/dev/full: the error line cannot be written, and the exit code is still the error's own (2)."""
-    if not os.path.exists("/dev/full"):
+@pytest.mark.parametrize("stderr", ["full", "closed", "closed by the user's file"])
+def test_a_stderr_that_cannot_take_the_line_keeps_the_exit_code(stderr, tmp_path):
+    """2>/dev/full, 2>&-, sys.stderr.close(): the error line is lost, the exit code is still the error's (2).
+
+    Nothing goes to standard output in its place (print(file=None) would write there).
+    """
+    if stderr == "full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
-    with open("/dev/full", "w") as full:
+    (tmp_path / "e.py").write_text("import sys\nsys.stderr.close()\nraise ValueError('boom')\n")
+    args = ["check", f"{tmp_path}/e.py:backward"] if stderr.endswith("file") else ["derive", "--sizes", "x"]
+    with open("/dev/full" if stderr == "full" else os.devnull, "w") as sink:
         result = subprocess.run(
-            [sys.executable, "-m", "numeric.cli", "derive", "--sizes", "x"],
+            [sys.executable, "-m", "numeric.cli", *args],
             stdout=subprocess.PIPE,
-            stderr=full,
+            stderr=sink,
+            preexec_fn=(lambda: os.close(2)) if stderr == "closed" else None,
             cwd=ROOT,
             timeout=120,
         )
