@@ -444,3 +444,12 @@ def test_activation_name_messages_say_what_is_allowed(name, error, says, never):
     with pytest.raises(error) as caught:
         symbolic.Activation.define(name, lambda z: z)
     assert says in str(caught.value) and never not in str(caught.value)
+
+
+def test_os_exit_is_given_back_once_the_users_code_has_finished(tmp_path, capsys):
+    """The guard on os._exit and os.abort lasts only while the user's code runs: a notebook keeps its os."""
+    real_exit, real_abort = os._exit, os.abort
+    (tmp_path / "r.py").write_text("import os\nassert os._exit is not os.abort\nraise ValueError('boom')\n")
+    assert main(["check", f"{tmp_path}/r.py:backward"]) == 2
+    capsys.readouterr()
+    assert (os._exit, os.abort) == (real_exit, real_abort)
