@@ -38,6 +38,7 @@ EXIT_CODES = {
 }
 EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 4, 130, 141
 TIMEOUT_MAX = 86400.0  # a day: beyond threading.TIMEOUT_MAX (about 292 years) join() overflows; a day is plenty
+INTERNAL_MESSAGE_MAX = 300  # characters of an unexpected exception's message on its one line
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes at most 64 bits; numpy's generators no negatives
 
 
@@ -584,8 +585,11 @@ def _main(argv: list[str] | None) -> int:
     except (KeyboardInterrupt, BrokenPipeError):
         raise  # main's: 130 and 141
     except Exception as error:  # chainrule's bug, not the user's: still one line, with what to report
+        message = " ".join(str(error).split())
+        if len(message) > INTERNAL_MESSAGE_MAX:  # torch's dispatcher errors list every backend: thousands of chars
+            message = message[:INTERNAL_MESSAGE_MAX] + "…"
         return _fail(
-            f"internal error, please report it: {type(error).__name__}: {error} (chainrule {_version()})",
+            f"internal error, please report it: {type(error).__name__}: {message} (chainrule {_version()})",
             EXIT_INTERNAL,
         )
 

@@ -427,6 +427,14 @@ def test_an_unexpected_exception_is_one_line_exit_4(monkeypatch, capsys):
         capsys.readouterr().err, 4, 4, "internal error, please report it: TypeError: unsupported operand on"
     )
     assert "internal error" in EXIT_CODES[4]
+
+    def verbose(*args, **kwargs):  # as torch's dispatcher errors, which list every backend
+        raise KeyError("x" * 5000)
+
+    monkeypatch.setattr(symbolic, "derive", verbose)
+    assert main(["derive"]) == 4
+    line = capsys.readouterr().err.strip()
+    assert "KeyError: 'xxx" in line and "xxx…" in line and len(line) < 500  # shortened, still one line
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "| 4 | internal error" in readme
 
