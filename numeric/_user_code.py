@@ -10,7 +10,13 @@ The time limit: the user's code runs in a daemon thread while this thread waits 
 A thread cannot be stopped from outside, but a daemon thread does not keep the process alive: the
 command reports the timeout and exits at once. (``signal.alarm`` would interrupt only between Python
 bytecodes of the main thread, so not a long torch call, and the user's ``except BaseException`` could
-swallow it.)
+swallow it.) A thread still running after its timeout can keep the interpreter from ending (torch work
+aborts at exit, deep recursion hangs it): the console entry point leaves with ``os._exit`` when
+``user_code_running()`` says so.
+
+``os._exit`` and ``os.abort`` end the process without unwinding: called by the user's code they would
+end ``check`` with no report at all (``os._exit(0)``: a false success). While the user's code runs they
+are replaced by functions that raise ``HardExit`` in the user's threads, reported like ``sys.exit``.
 """
 
 from __future__ import annotations
@@ -71,9 +77,45 @@ def _describe(error: BaseException) -> str:
     """``Type: message`` on one line (a SyntaxError's message without its file and line, told apart)."""
     if isinstance(error, SystemExit):
         return f"SystemExit: the code called sys.exit({error.code!r})"
+    if isinstance(error, HardExit):
+        return str(error)
     message = error.msg if isinstance(error, SyntaxError) else str(error)
     message = _one_line(message)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class HardExit(BaseException):
+    """The user's code called ``os._exit`` or ``os.abort``: raised in its place (a BaseException, as SystemExit)."""
+
+
+_real_exit, _real_abort = os._exit, os.abort  # kept here: the console entry point needs the real os._exit
+_user_threads: set[threading.Thread] = set()  # started and not known to have finished
+
+
+def _in_user_thread() -> bool:
+    return threading.current_thread() in _user_threads
+
+
+def _guarded_exit(status: int) -> None:
+    if _in_user_thread():
+        raise HardExit(f"the code called os._exit({status!r})")
+    _real_exit(status)
+
+
+def _guarded_abort() -> None:
+    if _in_user_thread():
+        raise HardExit("the code called os.abort()")
+    _real_abort()
+
+
+def user_code_running() -> bool:
+    """Whether a thread running the user's code is still alive (it ran past its timeout)."""
+    return any(thread.is_alive() for thread in _user_threads)
+
+
+def real_exit(status: int) -> None:
+    """The real ``os._exit``, whatever the user's code did to ``os``."""
+    _real_exit(status)
 
 
 @dataclass
@@ -100,13 +142,20 @@ def run_with_timeout(call: Callable[[], Any], user_file: UserFile, timeout: floa
             outcome.error = error
 
     sys.path.insert(0, folder)
+    worker = threading.Thread(target=target, name="chainrule-user-code", daemon=True)
+    _user_threads.add(worker)
+    # the guards stay installed while any user thread lives: one past its timeout may still call os._exit;
+    # in every other thread they call the real functions, so leaving them installed harms nobody
+    os._exit, os.abort = _guarded_exit, _guarded_abort
     try:
-        worker = threading.Thread(target=target, name="chainrule-user-code", daemon=True)
         worker.start()
         worker.join(timeout)
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
+        _user_threads.difference_update([thread for thread in list(_user_threads) if not thread.is_alive()])
+        if not _user_threads:
+            os._exit, os.abort = _real_exit, _real_abort
     if worker.is_alive():
         raise UserCodeError(
             f"{user_file.shown}: {doing} did not finish within {timeout:g} s (--timeout); does it loop forever?"

@@ -29,13 +29,16 @@ EXIT_CODES = {
     0: "success (verify: every check passed)",
     1: "a check failed: the gradients disagree (verify, check, the tutorial)",
     2: "bad input: an unknown option, name or value; for check, a FILE.py that fails to load or whose "
-    "function raises, exits or runs past --timeout",
+    "function raises, exits (sys.exit, os._exit, os.abort) or runs past --timeout",
     3: "the environment: the output (a file or standard output) cannot be written, TeX is missing or failed, "
     "memory ran out",
+    4: "internal error: an exception chainrule did not expect, which is chainrule's bug; please report it",
     130: "interrupted (Ctrl-C)",
     141: "the reader of the output went away while chainrule still had output to write (e.g. chainrule | head)",
 }
-EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 130, 141
+EXIT_MISMATCH, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 3, 4, 130, 141
+TIMEOUT_MAX = 86400.0  # a day: beyond threading.TIMEOUT_MAX (about 292 years) join() overflows; a day is plenty
+INTERNAL_MESSAGE_MAX = 300  # characters of an unexpected exception's message on its one line
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes at most 64 bits; numpy's generators no negatives
 
 
@@ -87,6 +90,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (math.isfinite(seconds) and seconds > 0):
         raise argparse.ArgumentTypeError(f"{text} is not a positive, finite number of seconds")
+    if seconds > TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is more than a day ({TIMEOUT_MAX:g} s), the most --timeout takes")
     return seconds
 
 
@@ -178,15 +183,16 @@ def _discard_stdout() -> None:
         pass
 
 
-def _emit(text: str | bytes) -> None:
+def _emit(text: str | bytes, output_option: bool = False) -> None:
     """Write to standard output and flush, so that a failure shows here as one line with exit 3.
 
     Standard output that cannot take the text (closed, a full disk, an encoding without σ) is an error,
     not a fallback: writing UTF-8 where PYTHONIOENCODING=ascii was asked for, or escapes in place of the
-    mathematics, would hand the reader something other than what it asked for, silently.
+    mathematics, would hand the reader something other than what it asked for, silently. ``output_option``:
+    the command has ``-o``, which the advice may then name.
     """
     stream = sys.stdout
-    if stream is None:
+    if stream is None or stream.closed:  # closed at the start (>&-), or by the user's file (sys.stdout.close())
         raise _EnvironmentProblem("standard output is closed; redirect it to a file or to /dev/null")
     try:
         if isinstance(text, bytes):
@@ -202,7 +208,7 @@ def _emit(text: str | bytes) -> None:
         name = f"U+{ord(character):04X} {unicodedata.name(character, '')}".strip()
         raise _EnvironmentProblem(
             f"standard output's encoding ({stream.encoding}) cannot print {character!r} ({name}); "
-            "set PYTHONIOENCODING=utf-8, or write to a file with -o"
+            f"set PYTHONIOENCODING=utf-8{', or write to a file with -o' if output_option else ''}"
         ) from None
     except BrokenPipeError:
         raise
@@ -363,7 +369,7 @@ def _run_derive(args: argparse.Namespace) -> int:
     else:
         data = derivation.text(values=values, lang=args.lang)
     if to_stdout:
-        _emit(data)
+        _emit(data, output_option=True)
         return 0
     _write_output(args.output, data)
     _emit(f"wrote {args.output}\n")
@@ -424,8 +430,11 @@ def _run_check(args: argparse.Namespace) -> int:
     from ._user_code import load_function
 
     network = _network(args)  # a bad network option is refused before the user's file runs
+    # torch and the check machinery before the user's clock starts: a file that imports torch itself would
+    # otherwise be charged its import (seconds on a loaded machine) and time out at a small --timeout
+    from numeric import check_backward
+
     function = load_function(args.target, args.timeout)
-    from numeric import check_backward  # torch, after the file: a file that fails to load fails fast
 
     # --batch not given: check_backward chooses (its default), rather than a number repeated here
     batch = {} if args.batch is None else {"batch": args.batch}
@@ -517,9 +526,22 @@ def _run_tutorial(args: argparse.Namespace) -> int:
 
 
 def _fail(message: object, code: int) -> int:
-    """One line on stderr, however many lines the message had (a torch error may have several)."""
-    if sys.stderr is not None:
-        print(f"chainrule: error: {' '.join(str(message).split())}", file=sys.stderr)
+    """One line on stderr, however many lines the message had (a torch error may have several).
+
+    Standard error that cannot take the line (closed, full: ``2>/dev/full``) does not change the exit code:
+    the code is the answer; the line only explains it. What stays buffered is sent to /dev/null, so that
+    the interpreter's flush at exit does not fail again and turn the code into 120.
+    """
+    stream = sys.stderr
+    if stream is None:  # started with standard error closed (2>&-): print(file=None) would use stdout
+        return code
+    try:
+        print(f"chainrule: error: {' '.join(str(message).split())}", file=stream, flush=True)
+    except (OSError, ValueError, AttributeError):  # full or gone; ValueError: closed; AttributeError: None
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
     return code
 
 
@@ -560,7 +582,37 @@ def _main(argv: list[str] | None) -> int:
         return _fail(error, EXIT_ENVIRONMENT)
     except MemoryError:
         return _fail("not enough memory for this network; try smaller --sizes or --batch", EXIT_ENVIRONMENT)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise  # main's: 130 and 141
+    except Exception as error:  # chainrule's bug, not the user's: still one line, with what to report
+        message = " ".join(str(error).split())
+        if len(message) > INTERNAL_MESSAGE_MAX:  # torch's dispatcher errors list every backend: thousands of chars
+            message = message[:INTERNAL_MESSAGE_MAX] + "…"
+        return _fail(
+            f"internal error, please report it: {type(error).__name__}: {message} (chainrule {_version()})",
+            EXIT_INTERNAL,
+        )
+
+
+def console_main() -> None:
+    """The ``chainrule`` command and ``python -m numeric.cli``: ``main``, then leave the process.
+
+    A user's function that ran past --timeout is still running in its thread, and may keep the interpreter
+    from ending: torch work aborts at exit ("terminate called without an active exception", 134), deep
+    recursion hangs it. Then the process leaves with ``os._exit`` once stdout and stderr are flushed. Only
+    here: ``main()`` called in a test or a notebook must never end the caller's process.
+    """
+    code = main()
+    user_code = sys.modules.get("numeric._user_code")  # not loaded: no user code ran (and no import here)
+    if user_code is not None and user_code.user_code_running():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):  # closed, full or None: the code says it already
+                pass
+        user_code.real_exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

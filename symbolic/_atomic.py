@@ -3,6 +3,11 @@
 A write straight into the target truncates it first, so a full disk or an interrupted run leaves a
 fragment where the old file was. Here the data goes to a temporary file in the same folder (same file
 system, so the rename is atomic), is flushed to disk, and then ``os.replace`` puts it in place.
+
+A target that exists and is not a regular file (a device such as /dev/null or /dev/full, a FIFO, a
+socket) is written into directly, as the shell's ``>`` would: a rename would replace the device itself
+with a plain file (as root, ``-o /dev/null`` would destroy /dev/null), and such a target has no old
+content to keep.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 
@@ -22,6 +28,9 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
     """
     target = Path(os.path.realpath(path))
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    if _is_special(target):
+        _write_into(target, payload)
+        return
     # os.open with O_EXCL rather than tempfile.mkstemp: mkstemp makes the file 0o600, and the replaced
     # file would keep that mode; os.open lets the umask decide, as a plain open() would. The name is short
     # so that a target name near the file system's limit still leaves room for it.
@@ -39,6 +48,27 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _is_special(target: Path) -> bool:
+    """Whether ``target`` (links already followed) exists and is not a regular file: a device, a FIFO."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)  # a folder is refused by output_problem
+
+
+def _write_into(target: Path, payload: bytes) -> None:
+    """Write into an existing special file: no O_CREAT (nothing is made), no rename, no fsync (EINVAL there).
+
+    O_TRUNC means nothing to a device or a FIFO; it keeps the write whole should a regular file be found here.
+
+    A FIFO blocks here until a reader opens it, as ``> fifo`` does; /dev/full raises ENOSPC.
+    """
+    with open(os.open(target, os.O_WRONLY | os.O_TRUNC), "wb") as handle:
+        handle.write(payload)
+        handle.flush()
 
 
 def _file_above(folder: str) -> str | None:

@@ -44,9 +44,12 @@ def reserved_names() -> frozenset[str]:
 def check_name(name: object, kind: str, builtins: Mapping[str, object]) -> str:
     """``name`` for a user's ``kind`` ("activation", "loss"), or NetworkError saying why not."""
     if not isinstance(name, str):
-        raise NetworkTypeError(f"a {kind} name must be a str; got {name!r}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise NetworkTypeError(f"{article} {kind} name must be a str; got {name!r}")
     if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
-        raise NetworkError(f"{kind} name {name!r} must be a Python identifier (letters, digits, _), not a keyword")
+        raise NetworkError(
+            f"{kind} name {name!r} must be an ASCII identifier: letters a-z, A-Z, digits and _, not a keyword"
+        )
     if name in builtins:
         raise NetworkError(f"{kind} name {name!r} is a built-in {kind}; choose another name")
     if name in reserved_names():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._derivation import Derivation
 from ._figure import figure_svg, figure_tikz, network_figure
-from ._pdf import build_pdf
+from ._pdf import build_pdf, check_output_type
 from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
 from ._words import words
 
@@ -206,6 +206,7 @@ def render_pdf(
     derivation: Derivation, output: str | Path, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
     """The derivation as a PDF file (pdflatex; CJKutf8 for Chinese); returns pdflatex's log."""
+    check_output_type(output)  # before the LaTeX is rendered: None or a number is a mistake in the call
     return build_pdf(render_latex(derivation, document=True, values=values, lang=lang), output)
 
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ._atomic import output_problem, write_atomically
-from ._errors import ChainruleError
+from ._errors import ChainruleError, InputTypeError
 
 
 class LatexUnavailable(ChainruleError, RuntimeError):
@@ -92,7 +92,14 @@ def _run_pdflatex(command: list[str], folder: str, environment: dict[str, str], 
     return process.returncode, stdout
 
 
+def check_output_type(output: object) -> None:
+    """``output`` must name a file: a str or a path (``os.PathLike``); ``None`` or a number is an InputTypeError."""
+    if not isinstance(output, (str, os.PathLike)) or not isinstance(os.fspath(output), str):
+        raise InputTypeError(f"the PDF's output must be a file name (str or pathlib.Path); got {output!r}")
+
+
 def _check_output(output: str | Path) -> None:
+    check_output_type(output)
     problem = output_problem(output)
     if problem is not None:
         raise OutputError(f"cannot write the PDF to {str(output)!r}: {problem}")

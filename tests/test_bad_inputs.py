@@ -34,6 +34,7 @@ class Bad:
     code: int
     says: str  # a fragment the one error line must contain
     files: Mapping[str, str | bytes] = field(default_factory=dict)
+    never: str = ""  # a fragment the line must not contain
 
 
 def _check(file: str, *more: str) -> tuple[str, ...]:
@@ -117,6 +118,7 @@ BAD = [
     Bad("not a .py file", _check("notes.txt"), 2, "not a Python file", {"notes.txt": "def backward(): pass\n"}),
     Bad("--timeout 0", _check("w.py", "--timeout", "0"), 2, "positive, finite number of seconds"),
     Bad("--timeout inf", _check("w.py", "--timeout", "inf"), 2, "positive, finite number of seconds"),
+    Bad("--timeout 1e10 (join would overflow)", _check("w.py", "--timeout", "1e10"), 2, "more than a day"),
     # seeds: every command takes the range every generator accepts (torch.Generator.manual_seed: 64 bits)
     Bad("verify --seed 10**23", ("verify", "--seed", "100000000000000000000000"), 2, "0 to 2**64-1"),
     Bad("derive --seed 2**64", ("derive", "--seed", str(2**64)), 2, "0 to 2**64-1"),
@@ -137,18 +139,19 @@ def _prepare(case: Bad, folder: Path) -> list[str]:
     return [arg.format(tmp=folder, file=folder / "plain") for arg in case.args]
 
 
-def _assert_one_line(err: str, code: int, expected: int, says: str) -> None:
+def _assert_one_line(err: str, code: int, expected: int, says: str, never: str = "") -> None:
     lines = err.strip().splitlines()
     assert code == expected, err
     assert len(lines) == 1 and lines[0].startswith("chainrule: error:"), err
     assert "Traceback" not in err and says in lines[0], lines[0]
+    assert not never or never not in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", BAD, ids=lambda case: case.name)
 def test_bad_input_is_one_line_with_its_exit_code(case, tmp_path, capsys):
     code = main(_prepare(case, tmp_path))
     captured = capsys.readouterr()
-    _assert_one_line(captured.err, code, case.code, case.says)
+    _assert_one_line(captured.err, code, case.code, case.says, case.never)
     assert not captured.out
 
 
@@ -161,7 +164,29 @@ class BadProcess(Bad):
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-BUSY = "while True:\n    pass\n"  # module-level: the file loads before torch is imported, so the test is quick
+BUSY = "while True:\n    pass\n"
+# chainrule's layout (samples are columns); the gradients by torch autograd, an independent reference
+AUTOGRAD_BACKWARD = """
+import torch
+
+def gradients(x, y, params):
+    W1 = params["W1"].detach().requires_grad_()
+    W2 = params["W2"].detach().requires_grad_()
+    loss = 0.5 * ((torch.sigmoid(W2 @ torch.sigmoid(W1 @ x)) - y) ** 2).sum()
+    g1, g2 = torch.autograd.grad(loss, [W1, W2])
+    return {"W1": g1, "W2": g2}
+
+backward = gradients
+"""
+# still working when its time is up: torch work aborted the interpreter at exit (134), deep recursion hung it
+TORCH_SPIN = (  # float64 and a 300x300 product: torch's worker threads are busy when the interpreter ends
+    "import torch\ndef backward(x, y, p):\n    a = torch.randn(300, 300, dtype=torch.float64)\n"
+    "    while True:\n        a = torch.tanh(a @ a)\n"
+)
+DEEP = (
+    "import sys\ndef backward(x, y, p):\n    sys.setrecursionlimit(10**7)\n"
+    "    def f(n):\n        return f(n + 1) + 1\n    return f(0)\n"
+)
 
 BAD_PROCESSES = [
     BadProcess("stdout closed", ("derive",), 3, "standard output is closed", stdout="closed"),
@@ -172,6 +197,39 @@ BAD_PROCESSES = [
     ),
     # a busy loop, still running in its thread: the process must end anyway, at the timeout
     BadProcess("never ends", _check("busy.py", "--timeout", "1"), 2, "did not finish within 1 s", {"busy.py": BUSY}),
+    BadProcess("torch work past --timeout", _check("t.py", "--timeout", "1"), 2, "within 1 s", {"t.py": TORCH_SPIN}),
+    BadProcess("deep recursion past --timeout", _check("d.py", "--timeout", "1"), 2, "within 1 s", {"d.py": DEEP}),
+    # os._exit and os.abort end the process without unwinding: here, not in-process, where they would end pytest
+    BadProcess(
+        "os._exit(0) at import",
+        _check("o.py"),
+        2,
+        "o.py:2: the code called os._exit(0)",
+        {"o.py": "import os\nos._exit(0)\n"},
+    ),
+    BadProcess(
+        "os.abort() in the call",
+        _check("a.py"),
+        2,
+        "a.py:3: the code called os.abort() (during the call",
+        {"a.py": "import os\ndef backward(x, y, p):\n    os.abort()\n"},
+    ),
+    BadProcess(
+        "the file closes stdout",
+        _check("c.py"),
+        3,
+        "standard output is closed",
+        {"c.py": AUTOGRAD_BACKWARD + "import sys\nsys.stdout.close()\n"},
+    ),
+    BadProcess(
+        "check's report in an encoding without its characters: no -o, which check has not",
+        _check("g.py"),
+        3,
+        "set PYTHONIOENCODING=utf-8",
+        {"g.py": AUTOGRAD_BACKWARD.replace('"W2": g2', '"W2": -g2')},  # wrong: the diagnosis writes σ
+        never="-o",
+        env={"PYTHONIOENCODING": "ascii"},
+    ),
 ]
 
 
@@ -196,7 +254,7 @@ def test_bad_process_is_one_line_with_its_exit_code(case, tmp_path):
     if case.stdout == "full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
     result = _run(_prepare(case, tmp_path), case.stdout, case.env)
-    _assert_one_line(result.stderr, result.returncode, case.code, case.says)
+    _assert_one_line(result.stderr, result.returncode, case.code, case.says, case.never)
 
 
 def test_ctrl_c_while_sympy_loads_ends_quietly_with_130():
@@ -229,18 +287,6 @@ def test_ctrl_c_while_the_users_code_runs_ends_quietly_with_130(tmp_path):
 
 
 # --- the user's file runs like pytest runs it -------------------------------------------------------------
-
-# chainrule's layout (samples are columns); the gradients by torch autograd, an independent reference
-AUTOGRAD_BACKWARD = """
-import torch
-
-def gradients(x, y, params):
-    W1 = params["W1"].detach().requires_grad_()
-    W2 = params["W2"].detach().requires_grad_()
-    loss = 0.5 * ((torch.sigmoid(W2 @ torch.sigmoid(W1 @ x)) - y) ** 2).sum()
-    g1, g2 = torch.autograd.grad(loss, [W1, W2])
-    return {"W1": g1, "W2": g2}
-"""
 
 
 def test_the_file_imports_the_module_beside_it_and_shadows_nothing(tmp_path, capsys):
@@ -331,3 +377,91 @@ def test_a_closed_stdout_is_refused_before_any_work(tmp_path):
     result = _run(["derive", "-o", str(target)], "closed", {})
     _assert_one_line(result.stderr, result.returncode, 3, "standard output is closed")
     assert not target.exists()
+
+
+# --- issue 16: the process's end, standard error, torch's import, chainrule's own bugs -------------------------
+
+
+def test_torch_is_imported_before_the_users_clock_starts(tmp_path):
+    """A file's module-level time is its own: torch and the check machinery are loaded before it runs."""
+    (tmp_path / "t.py").write_text(
+        "import sys\n"
+        "assert 'torch' in sys.modules and 'numeric._check_backward' in sys.modules, 'torch charged to the file'\n"
+        + AUTOGRAD_BACKWARD
+    )
+    result = _run([arg.format(tmp=tmp_path) for arg in _check("t.py")], "pipe", {})
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+
+
+@pytest.mark.parametrize("stderr", ["full", "closed", "closed by the user's file"])
+def test_a_stderr_that_cannot_take_the_line_keeps_the_exit_code(stderr, tmp_path):
+    """2>/dev/full, 2>&-, sys.stderr.close(): the error line is lost, the exit code is still the error's (2).
+
+    Nothing goes to standard output in its place (print(file=None) would write there).
+    """
+    if stderr == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    (tmp_path / "e.py").write_text("import sys\nsys.stderr.close()\nraise ValueError('boom')\n")
+    args = ["check", f"{tmp_path}/e.py:backward"] if stderr.endswith("file") else ["derive", "--sizes", "x"]
+    with open("/dev/full" if stderr == "full" else os.devnull, "w") as sink:
+        result = subprocess.run(
+            [sys.executable, "-m", "numeric.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            preexec_fn=(lambda: os.close(2)) if stderr == "closed" else None,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert (result.returncode, result.stdout) == (2, b"")
+
+
+def test_an_unexpected_exception_is_one_line_exit_4(monkeypatch, capsys):
+    """chainrule's own bug (here a TypeError from deep inside): one line asking for a report, exit 4, never 1."""
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand\n  on two lines")
+
+    monkeypatch.setattr(symbolic, "derive", broken)
+    assert main(["derive"]) == 4
+    _assert_one_line(
+        capsys.readouterr().err, 4, 4, "internal error, please report it: TypeError: unsupported operand on"
+    )
+    assert "internal error" in EXIT_CODES[4]
+
+    def verbose(*args, **kwargs):  # as torch's dispatcher errors, which list every backend
+        raise KeyError("x" * 5000)
+
+    monkeypatch.setattr(symbolic, "derive", verbose)
+    assert main(["derive"]) == 4
+    line = capsys.readouterr().err.strip()
+    assert "KeyError: 'xxx" in line and "xxx…" in line and len(line) < 500  # shortened, still one line
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "| 4 | internal error" in readme
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "says", "never"),
+    [
+        ("σ", symbolic.NetworkError, "ASCII identifier: letters a-z, A-Z, digits and _", "Python identifier"),
+        (3, symbolic.NetworkTypeError, "an activation name must be a str", "a activation"),
+    ],
+)
+def test_activation_name_messages_say_what_is_allowed(name, error, says, never):
+    """'σ'.isidentifier() is True: the message must not call it 'not a Python identifier'; English articles."""
+    assert isinstance(name, int) or name.isidentifier()  # why 'Python identifier' was wrong
+    with pytest.raises(error) as caught:
+        symbolic.Activation.define(name, lambda z: z)
+    assert says in str(caught.value) and never not in str(caught.value)
+
+
+def test_os_exit_is_given_back_once_the_users_code_has_finished(tmp_path, capsys, monkeypatch):
+    """The guard on os._exit and os.abort lasts only while the user's code runs: a notebook keeps its os."""
+    import numeric._user_code
+
+    # forget the threads of earlier tests still sleeping past their --timeout: they keep the guard installed
+    monkeypatch.setattr(numeric._user_code, "_user_threads", set())
+    real_exit, real_abort = numeric._user_code._real_exit, numeric._user_code._real_abort
+    (tmp_path / "r.py").write_text("import os\nassert os._exit is not os.abort\nraise ValueError('boom')\n")
+    assert main(["check", f"{tmp_path}/r.py:backward"]) == 2
+    capsys.readouterr()
+    assert (os._exit, os.abort) == (real_exit, real_abort)

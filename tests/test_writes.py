@@ -126,3 +126,75 @@ def test_a_pdf_write_that_fails_keeps_the_old_pdf(tmp_path, pdflatex, disk_full_
     with pytest.raises(OutputError, match="No space left"):
         build_pdf(derive(TUTORIAL).latex(document=True), target)
     assert target.read_bytes() == b"%PDF- the old one"
+
+
+# --- -o onto a file that is not a regular file: written into, never replaced by a rename ----------------------
+
+
+def _device(tmp_path: Path, name: str, minor: int) -> Path:
+    """A character device inside tmp_path with Linux's numbers of /dev/null (1, 3) or /dev/full (1, 7).
+
+    Never the real /dev/null or /dev/full: if the fix regressed, the test would replace them for the machine.
+    """
+    path = tmp_path / name
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        with open(path, "wb"):  # a file system mounted nodev refuses to open it
+            pass
+    except (PermissionError, OSError) as error:
+        pytest.skip(f"cannot make a device node here: {error}")
+    return path
+
+
+def test_o_onto_a_full_device_fails_with_enospc_and_keeps_the_device(tmp_path, capsys):
+    full = _device(tmp_path, "full", 7)
+    assert main(["derive", "-o", str(full)]) == 3
+    assert capsys.readouterr().err.strip() == f"chainrule: error: cannot write -o {full}: No space left on device"
+    assert stat.S_ISCHR(full.stat().st_mode)  # still the device, not a regular file in its place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # no temporary file left behind
+
+
+def test_o_onto_a_null_device_succeeds_and_keeps_the_device(tmp_path, capsys):
+    null = _device(tmp_path, "null", 3)
+    link = tmp_path / "link"
+    link.symlink_to(null)  # followed: the device behind the link is written into
+    assert main(["derive", "-o", str(link)]) == 0
+    assert capsys.readouterr().out == f"wrote {link}\n"
+    assert stat.S_ISCHR(null.stat().st_mode) and link.is_symlink()
+
+
+def test_o_onto_a_fifo_sends_the_data_to_its_reader(tmp_path, capsys):
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert main(["derive", "--format", "latex", "-o", str(fifo)]) == 0
+    reader.join(30)
+    assert received == [derive(TUTORIAL).latex(document=True, values=symbolic.TUTORIAL_VALUES).encode()]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    capsys.readouterr()
+
+
+def test_a_special_file_check_that_says_not_regular_writes_in_place(tmp_path, monkeypatch):
+    """The decision itself: a path taken for a special file is opened and written, with no rename."""
+    target = tmp_path / "taken_for_a_device"
+    target.write_text("old content")
+    monkeypatch.setattr(symbolic._atomic, "_is_special", lambda path: True)
+    monkeypatch.setattr(symbolic._atomic.os, "replace", lambda *a: pytest.fail("renamed a special file"))
+    inode = target.stat().st_ino
+    write_atomically(target, "new")
+    assert target.stat().st_ino == inode and target.read_text() == "new"
+
+
+@pytest.mark.parametrize("output", [None, 123, b"d.pdf"])
+def test_render_pdf_to_something_not_a_file_name_is_an_input_type_error(output):
+    from symbolic import InputTypeError
+
+    with pytest.raises(InputTypeError, match="must be a file name") as caught:
+        render_pdf(derive(TUTORIAL), output)
+    assert isinstance(caught.value, TypeError)  # and a TypeError, as Python's own would be
+    with pytest.raises(InputTypeError, match="must be a file name"):
+        build_pdf("\\documentclass{article}\\begin{document}x\\end{document}\n", output)
