@@ -402,6 +402,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from numeric import random_values, verify
     from numeric._checks import check_device
     from numeric._verify import _require_memory
+    from symbolic._values import check_seed_and_batch
     from symbolic import TUTORIAL, derive
 
     network = _network(args)
@@ -410,7 +411,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     values = None
     if network != TUTORIAL or args.batch is not None or args.seed is not None:
         batch = 4 if args.batch is None else args.batch
-        # the whole run's estimate before the draw: a run that cannot fit is refused before it fills memory
+        # the batch's bounds, then the whole run's estimate, before the draw: a run that cannot fit is refused
+        # before it fills memory
+        check_seed_and_batch(0 if args.seed is None else args.seed, batch)
         _require_memory(network, batch, dtype, "sample" if args.gradcheck == "auto" else args.gradcheck)
         values = random_values(network, batch, 0 if args.seed is None else args.seed, dtype=dtype)
     report = verify(
