@@ -402,8 +402,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     from numeric import random_values, verify
     from numeric._checks import check_device
     from numeric._verify import _require_memory
-    from symbolic._values import check_seed_and_batch
     from symbolic import TUTORIAL, derive
+    from symbolic._values import check_seed_and_batch
 
     network = _network(args)
     check_device(args.device)  # before any work: a machine without CUDA says so at once
