@@ -328,12 +328,23 @@ def _diagnose(
     whole = [v for v, grads in variants if all(all(matches(grads, name)) for name in correct[0])]
     if whole:
         return [(name, v.name, v.explanation) for v in whole for name in wrong]
+    # a mistake changes some gradients; where the user's gradient of one of those is right, the user did not
+    # make that mistake (a sign flipped in the last layer only is not "ŷ − y flipped", which flips them all)
+    changed = {
+        id(v): {n for n in correct[0] if any(not _agrees(g[n], c[n], tolerance[n]) for g, c in zip(grads, correct))}
+        for v, grads in variants
+    }
     mistakes = []
     for name in wrong:
         found = [v for v, grads in variants if all(matches(grads, name))]
-        # a whole-network mistake (sign, batch_scale) that explains some gradients only says so
+        refuted = [v for v in found if changed[id(v)] - set(wrong)]
+        found = [v for v in found if v not in refuted]
         mistakes += [(name, v.name, v.partial or v.explanation) for v in found]
         if found or name in skip:
+            continue
+        if refuted:  # e.g. these gradients are the negatives of the right ones, but the others are right
+            names = ", ".join(dict.fromkeys(v.name for v in refuted))
+            mistakes.append((name, UNKNOWN, Note("mistake_refuted", {"names": names})))
             continue
         # reproduced at one batch size only, where the user's gradient is wrong: a coincidence of sizes, said so
         # (where it is right, every mistake that leaves this gradient alone "reproduces" it)
@@ -352,7 +363,30 @@ def _diagnose(
 
 
 def _as_user_gradients(result: object, expected: Mapping[str, object]) -> dict[str, torch.Tensor]:
-    """The user's gradients as CPU tensors, their dtype and shape kept (they are checked, not corrected)."""
+    """The user's gradients as plain, dense CPU tensors, their dtype and shape kept (they are checked, not
+    corrected). Reading them runs the user's code too (a Mapping's items(), a tensor subclass's
+    __torch_function__): whatever that raises is said in one line, as an exception in their function is."""
+    try:
+        return _read_user_gradients(result, expected)
+    except ChainruleError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise InputTypeError(
+            f"the backward function's result could not be read as gradients: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _plain(value: torch.Tensor) -> torch.Tensor:
+    """A tensor subclass as a plain tensor (its __torch_function__ not run), sparse as dense."""
+    with torch._C.DisableTorchFunctionSubclass():
+        if value.layout != torch.strided:
+            value = value.to_dense()
+        return value.as_subclass(torch.Tensor)
+
+
+def _read_user_gradients(result: object, expected: Mapping[str, object]) -> dict[str, torch.Tensor]:
     if not isinstance(result, Mapping):
         raise InputTypeError(
             f"the backward function must return a dict of gradients keyed {', '.join(expected)}; "
@@ -369,6 +403,8 @@ def _as_user_gradients(result: object, expected: Mapping[str, object]) -> dict[s
     for name, value in result.items():
         try:
             # a tensor or array has a dtype to check; nested Python floats are float64 (torch would read float32)
+            if isinstance(value, torch.Tensor):
+                value = _plain(value)
             dtype = None if hasattr(value, "dtype") else torch.float64
             gradients[name] = torch.as_tensor(value, dtype=dtype).detach().cpu()
         except (TypeError, ValueError, RuntimeError) as error:
@@ -463,6 +499,24 @@ def _check(network: Network, draws: list[_Draw], rtol: float, names: Mapping[str
     )
 
 
+def _check_rtol(rtol: object) -> None:
+    """None, or a relative tolerance in (0, 1): a bool (True reads as 1) or inf would pass any gradient."""
+    if rtol is None:
+        return
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)):
+        raise InputTypeError(f"rtol must be a number in (0, 1); got {rtol!r}")
+    if not 0 < rtol < 1:  # also refuses nan, for which every comparison is False
+        raise InputError(f"rtol must be a number in (0, 1); got {rtol!r}")
+
+
+def _check_seed(seed: object) -> None:
+    """The seed range the CLI accepts (torch.Generator.manual_seed's and numpy's: 0 to 2**64 − 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputTypeError(f"seed must be an integer; got {seed!r}")
+    if not 0 <= seed < 2**64:
+        raise InputError(f"seed must be between 0 and 2**64 - 1; got {seed}")
+
+
 def _values_as_tensors(values: object) -> dict[str, torch.Tensor]:
     if not isinstance(values, Mapping):
         raise InputTypeError(f"values must be a dict of tensors keyed x, y, W1, ...; got {type(values).__name__}")
@@ -471,6 +525,8 @@ def _values_as_tensors(values: object) -> dict[str, torch.Tensor]:
         try:
             if isinstance(value, (str, bytes)):
                 raise TypeError(f"a {type(value).__name__}")
+            if torch.as_tensor(value).is_complex():  # torch would drop the imaginary part with a warning only
+                raise TypeError("complex numbers")
             tensors[name] = torch.as_tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as error:
             raise InputTypeError(f"values[{name!r}] must be a tensor or nested lists of numbers; got {error}") from None
@@ -505,6 +561,8 @@ def check_backward(
     """
     if not callable(fn):
         raise InputTypeError(f"check_backward takes the backward function first; got {type(fn).__name__}")
+    _check_rtol(rtol)
+    _check_seed(seed)
     if isinstance(network, nn.Module):
         if len(args) != 3:
             raise InputTypeError(
@@ -526,6 +584,8 @@ def check_backward(
     require_exactly("values", tensors, ("x", "y", *network.parameter_shapes))
     params = {name: tensors[name] for name in network.parameter_shapes}
     check_inputs(network, tensors["x"], tensors["y"], params)  # shapes, before the user's code sees them
+    if tensors["x"].shape[1] < 1:
+        raise InputError("the x of values has no samples (shape [n_in, 0]); give at least one column")
     if values is not None and batch is not None and batch != tensors["x"].shape[1]:
         raise InputError(f"batch={batch!r}, but the x of values has {tensors['x'].shape[1]} samples; give one of them")
     second = _batch_sizes(network, tensors["x"].shape[1])[1]

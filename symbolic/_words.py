@@ -155,6 +155,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "other gradients are not flipped, so the flipped output error does not explain them all",
         "mistake_batch_scale_partial": "these gradients are {factor} the right ones ({why}), but the other gradients "
         "are not scaled so",
+        "mistake_refuted": "wrong; these numbers are what {names} gives, but {names} would also change gradients "
+        "that are right here, so it is not that mistake",
         "mistake_coincidence": "wrong; at batch {batch} these numbers match {names}, at batch {other} they do not: a "
         "coincidence of sizes, not that mistake",
         "problem_shape": "the gradient has shape {shape}, expected {expected}",
@@ -322,6 +324,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "mistake_sign_partial": "这些梯度的符号反了（就像把 ŷ − y 写成 y − ŷ 那样），但其他梯度没有反号，"
         "所以输出层误差项的符号错误不能解释全部梯度",
         "mistake_batch_scale_partial": "这些梯度是正确值的 {factor}（{why}），但其他梯度没有这样缩放",
+        "mistake_refuted": "错误；这些数值与 {names} 给出的一致，但 {names} 还会改变另一些梯度，而它们在这里是对的，"
+        "所以不是那个错误",
         "mistake_coincidence": "错误；在批大小 {batch} 时这些数值与 {names} 一致，在批大小 {other} 时却不一致："
         "这是尺寸的巧合，不是那个错误",
         "problem_shape": "梯度的形状是 {shape}，应为 {expected}",

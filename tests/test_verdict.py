@@ -152,7 +152,7 @@ UNCATALOGUED = {
     "batch_from_rows": {name: {UNKNOWN} for name in ("W1", "b1", "W2", "b2")},
     "halved": {name: {UNKNOWN} for name in ("W1", "b1", "W2", "b2")},
     "off_by_one_layer": {"W2": {"shape"}},
-    "hidden_delta_sign": {"W1": {"sign"}, "b1": {"sign"}},  # these two do have the wrong sign; said so below
+    "hidden_delta_sign": {"W1": {UNKNOWN}, "b1": {UNKNOWN}},  # flipped, but "sign" would flip W2 and b2 too
 }
 
 
@@ -172,11 +172,25 @@ def test_the_sign_of_some_gradients_is_not_every_gradient():
         return {**grads, "W3": -grads["W3"], "b3": -grads["b3"]}
 
     report = check_backward(last_layer_flipped, NETWORK)
-    assert [(m.parameter, m.name) for m in report.mistakes] == [("W3", "sign"), ("b3", "sign")]
-    assert "every gradient" not in str(report) and "the other gradients are not flipped" in str(report)
+    # "sign" (ŷ − y flipped) would flip W1, W2 too, which are right here: not that mistake, and said why
+    assert [(m.parameter, m.name) for m in report.mistakes] == [("W3", UNKNOWN), ("b3", UNKNOWN)]
+    assert "every gradient" not in str(report) and "what sign gives" in str(report)
     assert "每个梯度的符号都错了" not in report.text("zh")
     hidden = check_backward(lambda x, y, p: student(x, y, p, "hidden_delta_sign"), NET_453)
-    assert "every gradient" not in str(hidden) and "sign (W1, b1)" in str(hidden)
+    assert "every gradient" not in str(hidden) and "unknown (W1, b1)" in str(hidden)
+
+
+def test_a_catalogued_mistake_with_another_beside_it_is_named_for_its_own_gradients():
+    """Every sign flipped and b1 also scaled: `sign` for the flipped gradients (the others are wrong too, so
+    nothing refutes it), said as explaining those only; b1 unknown."""
+
+    def flipped_and_scaled(x, y, p):
+        right = student(x, y, p)
+        return {**{name: -g for name, g in right.items()}, "b1": 1.5 * right["b1"]}
+
+    report = check_backward(flipped_and_scaled, NET_453)
+    assert _named(report) == {"W1": {"sign"}, "W2": {"sign"}, "b2": {"sign"}, "b1": {UNKNOWN}}
+    assert "the other gradients are not flipped" in str(report)
 
 
 def test_the_whole_network_sign_still_says_every_gradient():
@@ -356,10 +370,17 @@ def test_the_new_sentences_in_chinese_hold_no_english_and_the_same_numbers():
     reports.append(
         check_backward(lambda x, y, p: {**student(x, y, p, mean=False), "W1": student(x, y, p)["W1"]}, NET_453)
     )
+    reports.append(
+        check_backward(lambda x, y, p: {**student(x, y, p, mean=False), "W1": 1.5 * student(x, y, p)["W1"]}, NET_453)
+    )
+    reports.append(
+        check_backward(lambda x, y, p: {**{n: -g for n, g in student(x, y, p).items()}, "b1": p["b1"]}, NET_453)
+    )
     keys = {note.key for report in reports for note in report.notes.values()}
     assert {"problem_shape", "problem_shape_transposed", "problem_dtype", "problem_dtype_other"} <= keys
     assert "problem_not_finite" in keys
     assert {"mistake_sign_partial", "mistake_coincidence", "mistake_batch_scale_partial"} <= keys, keys
+    assert "mistake_refuted" in keys
     for report in reports:
         english, chinese = report.text("en"), report.text("zh")
         assert _english_left(chinese, report.network, (*report.errors, *PROBLEMS, "int64")) == "", chinese
@@ -398,3 +419,61 @@ def test_cli_check_verdicts(tmp_path, capsys, axis, w2, code, said):
     out = capsys.readouterr().out
     assert said in out, out
     assert out.splitlines()[-1] == ("verdict: OK, every gradient matches" if code == 0 else "verdict: WRONG")
+
+
+@pytest.mark.parametrize(
+    "rtol, error",
+    [
+        ("x", InputTypeError),
+        (True, InputTypeError),
+        (math.inf, InputError),
+        (-1.0, InputError),
+        (math.nan, InputError),
+        (0.0, InputError),
+    ],
+)
+def test_a_tolerance_that_would_pass_anything_or_nothing_is_refused(rtol, error):
+    """rtol=True read as 1 passed an all-zero gradient; inf passes anything; nan and -1 fail everything."""
+    zeros = lambda x, y, p: {name: torch.zeros_like(value) for name, value in p.items()}  # noqa: E731
+    with pytest.raises(error, match="rtol"):
+        check_backward(zeros, NET_453, rtol=rtol)
+
+
+@pytest.mark.parametrize("seed, error", [(-5, InputError), (2**64, InputError), ("a", InputTypeError)])
+def test_the_api_takes_the_seeds_the_cli_takes(seed, error):
+    with pytest.raises(error, match="seed"):
+        check_backward(student, NET_453, seed=seed)
+
+
+def test_complex_values_and_an_empty_batch_are_refused():
+    from numeric import random_values
+
+    values = random_values(NET_453, 3, 0)
+    with pytest.raises(InputTypeError, match="complex"):
+        check_backward(student, NET_453, values={**values, "x": values["x"].to(torch.complex128)})
+    with pytest.raises(InputError, match="no samples"):
+        check_backward(student, NET_453, values={**values, "x": values["x"][:, :0], "y": values["y"][:, :0]})
+
+
+class _Raising(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        raise ZeroDivisionError("boom in __torch_function__")
+
+
+class _RaisingDict(dict):
+    def items(self):
+        raise KeyError("evil items")
+
+
+def test_returned_objects_that_run_code_are_read_in_one_line_or_read_right():
+    """A dict whose items() raises is the user's error in one line; a tensor subclass is read as the plain tensor
+    it holds (its __torch_function__ never runs), sparse as dense: a right gradient so returned is right."""
+    with pytest.raises(InputTypeError, match="KeyError"):
+        check_backward(lambda x, y, p: _RaisingDict(student(x, y, p)), NET_453)
+    subclass = lambda x, y, p: {n: g.as_subclass(_Raising) for n, g in student(x, y, p).items()}  # noqa: E731
+    assert check_backward(subclass, NET_453).ok
+    sparse = lambda x, y, p: {n: g.to_sparse() for n, g in student(x, y, p).items()}  # noqa: E731
+    assert check_backward(sparse, NET_453).ok
+    wrong = lambda x, y, p: {n: (2 * g).to_sparse() for n, g in student(x, y, p).items()}  # noqa: E731
+    assert not check_backward(wrong, NET_453).ok
