@@ -127,7 +127,8 @@ class MatrixTorchPrinter(TorchPrinter):
             # log(1 + e^z) = logaddexp(z, 0): exact and finite for every z (a 0-d zero, broadcast)
             argument = self.parenthesize(expr.args[0], 999)
             return f"torch.logaddexp({argument}, {argument}.new_zeros(()))"
-        return self._print(type(expr).definition(expr.args[0]))
+        # parenthesised: the call stands for one factor (−f(u) must negate all of f's definition)
+        return f"({self._print(type(expr).definition(expr.args[0]))})"
 
     @staticmethod
     def fused_kernel(expr: ActivationBackwardBase) -> tuple[str, str] | None:

@@ -44,7 +44,8 @@ class _ExactPrinter(MpmathPrinter):
         return self.names.get(expr) or super()._print_Symbol(expr)
 
     def _print_DefinedFunctionBase(self, expr):
-        return self._print(type(expr).definition(expr.args[0]))
+        # parenthesised: the call stands for one factor, and −cube(u) must not print as −u + u³/3
+        return f"({self._print(type(expr).definition(expr.args[0]))})"
 
     def _print_ActivationBackwardBase(self, expr):
         return self._print(expr.doit())

@@ -330,3 +330,24 @@ def test_softplus_value_and_gradient_are_exact_far_above_torchs_threshold(dtype,
             assert float(computed) == pytest.approx(expected, rel=rtol, abs=1e-300), (point, "loss")
         for computed in (ours["W1"], reference["W1"]):
             assert float(computed) == pytest.approx(expected_gradient, rel=rtol, abs=1e-300), (point, "gradient")
+
+
+def test_a_negated_user_function_prints_as_the_negation_of_its_whole_definition():
+    """−cube(z) printed as −z³/3 + z (the definition spliced in without parentheses) gave wrong closed forms
+    (log_cosh after cube: exact evaluation off by 70%); both printers must negate the whole definition."""
+    import mpmath
+
+    from numeric._printer import MatrixTorchPrinter
+    from symbolic._exact import _ExactPrinter
+
+    cube = Activation.define("cube_neg", lambda z: z**3 / 3 + z)
+    z = sympy.Symbol("z", real=True)
+    expression = 2 - cube.function(z)
+    value = 0.7
+    expected = 2 - (value**3 / 3 + value)
+    torch_code = MatrixTorchPrinter().doprint(expression)
+    assert eval(torch_code, {"torch": torch, "z": torch.tensor(value, dtype=torch.float64)}).item() == pytest.approx(
+        expected, rel=1e-14
+    )
+    exact_code = _ExactPrinter({}).doprint(expression)
+    assert float(eval(exact_code, {"mpmath": mpmath, "z": mpmath.mpf(value)})) == pytest.approx(expected, rel=1e-14)
