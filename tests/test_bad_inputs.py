@@ -226,7 +226,7 @@ BAD_PROCESSES = [
         _check("g.py"),
         3,
         "set PYTHONIOENCODING=utf-8",
-        {"g.py": AUTOGRAD_BACKWARD.replace('"W2": g2', '"W2": -g2')},  # wrong: the diagnosis writes σ
+        {"g.py": AUTOGRAD_BACKWARD.replace('"W1": g1, "W2": g2', '"W1": -g1, "W2": -g2')},  # sign: writes ŷ
         never="-o",
         env={"PYTHONIOENCODING": "ascii"},
     ),
