@@ -14,13 +14,15 @@ swallow it.) A thread still running after its timeout can keep the interpreter f
 aborts at exit, deep recursion hangs it): the console entry point leaves with ``os._exit`` when
 ``user_code_running()`` says so.
 
-``os._exit`` and ``os.abort`` end the process without unwinding: called by the user's code they would
-end ``check`` with no report at all (``os._exit(0)``: a false success). While the user's code runs they
-are replaced by functions that raise ``HardExit`` in the user's threads, reported like ``sys.exit``.
+``os._exit`` and ``os.abort`` (also reachable as ``posix._exit``, ``posix.abort``) end the process without
+unwinding: called by the user's code they would end ``check`` with no report at all (``os._exit(0)``: a
+false success). While the user's code runs they are replaced, under both names, by functions that raise
+``HardExit`` in the user's threads, reported like ``sys.exit``.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 import os
@@ -89,6 +91,8 @@ class HardExit(BaseException):
 
 
 _real_exit, _real_abort = os._exit, os.abort  # kept here: the console entry point needs the real os._exit
+# os._exit is the platform module's _exit (posix._exit, nt._exit), reachable under that name too: both guarded
+_EXIT_MODULES = (os, importlib.import_module(os.name))
 _user_threads: set[threading.Thread] = set()  # started and not known to have finished
 
 
@@ -146,7 +150,7 @@ def run_with_timeout(call: Callable[[], Any], user_file: UserFile, timeout: floa
     _user_threads.add(worker)
     # the guards stay installed while any user thread lives: one past its timeout may still call os._exit;
     # in every other thread they call the real functions, so leaving them installed harms nobody
-    os._exit, os.abort = _guarded_exit, _guarded_abort
+    _install(_guarded_exit, _guarded_abort)
     try:
         worker.start()
         worker.join(timeout)
@@ -155,7 +159,7 @@ def run_with_timeout(call: Callable[[], Any], user_file: UserFile, timeout: floa
             sys.path.remove(folder)
         _user_threads.difference_update([thread for thread in list(_user_threads) if not thread.is_alive()])
         if not _user_threads:
-            os._exit, os.abort = _real_exit, _real_abort
+            _install(_real_exit, _real_abort)
     if worker.is_alive():
         raise UserCodeError(
             f"{user_file.shown}: {doing} did not finish within {timeout:g} s (--timeout); does it loop forever?"
@@ -166,6 +170,11 @@ def run_with_timeout(call: Callable[[], Any], user_file: UserFile, timeout: floa
     if isinstance(error, (KeyboardInterrupt, MemoryError)):  # Ctrl-C (exit 130); out of memory (exit 3)
         raise error
     raise UserCodeError(f"{user_file.line_of(error)}: {_describe(error)} (during {doing})") from None
+
+
+def _install(exit_function: Callable[[int], None], abort_function: Callable[[], None]) -> None:
+    for module in _EXIT_MODULES:
+        module._exit, module.abort = exit_function, abort_function
 
 
 def _grad_enabled() -> bool | None:

@@ -207,6 +207,13 @@ BAD_PROCESSES = [
         "o.py:2: the code called os._exit(0)",
         {"o.py": "import os\nos._exit(0)\n"},
     ),
+    BadProcess(  # os._exit under its platform module's name
+        "posix._exit(0) at import",
+        _check("p.py"),
+        2,
+        "p.py:2: the code called os._exit(0)",
+        {"p.py": "import posix\nposix._exit(0)\n"},
+    ),
     BadProcess(
         "os.abort() in the call",
         _check("a.py"),
