@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -29,9 +29,9 @@ from symbolic import (
     ChainruleError,
     InputError,
     InputTypeError,
+    MatrixProgram,
     MatrixStep,
     Network,
-    batch_size,
     derive,
     matmul,
     sample_values,
@@ -39,6 +39,7 @@ from symbolic import (
     words,
 )
 from symbolic._errors import require_exactly
+from symbolic._matrix import Role, reduction_scale
 from symbolic._words import Note
 
 from ._checks import check_inputs
@@ -80,46 +81,54 @@ class _Variant:
     partial: Note | None = None
 
 
-def _replace(steps: list[MatrixStep], target: str, expression: sympy.Expr) -> tuple[MatrixStep, ...]:
-    return tuple(MatrixStep(s.target, expression, s.role, s.layer) if s.target.name == target else s for s in steps)
+def _replace(program: MatrixProgram, role: Role, layer: int, expression: sympy.Expr) -> tuple[MatrixStep, ...]:
+    """The program's steps with the one step of ``role`` at ``layer`` computing ``expression`` instead. Found by
+    what the step holds, not by its name: a renamed step is still found, and a missing one raises."""
+    replaced = program.step(role, layer)
+    return tuple(MatrixStep(s.target, expression, s.role, s.layer) if s is replaced else s for s in program.steps)
 
 
-def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
+def _variants(network: Network, program: MatrixProgram) -> list[_Variant]:
     """The derivation's matrix program with each catalogued mistake in it, one mistake per variant."""
-    sym = {s.target.name: s for s in steps}
-    symbol = lambda name: sympy.Symbol(name, real=True)  # noqa: E731 - the program's own naming
-    x, y, depth = symbol("x"), symbol("y"), network.depth
-    B = batch_size(x)  # noqa: N806 - the batch size, as the derivation writes it
-    mean = network.reduction == "mean"
-    output_delta = sym[f"delta{depth}"].expression
-    flipped = _replace(steps, f"delta{depth}", -output_delta)
+    _x, y, *_ = program.inputs  # the batch x, the target y, then the parameters
+    weights = dict(zip(network.parameter_shapes, program.inputs[2:]))
+    depth = network.depth
+
+    def quantity(role: Role, layer: int) -> sympy.Symbol:
+        return program.step(role, layer).target
+
+    output_delta = program.step(Role.DELTA, depth).expression
+    flipped = _replace(program, Role.DELTA, depth, -output_delta)
     variants = [_Variant("sign", Note("mistake_sign"), flipped, Note("mistake_sign_partial"))]
-    reduction = "mean" if mean else "sum"
-    scaled = output_delta * B if mean else output_delta / B
-    scale = {"factor": Note(f"batch_scale_{reduction}_factor"), "why": Note(f"batch_scale_{reduction}_why")}
+    # the other reduction's share of the loss: 1/B forgotten with the mean, put in with the sum
+    other = "sum" if network.reduction == "mean" else "mean"
+    scaled = output_delta * reduction_scale(replace(network, reduction=other)) / reduction_scale(network)
+    scale = {
+        "factor": Note(f"batch_scale_{network.reduction}_factor"),
+        "why": Note(f"batch_scale_{network.reduction}_why"),
+    }
     variants.append(
         _Variant(
             "batch_scale",
             Note("mistake_batch_scale", scale),
-            _replace(steps, f"delta{depth}", scaled),
+            _replace(program, Role.DELTA, depth, scaled),
             Note("mistake_batch_scale_partial", scale),
         )
     )
     for layer in range(depth, 0, -1):
         activation = network.activation_rules[layer - 1]
-        a = symbol(f"a{layer}")
-        if layer == depth:
-            upstream = network.loss_rule.matrix_gradient(a, y, network.sizes[-1])
-            upstream = upstream / B if mean else upstream
+        a = quantity(Role.A, layer)
+        if layer == depth:  # ∂L/∂a_L: each sample's ∂ℓ/∂a_L with its share of L
+            upstream = reduction_scale(network) * network.loss_rule.matrix_gradient(a, y, network.sizes[-1])
         else:
-            upstream = matmul(transpose(symbol(f"W{layer + 1}")), symbol(f"delta{layer + 1}"))
+            upstream = matmul(transpose(weights[f"W{layer + 1}"]), quantity(Role.DELTA, layer + 1))
         example = Note(_AT_OUTPUT_EXAMPLES[activation.name]) if activation.name in _AT_OUTPUT_EXAMPLES else ""
         text = {"layer": str(layer), "above": str(layer + 1), "below": str(layer - 1)}
         variants.append(
             _Variant(
                 "missing_activation_derivative",
                 Note("mistake_missing_activation_derivative", text),
-                _replace(steps, f"delta{layer}", upstream),
+                _replace(program, Role.DELTA, layer, upstream),
             )
         )
         if activation.elementwise:
@@ -128,26 +137,27 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
                 _Variant(
                     "derivative_at_output",
                     Note("mistake_derivative_at_output", {**text, "example": example}),
-                    _replace(steps, f"delta{layer}", at_output),
+                    _replace(program, Role.DELTA, layer, at_output),
                 )
             )
         if layer < depth and network.sizes[layer + 1] == network.sizes[layer]:
-            weight = symbol(f"W{layer + 1}")
-            untransposed = sym[f"delta{layer}"].expression.xreplace({transpose(weight): weight})
+            weight = weights[f"W{layer + 1}"]
+            delta = program.step(Role.DELTA, layer).expression
+            untransposed = delta.xreplace({transpose(weight): weight})
             variants.append(
                 _Variant(
                     "missing_transpose",
                     Note("mistake_missing_transpose", text),
-                    _replace(steps, f"delta{layer}", untransposed),
+                    _replace(program, Role.DELTA, layer, untransposed),
                 )
             )
         if network.sizes[layer] == network.sizes[layer - 1]:
-            own_input = matmul(symbol(f"delta{layer}"), transpose(a))
+            own_input = matmul(quantity(Role.DELTA, layer), transpose(a))
             variants.append(
                 _Variant(
                     "wrong_layer_input",
                     Note("mistake_wrong_layer_input", text),
-                    _replace(steps, f"grad_W{layer}", own_input),
+                    _replace(program, Role.GRAD_W, layer, own_input),
                 )
             )
         if network.bias:
@@ -155,7 +165,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
                 _Variant(
                     "bias_not_summed",
                     Note("mistake_bias_not_summed", text),
-                    _replace(steps, f"grad_b{layer}", symbol(f"delta{layer}")),
+                    _replace(program, Role.GRAD_B, layer, quantity(Role.DELTA, layer)),
                 )
             )
     return variants
@@ -469,7 +479,7 @@ def _check(network: Network, draws: list[_Draw], rtol: float, names: Mapping[str
     if wrong:
         # each variant is compiled and run: about a second at MNIST size, so a bar on a terminal
         variants = [
-            (v, list(map(compiled(v.steps), draws))) for v in _progress(_variants(network, steps), "diagnosis", None)
+            (v, list(map(compiled(v.steps), draws))) for v in _progress(_variants(network, program), "diagnosis", None)
         ]
         # a "mistake" that changes nothing (relu' at a equals relu' at z) explains nothing
         variants = [
