@@ -95,7 +95,7 @@ def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
 
     and a_i / (1 − a_k) is at most 1 for k ≠ i: off the largest output 1 − a_k ≥ ½ (u below); at the largest
     it is the softmax with that unit left out (``softmax_without_max``). tests/test_stability.py proves
-    this equal to the chain rule with SymPy and checks it against a 50-digit reference at saturation.
+    this equal to the chain rule with SymPy and checks it against a 60-digit reference at saturation.
     """
     mask = emit(f"mask_{z.name}", max_mask(z))
     u = emit(f"ratio_{z.name}", (1 - y) * a / (1 - a + mask) * (1 - mask))  # (1 − y_k) a_k/(1 − a_k), 0 at k*
