@@ -29,9 +29,9 @@ from symbolic import Derivation, InputError, InputTypeError, batch_sum
 from symbolic._matrix import BATCH_SIZE, reduction_scale
 
 from ._checks import check_inputs
+from ._choices import FORMS
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
 
-FORMS = ("matrix", "elementwise")
 BACKENDS = (None, "inductor")  # None: the generated Python runs as is; "inductor": through torch.compile
 _ACCEPTED_LIMIT = 64  # input signatures remembered as checked, per compiled function
 # Large CPU batches run in chunks of samples whose intermediates (about three per unit: z, a, δ) fit in

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 FORMATS = ("latex", "text", "markdown", "pdf", "html")
 DTYPES = ("float32", "float64")
-FORMS = ("matrix", "elementwise")  # numeric.FORMS, repeated so that derive never imports torch
 
 EXIT_CODES = {
     0: "success (verify: every check passed)",
@@ -218,6 +217,8 @@ def _emit(text: str | bytes, output_option: bool = False) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._choices import FORMS, GRADCHECK_MODES  # torch-free tables: derive never imports torch
+
     parser = _Parser(
         prog="chainrule",
         description="Derive backpropagation by the chain rule with SymPy, compile it to torch, verify it. "
@@ -290,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--form", choices=FORMS, default="matrix", help=_FORM_HELP)
     verify_cmd.add_argument(
         "--gradcheck",
-        choices=("auto", "full", "sample", "off"),
+        choices=GRADCHECK_MODES,
         default="auto",
         help="finite differences on every entry (full), on a random direction and random entries per "
         "parameter (sample), or none (off); auto (default): full on small networks, sampled on large ones",
