@@ -107,9 +107,15 @@ def test_a_user_activation_and_loss_derive_render_compile_and_verify():
 
 
 def test_the_reference_of_a_user_definition_is_torch_autograd_of_the_definition():
+    """The module to_torch makes of a user's activation computes the definition, and autograd through it (the
+    reference verify compares with) gives the definition's derivative, written out here by hand."""
     module = to_torch(Network([1, 1], SWISH, "half_sse"))
-    t = torch.linspace(-3, 3, 7, dtype=torch.float64)
-    torch.testing.assert_close(module[1](t), t * torch.sigmoid(t))
+    t = torch.linspace(-3, 3, 7, dtype=torch.float64, requires_grad=True)
+    out = module[1](t)
+    torch.testing.assert_close(out, t * torch.sigmoid(t))
+    (derivative,) = torch.autograd.grad(out.sum(), t)
+    s = torch.sigmoid(t.detach())
+    torch.testing.assert_close(derivative, s + t.detach() * s * (1 - s))  # (z σ(z))' = σ + z σ (1 − σ)
 
 
 def test_a_user_derivative_through_the_output_must_be_proved():
