@@ -213,6 +213,9 @@ class _Draw:
     values: Mapping[str, torch.Tensor]
     user: Mapping[str, torch.Tensor]
     dtype: torch.dtype  # the dtype the user was given
+    # the model form: per parameter, (the shape returned, the shape expected) in torch's layout, where the user's
+    # shapes are judged (a bias gradient is [n], as torch's own .grad; chainrule's [n, 1] is a wrong shape there)
+    torch_shapes: Mapping[str, tuple[torch.Size, torch.Size]] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -272,15 +275,18 @@ def _agrees(theirs: torch.Tensor, ours: torch.Tensor, rtol: float) -> bool:
 
 
 def _shape_problem(name: str, draws: list[_Draw], correct: list[dict], rtol: float) -> Note | None:
-    """The first draw's wrong shape, "transposed" when the transpose is right at every draw."""
+    """The first draw's wrong shape, "transposed" when the transpose is right at every draw; in the layout the
+    user works in (torch's in the model form)."""
     for draw, right in zip(draws, correct):
-        theirs, ours = draw.user[name], right[name]
-        if theirs.shape != ours.shape:
+        theirs, ours = draw.user[name].shape, right[name].shape
+        if name in draw.torch_shapes:
+            theirs, ours = draw.torch_shapes[name]
+        if theirs != ours:
             transposed = all(
                 d.user[name].ndim == 2 and _agrees(d.user[name].T, r[name], rtol) for d, r in zip(draws, correct)
             )
             key = "problem_shape_transposed" if transposed else "problem_shape"
-            return Note(key, {"shape": _shape_text(theirs.shape), "expected": _shape_text(ours.shape)})
+            return Note(key, {"shape": _shape_text(theirs), "expected": _shape_text(ours)})
     return None
 
 
@@ -563,8 +569,9 @@ def check_backward(
 
     ``check_backward(fn, model, loss_fn, inputs, targets)``: an ``nn.Sequential`` and a loss (module or
     name); ``fn(inputs, targets, params)`` gets ``params`` keyed like ``model.named_parameters()`` and
-    returns gradients keyed the same way, in torch's layout (rows are samples). The second call gets inputs and
-    targets of the same kinds (dtype; class indices or values) drawn at another batch size.
+    returns gradients keyed the same way, in torch's layout (rows are samples), each shaped like its parameter,
+    as ``.grad`` is (a bias gradient is [n]; chainrule's [n, 1] is named a wrong shape here). The second call gets
+    inputs and targets of the same kinds (dtype; class indices or values) drawn at another batch size.
 
     The report's ``mistakes`` lists ``(parameter, name, explanation)``; names are ``MISTAKES`` keys,
     ``"unknown"``, or one of ``PROBLEMS`` (a wrong shape, dtype, or nan/inf entries), which come first.
@@ -619,16 +626,18 @@ def _model_draw(
     result = _call(fn, inputs.shape[0], inputs.detach().clone(), targets.detach().clone(), torch_params)
     user_torch = _as_user_gradients(result, torch_params)
     batch = x.shape[1]
-    user = {}
+    user, shapes = {}, {}
     for theirs, value in user_torch.items():
         ours = names[theirs]
+        shapes[ours] = (value.shape, torch_params[theirs].shape)  # torch's layout: a bias gradient is [n]
         if ours.startswith("b") and value.ndim == 1:
             value = value.reshape(-1, 1)
         elif ours.startswith("b") and value.ndim == 2 and value.shape[0] == batch:
             value = value.T  # one row per sample, as torch lays samples out: chainrule's columns
         user[ours] = value
     values = {"x": x, "y": y, **params}
-    return _Draw({name: value.detach().to(torch.float64) for name, value in values.items()}, user, inputs.dtype)
+    tensors = {name: value.detach().to(torch.float64) for name, value in values.items()}
+    return _Draw(tensors, user, inputs.dtype, shapes)
 
 
 def _second_torch_batch(network: Network, inputs: torch.Tensor, targets: torch.Tensor, batch: int, seed: int):
