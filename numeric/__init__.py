@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "compile_gradients": "._compile",
     "CompiledGradients": "._compile",
-    "FORMS": "._compile",
+    "FORMS": "._choices",
     "autograd_gradients": "._torch_models",
     "autograd_loss_and_gradients": "._torch_models",
     "from_torch": "._torch_models",
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._check_backward import BackwardReport as BackwardReport
     from ._check_backward import Mistake as Mistake
     from ._check_backward import check_backward as check_backward
-    from ._compile import FORMS as FORMS
+    from ._choices import FORMS as FORMS
     from ._compile import CompiledGradients as CompiledGradients
     from ._compile import compile_gradients as compile_gradients
     from ._torch_models import REFERENCE_LOSSES as REFERENCE_LOSSES

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -29,9 +29,9 @@ from symbolic import (
     ChainruleError,
     InputError,
     InputTypeError,
+    MatrixProgram,
     MatrixStep,
     Network,
-    batch_size,
     derive,
     matmul,
     sample_values,
@@ -39,6 +39,7 @@ from symbolic import (
     words,
 )
 from symbolic._errors import require_exactly
+from symbolic._matrix import Role, reduction_scale
 from symbolic._words import Note
 
 from ._checks import check_inputs
@@ -80,46 +81,54 @@ class _Variant:
     partial: Note | None = None
 
 
-def _replace(steps: list[MatrixStep], target: str, expression: sympy.Expr) -> tuple[MatrixStep, ...]:
-    return tuple(MatrixStep(s.target, expression, s.role, s.layer) if s.target.name == target else s for s in steps)
+def _replace(program: MatrixProgram, role: Role, layer: int, expression: sympy.Expr) -> tuple[MatrixStep, ...]:
+    """The program's steps with the one step of ``role`` at ``layer`` computing ``expression`` instead. Found by
+    what the step holds, not by its name: a renamed step is still found, and a missing one raises."""
+    replaced = program.step(role, layer)
+    return tuple(MatrixStep(s.target, expression, s.role, s.layer) if s is replaced else s for s in program.steps)
 
 
-def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
+def _variants(network: Network, program: MatrixProgram) -> list[_Variant]:
     """The derivation's matrix program with each catalogued mistake in it, one mistake per variant."""
-    sym = {s.target.name: s for s in steps}
-    symbol = lambda name: sympy.Symbol(name, real=True)  # noqa: E731 - the program's own naming
-    x, y, depth = symbol("x"), symbol("y"), network.depth
-    B = batch_size(x)  # noqa: N806 - the batch size, as the derivation writes it
-    mean = network.reduction == "mean"
-    output_delta = sym[f"delta{depth}"].expression
-    flipped = _replace(steps, f"delta{depth}", -output_delta)
+    _x, y, *_ = program.inputs  # the batch x, the target y, then the parameters
+    weights = dict(zip(network.parameter_shapes, program.inputs[2:]))
+    depth = network.depth
+
+    def quantity(role: Role, layer: int) -> sympy.Symbol:
+        return program.step(role, layer).target
+
+    output_delta = program.step(Role.DELTA, depth).expression
+    flipped = _replace(program, Role.DELTA, depth, -output_delta)
     variants = [_Variant("sign", Note("mistake_sign"), flipped, Note("mistake_sign_partial"))]
-    reduction = "mean" if mean else "sum"
-    scaled = output_delta * B if mean else output_delta / B
-    scale = {"factor": Note(f"batch_scale_{reduction}_factor"), "why": Note(f"batch_scale_{reduction}_why")}
+    # the other reduction's share of the loss: 1/B forgotten with the mean, put in with the sum
+    other = "sum" if network.reduction == "mean" else "mean"
+    scaled = output_delta * reduction_scale(replace(network, reduction=other)) / reduction_scale(network)
+    scale = {
+        "factor": Note(f"batch_scale_{network.reduction}_factor"),
+        "why": Note(f"batch_scale_{network.reduction}_why"),
+    }
     variants.append(
         _Variant(
             "batch_scale",
             Note("mistake_batch_scale", scale),
-            _replace(steps, f"delta{depth}", scaled),
+            _replace(program, Role.DELTA, depth, scaled),
             Note("mistake_batch_scale_partial", scale),
         )
     )
     for layer in range(depth, 0, -1):
         activation = network.activation_rules[layer - 1]
-        a = symbol(f"a{layer}")
-        if layer == depth:
-            upstream = network.loss_rule.matrix_gradient(a, y, network.sizes[-1])
-            upstream = upstream / B if mean else upstream
+        a = quantity(Role.A, layer)
+        if layer == depth:  # ∂L/∂a_L: each sample's ∂ℓ/∂a_L with its share of L
+            upstream = reduction_scale(network) * network.loss_rule.matrix_gradient(a, y, network.sizes[-1])
         else:
-            upstream = matmul(transpose(symbol(f"W{layer + 1}")), symbol(f"delta{layer + 1}"))
+            upstream = matmul(transpose(weights[f"W{layer + 1}"]), quantity(Role.DELTA, layer + 1))
         example = Note(_AT_OUTPUT_EXAMPLES[activation.name]) if activation.name in _AT_OUTPUT_EXAMPLES else ""
         text = {"layer": str(layer), "above": str(layer + 1), "below": str(layer - 1)}
         variants.append(
             _Variant(
                 "missing_activation_derivative",
                 Note("mistake_missing_activation_derivative", text),
-                _replace(steps, f"delta{layer}", upstream),
+                _replace(program, Role.DELTA, layer, upstream),
             )
         )
         if activation.elementwise:
@@ -128,26 +137,27 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
                 _Variant(
                     "derivative_at_output",
                     Note("mistake_derivative_at_output", {**text, "example": example}),
-                    _replace(steps, f"delta{layer}", at_output),
+                    _replace(program, Role.DELTA, layer, at_output),
                 )
             )
         if layer < depth and network.sizes[layer + 1] == network.sizes[layer]:
-            weight = symbol(f"W{layer + 1}")
-            untransposed = sym[f"delta{layer}"].expression.xreplace({transpose(weight): weight})
+            weight = weights[f"W{layer + 1}"]
+            delta = program.step(Role.DELTA, layer).expression
+            untransposed = delta.xreplace({transpose(weight): weight})
             variants.append(
                 _Variant(
                     "missing_transpose",
                     Note("mistake_missing_transpose", text),
-                    _replace(steps, f"delta{layer}", untransposed),
+                    _replace(program, Role.DELTA, layer, untransposed),
                 )
             )
         if network.sizes[layer] == network.sizes[layer - 1]:
-            own_input = matmul(symbol(f"delta{layer}"), transpose(a))
+            own_input = matmul(quantity(Role.DELTA, layer), transpose(a))
             variants.append(
                 _Variant(
                     "wrong_layer_input",
                     Note("mistake_wrong_layer_input", text),
-                    _replace(steps, f"grad_W{layer}", own_input),
+                    _replace(program, Role.GRAD_W, layer, own_input),
                 )
             )
         if network.bias:
@@ -155,7 +165,7 @@ def _variants(network: Network, steps: list[MatrixStep]) -> list[_Variant]:
                 _Variant(
                     "bias_not_summed",
                     Note("mistake_bias_not_summed", text),
-                    _replace(steps, f"grad_b{layer}", symbol(f"delta{layer}")),
+                    _replace(program, Role.GRAD_B, layer, quantity(Role.DELTA, layer)),
                 )
             )
     return variants
@@ -203,6 +213,9 @@ class _Draw:
     values: Mapping[str, torch.Tensor]
     user: Mapping[str, torch.Tensor]
     dtype: torch.dtype  # the dtype the user was given
+    # the model form: per parameter, (the shape returned, the shape expected) in torch's layout, where the user's
+    # shapes are judged (a bias gradient is [n], as torch's own .grad; chainrule's [n, 1] is a wrong shape there)
+    torch_shapes: Mapping[str, tuple[torch.Size, torch.Size]] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -262,15 +275,18 @@ def _agrees(theirs: torch.Tensor, ours: torch.Tensor, rtol: float) -> bool:
 
 
 def _shape_problem(name: str, draws: list[_Draw], correct: list[dict], rtol: float) -> Note | None:
-    """The first draw's wrong shape, "transposed" when the transpose is right at every draw."""
+    """The first draw's wrong shape, "transposed" when the transpose is right at every draw; in the layout the
+    user works in (torch's in the model form)."""
     for draw, right in zip(draws, correct):
-        theirs, ours = draw.user[name], right[name]
-        if theirs.shape != ours.shape:
+        theirs, ours = draw.user[name].shape, right[name].shape
+        if name in draw.torch_shapes:
+            theirs, ours = draw.torch_shapes[name]
+        if theirs != ours:
             transposed = all(
                 d.user[name].ndim == 2 and _agrees(d.user[name].T, r[name], rtol) for d, r in zip(draws, correct)
             )
             key = "problem_shape_transposed" if transposed else "problem_shape"
-            return Note(key, {"shape": _shape_text(theirs.shape), "expected": _shape_text(ours.shape)})
+            return Note(key, {"shape": _shape_text(theirs), "expected": _shape_text(ours)})
     return None
 
 
@@ -469,7 +485,7 @@ def _check(network: Network, draws: list[_Draw], rtol: float, names: Mapping[str
     if wrong:
         # each variant is compiled and run: about a second at MNIST size, so a bar on a terminal
         variants = [
-            (v, list(map(compiled(v.steps), draws))) for v in _progress(_variants(network, steps), "diagnosis", None)
+            (v, list(map(compiled(v.steps), draws))) for v in _progress(_variants(network, program), "diagnosis", None)
         ]
         # a "mistake" that changes nothing (relu' at a equals relu' at z) explains nothing
         variants = [
@@ -553,8 +569,9 @@ def check_backward(
 
     ``check_backward(fn, model, loss_fn, inputs, targets)``: an ``nn.Sequential`` and a loss (module or
     name); ``fn(inputs, targets, params)`` gets ``params`` keyed like ``model.named_parameters()`` and
-    returns gradients keyed the same way, in torch's layout (rows are samples). The second call gets inputs and
-    targets of the same kinds (dtype; class indices or values) drawn at another batch size.
+    returns gradients keyed the same way, in torch's layout (rows are samples), each shaped like its parameter,
+    as ``.grad`` is (a bias gradient is [n]; chainrule's [n, 1] is named a wrong shape here). The second call gets
+    inputs and targets of the same kinds (dtype; class indices or values) drawn at another batch size.
 
     The report's ``mistakes`` lists ``(parameter, name, explanation)``; names are ``MISTAKES`` keys,
     ``"unknown"``, or one of ``PROBLEMS`` (a wrong shape, dtype, or nan/inf entries), which come first.
@@ -609,16 +626,18 @@ def _model_draw(
     result = _call(fn, inputs.shape[0], inputs.detach().clone(), targets.detach().clone(), torch_params)
     user_torch = _as_user_gradients(result, torch_params)
     batch = x.shape[1]
-    user = {}
+    user, shapes = {}, {}
     for theirs, value in user_torch.items():
         ours = names[theirs]
+        shapes[ours] = (value.shape, torch_params[theirs].shape)  # torch's layout: a bias gradient is [n]
         if ours.startswith("b") and value.ndim == 1:
             value = value.reshape(-1, 1)
         elif ours.startswith("b") and value.ndim == 2 and value.shape[0] == batch:
             value = value.T  # one row per sample, as torch lays samples out: chainrule's columns
         user[ours] = value
     values = {"x": x, "y": y, **params}
-    return _Draw({name: value.detach().to(torch.float64) for name, value in values.items()}, user, inputs.dtype)
+    tensors = {name: value.detach().to(torch.float64) for name, value in values.items()}
+    return _Draw(tensors, user, inputs.dtype, shapes)
 
 
 def _second_torch_batch(network: Network, inputs: torch.Tensor, targets: torch.Tensor, batch: int, seed: int):

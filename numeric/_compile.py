@@ -26,11 +26,12 @@ import sympy
 import torch
 
 from symbolic import Derivation, InputError, InputTypeError, batch_sum
+from symbolic._matrix import BATCH_SIZE, reduction_scale
 
 from ._checks import check_inputs
+from ._choices import FORMS
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
 
-FORMS = ("matrix", "elementwise")
 BACKENDS = (None, "inductor")  # None: the generated Python runs as is; "inductor": through torch.compile
 _ACCEPTED_LIMIT = 64  # input signatures remembered as checked, per compiled function
 # Large CPU batches run in chunks of samples whose intermediates (about three per unit: z, a, δ) fit in
@@ -69,6 +70,8 @@ class CompiledGradients:
         else:
             self._chunk_from = chunk + 1  # type: ignore[operator]
         self._gradients_only = gradients_only
+        # each sample's share of the loss at a batch size (1/B for the mean), read from the derivation's definition
+        self._share = sympy.lambdify(BATCH_SIZE, reduction_scale(derivation.network))
         self._with_loss_function = with_loss  # built on first use: most callers never ask for the loss
         self._run_gradients = _backend_function(gradients_only, backend)
         self._run_with_loss: Callable | None = None
@@ -153,17 +156,18 @@ class CompiledGradients:
 
     def _in_chunks(self, function: Callable, size: int, x, y, ordered) -> list[torch.Tensor]:
         """``function`` over the batch in chunks of ``size`` samples: every output is a sum over the samples
-        (added up), except ∂L/∂x, one column per sample (put together). With reduction="mean" each chunk
-        divides by its own size, so its share is weighted by size / batch."""
+        (added up), except ∂L/∂x, one column per sample (put together). Each chunk's outputs carry the
+        reduction's share at the chunk's size (1/size for the mean): they are weighted to the batch's share."""
         batch = x.shape[1]
-        mean = self.derivation.network.reduction == "mean"
+        share = self._share
         totals: list[torch.Tensor] = []
         per_sample = "x" in self.names  # ∂L/∂x, always the last output
         for start in range(0, batch, size):
             stop = min(start + size, batch)
             outputs = function(x[:, start:stop], y[:, start:stop], *ordered)
-            if mean:
-                outputs = [output * ((stop - start) / batch) for output in outputs]
+            weight = share(batch) / share(stop - start)  # size / batch for the mean, 1 for the sum
+            if weight != 1:
+                outputs = [output * weight for output in outputs]
             if not totals:
                 totals = [output.clone() for output in outputs]  # the results of one chunk may share storage
                 if per_sample:

@@ -8,7 +8,8 @@ dispatched on the class the way SymPy's own printers are, and one table for the 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import ClassVar, NamedTuple
 
 import sympy
 from sympy.printing.pytorch import TorchPrinter
@@ -41,21 +42,41 @@ TORCH_FUNCTIONS = {
 }
 
 
-# torch's fused kernels for g ⊙ f'(z), by activation: (aten kernel, its arguments), the same formulas as the
-# table's derivatives (tests/test_compile.py checks each against the product); others print their product.
+class FusedKernel(NamedTuple):
+    """torch's fused kernel for g ⊙ f'(z): its aten name and its arguments in order, each either an operand of
+    the local step (``"g"``, ``"z"`` or ``"a"``, printed from the expression) or one of torch's constants (a
+    number or a bool, printed as is). What the kernel reads is this data, never parsed from printed text."""
+
+    kernel: str
+    arguments: tuple[str | float | bool, ...]
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The operands the kernel reads, in order ("g" and one of "z", "a")."""
+        return tuple(argument for argument in self.arguments if isinstance(argument, str))
+
+    def call(self, operands: Mapping[str, str]) -> str:
+        """The kernel's arguments printed: each operand's code from ``operands``, each constant as Python."""
+        return ", ".join(operands[a] if isinstance(a, str) else repr(a) for a in self.arguments)
+
+
+# torch's fused kernels for g ⊙ f'(z), by activation, the same formulas as the table's derivatives
+# (tests/test_compile.py checks each, constants included, against the product); others print their product.
 # Each reads a rather than z where it can: then z is dead once a = f(z) is made, and f runs in place.
 # relu reads a too: a = relu(z) > 0 exactly where z > 0, and threshold_backward zeroes where its input ≤ 0.
 # softplus has none: softplus_backward(g, z, 1, 20) takes the derivative as exactly 1 above z = 20, where
 # σ(z) = 1 − e^-z; its product g ⊙ σ(z) is printed instead.
 TORCH_BACKWARD = {
-    "sigmoid": ("sigmoid_backward", "{g}, {a}"),
-    "tanh": ("tanh_backward", "{g}, {a}"),
-    "relu": ("threshold_backward", "{g}, {a}, 0"),
-    "silu": ("silu_backward", "{g}, {z}"),
-    "gelu": ("gelu_backward", "{g}, {z}"),
-    "elu": ("elu_backward", "{g}, 1.0, 1, 1, False, {z}"),
-    "leaky_relu": ("leaky_relu_backward", "{g}, {z}, 0.01, False"),
+    "sigmoid": FusedKernel("sigmoid_backward", ("g", "a")),
+    "tanh": FusedKernel("tanh_backward", ("g", "a")),
+    "relu": FusedKernel("threshold_backward", ("g", "a", 0)),  # threshold 0
+    "silu": FusedKernel("silu_backward", ("g", "z")),
+    "gelu": FusedKernel("gelu_backward", ("g", "z")),
+    "elu": FusedKernel("elu_backward", ("g", 1.0, 1, 1, False, "z")),  # alpha, scale, input_scale, is_result
+    "leaky_relu": FusedKernel("leaky_relu_backward", ("g", "z", 0.01, False)),  # negative_slope, self_is_result
 }
+
+_OPERANDS = ("g", "z", "a")  # the arguments of an ActivationBackwardBase expression, in order: g ⊙ f'(z), a = f(z)
 
 # In-place forms of the forward functions, used when the pre-activation z is not needed again.
 TORCH_IN_PLACE = {
@@ -70,9 +91,9 @@ TORCH_IN_PLACE = {
 # Tensor.__matmul__'s Python wrapper: about 3 µs of the tutorial's 20 µs call. name -> (what, comment).
 def _kernel_alias(activation: str, out: bool) -> tuple[str, tuple[str, str]]:
     """The alias of ``activation``'s fused kernel (``out``: its grad_input overload) -> (what, comment)."""
-    kernel, template = TORCH_BACKWARD[activation]
+    kernel = TORCH_BACKWARD[activation].kernel
     name, overload = (f"{kernel}_into", "grad_input") if out else (kernel, "default")
-    reads = "a" if "{a}" in template else "z"  # the rest of the arguments are torch's constants
+    reads = "a" if "a" in TORCH_BACKWARD[activation].reads else "z"  # the rest of the arguments are torch's constants
     comment = f"{name}(g, {reads}, ...) = g ⊙ {activation}'(z)" + (f", a = {activation}(z)" if reads == "a" else "")
     return name, (f"torch.ops.aten.{kernel}.{overload}", comment + (", written into grad_input" if out else ""))
 
@@ -131,7 +152,7 @@ class MatrixTorchPrinter(TorchPrinter):
         return f"({self._print(type(expr).definition(expr.args[0]))})"
 
     @staticmethod
-    def fused_kernel(expr: ActivationBackwardBase) -> tuple[str, str] | None:
+    def fused_kernel(expr: ActivationBackwardBase) -> FusedKernel | None:
         """torch's fused kernel for chainrule's own activation ``expr`` belongs to; None for a user's
         (its class is named in USER_NAMESPACE, whatever the user called it) or one without a kernel."""
         if type(expr).__name__.startswith(USER_NAMESPACE):
@@ -172,13 +193,11 @@ class MatrixTorchPrinter(TorchPrinter):
             return f"{sigmoid_of_z}.mul_({upstream})"
         if kernel is None:
             return self._print(expr.doit())
-        name, template = kernel
-        upstream, z, a = (self._print(arg) for arg in expr.args)
-        arguments = template.format(g=upstream, z=z, a=a)
+        arguments = kernel.call(dict(zip(_OPERANDS, (self._print(arg) for arg in expr.args))))
         if into is None:
-            return f"{self._alias(name)}({arguments})"
+            return f"{self._alias(kernel.kernel)}({arguments})"
         # the aten out= overload: the result goes into a dead buffer of the same shape, no new allocation
-        return f"{self._alias(name + '_into')}({arguments}, grad_input={self._print(into)})"
+        return f"{self._alias(kernel.kernel + '_into')}({arguments}, grad_input={self._print(into)})"
 
     @staticmethod
     def _softplus_backward(expr: ActivationBackwardBase) -> bool:
@@ -192,8 +211,8 @@ class MatrixTorchPrinter(TorchPrinter):
         if isinstance(expr, ActivationBackwardBase):
             if self.fused_kernel(expr) is None:
                 return self.reads(expr.doit())
-            template = self.fused_kernel(expr)[1]
-            return set().union(*(self.reads(arg) for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template))
+            reads = self.fused_kernel(expr).reads
+            return set().union(*(self.reads(arg) for arg, operand in zip(expr.args, _OPERANDS) if operand in reads))
         return set().union(*(self.reads(arg) for arg in expr.args))
 
     def print_into(self, expr: sympy.Expr, buffers: frozenset[sympy.Symbol]) -> str:
@@ -204,8 +223,8 @@ class MatrixTorchPrinter(TorchPrinter):
         and its element-wise kernel reads each element before writing the same element.
         """
         if isinstance(expr, ActivationBackwardBase) and self.fused_kernel(expr) is not None:
-            template = self.fused_kernel(expr)[1]
-            read = [arg for arg, field in zip(expr.args, "gza") if f"{{{field}}}" in template]
+            reads = self.fused_kernel(expr).reads
+            read = [arg for arg, operand in zip(expr.args, _OPERANDS) if operand in reads]
             into = next((arg for arg in read if arg in buffers), None)
             if into is not None:
                 return self._print_ActivationBackwardBase(expr, into)

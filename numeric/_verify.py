@@ -28,6 +28,7 @@ from symbolic._values import check_seed_and_batch
 from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values, verify_memory
+from ._choices import GRADCHECK_MODES
 from ._compile import CompiledGradients, compile_gradients
 from ._finite_differences import ProbeResult, plan_probes, sampled_finite_differences
 from ._torch_models import autograd_loss_and_gradients
@@ -36,11 +37,10 @@ from ._torch_models import autograd_loss_and_gradients
 DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 # The exact closed form is evaluated (with SymPy, slowly) up to this many parameters x samples.
 CLOSED_FORM_LIMIT = 400
-# Finite differences: "full" checks every entry (two loss evaluations each), "sample" a random direction per
-# parameter and SAMPLED_ENTRIES random entries in all, in one batched forward pass (_finite_differences.py),
-# "off" none; "auto" is full up to FULL_GRADCHECK_LIMIT parameters (a fraction of a second), sampled above
-# (784-128-10 has 101,770).
-GRADCHECK_MODES = ("auto", "full", "sample", "off")
+# Finite differences (the modes: GRADCHECK_MODES, numeric/_choices.py): "full" checks every entry (two loss
+# evaluations each), "sample" a random direction per parameter and SAMPLED_ENTRIES random entries in all, in one
+# batched forward pass (_finite_differences.py), "off" none; "auto" is full up to FULL_GRADCHECK_LIMIT parameters
+# (a fraction of a second), sampled above (784-128-10 has 101,770).
 FULL_GRADCHECK_LIMIT = 2_000
 SAMPLED_ENTRIES = 8
 

@@ -34,7 +34,7 @@ from ._index import i as index_i
 from ._index import k as index_k
 from ._index import p as index_p
 from ._index import q as index_q
-from ._matrix import matrix_symbol
+from ._matrix import matrix_symbol, reduction_scale
 from ._network import Network
 from ._rules import Activation, instantiate
 from ._simplify import smallest_per_unit
@@ -354,7 +354,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     loss_rule = network.loss_rule
     output, target = forward[-1][7], symbols["y"]
     n_out = sizes[-1]
-    scale = 1 / BATCH_SIZE if network.reduction == "mean" else sympy.S.One  # each sample's share of the mean
+    scale = reduction_scale(network)  # each sample's share of L: the one definition of the mean's 1/B
     if loss_rule.coupled is None:
         loss_terms = Entries(n_out, 1, lambda k, _: loss_rule.per_unit(output[k], target[k], n_out))
         loss_sum = lambda: scale * sympy.Add(*loss_terms)  # noqa: E731

@@ -8,6 +8,7 @@ Symbols here are named as the generated code names its tensors (x, W1, z1, a1, d
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,13 +26,39 @@ def matrix_symbol(name: str) -> Symbol:
     return Symbol(name, real=True)
 
 
+BATCH_SIZE = batch_size(matrix_symbol("x"))  # B, the samples (columns) of the batch x, as every form writes it
+
+
+def reduction_scale(network: Network) -> sympy.Expr:
+    """Each sample's share of the batch loss, L = s · Σ_b ℓ_b: 1 for ``reduction="sum"``, 1/B for ``"mean"``.
+
+    The one definition of the mean's 1/B: the loss and ∂L/∂a_L of both forms, the stable output δ,
+    check_backward's mistakes and the compiled function's chunks all read it here.
+    """
+    return 1 / BATCH_SIZE if network.reduction == "mean" else sympy.S.One
+
+
+class Role(enum.Enum):
+    """What a step of the matrix program holds: how a reader finds a quantity (check_backward plants its
+    mistakes by role and layer), whatever the step's target is named."""
+
+    Z = "z"  # the pre-activation W a + b of its layer
+    A = "a"  # the activation f(z) of its layer
+    LOSS = "loss"  # the batch loss L
+    DELTA = "delta"  # δ = ∂L/∂z of its layer
+    DELTA_PART = "delta part"  # a named part of the output layer's δ (the stable softmax + bce form's mask, ratio)
+    GRAD_W = "grad W"  # ∂L/∂W of its layer
+    GRAD_B = "grad b"  # ∂L/∂b of its layer
+    GRAD_X = "grad x"  # ∂L/∂x (layer 1), when derived
+
+
 @dataclass(frozen=True)
 class MatrixStep:
     """One line of the matrix program: ``target = expression`` over whole [units, batch] matrices."""
 
     target: Symbol
     expression: sympy.Expr
-    role: str  # "forward", "loss", "delta" or "gradient"
+    role: Role
     layer: int
 
 
@@ -49,6 +76,13 @@ class MatrixProgram:
     loss: Symbol
     gradients: Mapping[str, Symbol]  # parameter name -> target holding its gradient
 
+    def step(self, role: Role, layer: int) -> MatrixStep:
+        """The one step holding ``role`` at ``layer``; a LookupError when there is none or several."""
+        found = [s for s in self.steps if s.role is role and s.layer == layer]
+        if len(found) != 1:
+            raise LookupError(f"the matrix program has {len(found)} steps of role {role.name} at layer {layer}")
+        return found[0]
+
 
 def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
     """δ of bce after a softmax in a form that stays finite when the softmax saturates.
@@ -61,7 +95,7 @@ def _softmax_bce_delta(z: Symbol, a: Symbol, y: Symbol, emit) -> sympy.Expr:
 
     and a_i / (1 − a_k) is at most 1 for k ≠ i: off the largest output 1 − a_k ≥ ½ (u below); at the largest
     it is the softmax with that unit left out (``softmax_without_max``). tests/test_stability.py proves
-    this equal to the chain rule with SymPy and checks it against a 50-digit reference at saturation.
+    this equal to the chain rule with SymPy and checks it against a 60-digit reference at saturation.
     """
     mask = emit(f"mask_{z.name}", max_mask(z))
     u = emit(f"ratio_{z.name}", (1 - y) * a / (1 - a + mask) * (1 - mask))  # (1 − y_k) a_k/(1 − a_k), 0 at k*
@@ -113,7 +147,7 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
     params = {name: sym(name) for name in network.parameter_shapes}
     steps: list[MatrixStep] = []
 
-    def emit(name: str, expression: sympy.Expr, role: str, layer: int) -> Symbol:
+    def emit(name: str, expression: sympy.Expr, role: Role, layer: int) -> Symbol:
         target = sym(name)
         steps.append(MatrixStep(target, expression, role, layer))
         return target
@@ -124,16 +158,16 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
         pre = matmul(params[f"W{layer}"], a_of[layer - 1])
         if network.bias:
             pre = pre + params[f"b{layer}"]
-        z_of[layer] = emit(f"z{layer}", pre, "forward", layer)
-        a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), "forward", layer)
+        z_of[layer] = emit(f"z{layer}", pre, Role.Z, layer)
+        a_of[layer] = emit(f"a{layer}", activations[layer - 1].matrix_forward(z_of[layer]), Role.A, layer)
 
     depth, rule = network.depth, network.loss_rule
     output, n = a_of[depth], network.sizes[-1]
-    total = batch_sum(rule.matrix_per_sample(output, y, n))
-    upstream = rule.matrix_gradient(output, y, n)  # ∂ℓ/∂a_L, element-wise
-    if network.reduction == "mean":  # L = (1/B) Σ_b ℓ_b: every sample's gradient carries the 1/B
-        total, upstream = total / batch_size(x), upstream / batch_size(x)
-    loss = emit("loss", total, "loss", depth)
+    # L = s Σ_b ℓ_b (s = 1/B for the mean): the loss and every sample's ∂L/∂a_L carry the share s
+    scale = reduction_scale(network)
+    total = scale * batch_sum(rule.matrix_per_sample(output, y, n))
+    upstream = scale * rule.matrix_gradient(output, y, n)  # ∂L/∂a_L, element-wise
+    loss = emit("loss", total, Role.LOSS, depth)
     gradients: dict[str, Symbol] = {}
     for layer in range(depth, 0, -1):
         activation = activations[layer - 1]
@@ -147,20 +181,20 @@ def derive_matrix_program(network: Network, wrt: tuple[str, ...] = ()) -> Matrix
                 chain = simplified
         elif layer == depth and (activation.name, rule.name) in STABLE_OUTPUT_DELTAS:
             stable = STABLE_OUTPUT_DELTAS[activation.name, rule.name]
-            chain = stable(z_of[layer], a_of[layer], y, lambda name, e, at=layer: emit(name, e, "delta", at), n)
-            if network.reduction == "mean":
-                chain = chain / batch_size(x)
+            # the stable δ is one sample's (it does not go through ∂L/∂a_L): the sample's share of L put on it
+            part = lambda name, e, at=layer: emit(name, e, Role.DELTA_PART, at)  # noqa: E731
+            chain = scale * stable(z_of[layer], a_of[layer], y, part, n)
         elif layer == depth:
             chain = smallest(chain)
-        delta = emit(f"delta{layer}", chain, "delta", layer)
+        delta = emit(f"delta{layer}", chain, Role.DELTA, layer)
         # the matrix forms SymPy's index-form derivatives name (``_index.layer_facts``), in this layer's symbols
         gradient_w = program_form("dL_dW", {"delta": delta, "a": a_of[layer - 1]})  # δ aᵀ
-        gradients[f"W{layer}"] = emit(f"grad_W{layer}", gradient_w, "gradient", layer)
+        gradients[f"W{layer}"] = emit(f"grad_W{layer}", gradient_w, Role.GRAD_W, layer)
         if network.bias:
             gradient_b = program_form("dL_db_batch", {"delta": delta})  # δ𝟏
-            gradients[f"b{layer}"] = emit(f"grad_b{layer}", gradient_b, "gradient", layer)
+            gradients[f"b{layer}"] = emit(f"grad_b{layer}", gradient_b, Role.GRAD_B, layer)
         upstream = program_form("delta", {"W_next": params[f"W{layer}"], "delta_next": delta})  # Wᵀδ
     ordered = {name: gradients[name] for name in network.parameter_shapes}
     if "x" in wrt:  # ∂L/∂x = W1ᵀ δ1, one column per sample (saliency maps, adversarial examples)
-        ordered["x"] = emit("grad_x", upstream, "gradient", 1)
+        ordered["x"] = emit("grad_x", upstream, Role.GRAD_X, 1)
     return MatrixProgram((x, y, *params.values()), tuple(steps), loss, ordered)

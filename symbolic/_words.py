@@ -93,6 +93,10 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "tutorial_loss": "loss",
         "column_tutorial": "tutorial",
         "tutorial_printed": "tutorial: {value}",
+        "tutorial_agrees": "the tutorial's printed numbers: all {count} agree with chainrule's (the forward pass "
+        "exact, the gradients compiled in float32, as the tutorial ran them) to one unit of their last digit",
+        "tutorial_differs": "the tutorial's printed numbers: {names} differ from chainrule's by more than one unit "
+        "of their last digit",
         "column_entry": "entry",
         "column_closed_form": "closed form",
         "column_compiled": "compiled {dtype}",
@@ -268,6 +272,9 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "tutorial_loss": "损失",
         "column_tutorial": "教程",
         "tutorial_printed": "教程：{value}",
+        "tutorial_agrees": "教程打印的数值：全部 {count} 个与 chainrule 的结果（正向传播取精确值，梯度取以 float32 "
+        "编译运行的结果，与教程相同）在其末位的一个单位之内一致",
+        "tutorial_differs": "教程打印的数值：{names} 与 chainrule 的结果相差超过其末位的一个单位",
         "column_entry": "分量",
         "column_closed_form": "闭合形式",
         "column_compiled": "编译 {dtype}",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from numeric import REFERENCE_LOSSES, compile_gradients, random_values, to_torch
-from symbolic import Network, derive
+from symbolic import ACTIVATIONS, Network, derive
 from tests.test_general import networks
 
 
@@ -77,12 +77,25 @@ def _peak(function) -> int:
     return tracker.peak
 
 
+def _network_with(activation: str) -> Network:
+    """A network whose hidden layers (or, for an activation allowed last only, whose output layer) use it."""
+    if ACTIVATIONS[activation].last_layer_only:
+        return Network([40, 24, 10], ["relu", activation], "cross_entropy", bias=True)
+    return Network([24, 32, 16, 8], [activation, activation, "identity"], "mse", bias=True)
+
+
+# networks of several losses, then one for each activation of the table (a new row is drawn here at once)
 NETWORKS = [
     Network([16, 16, 16, 16], "sigmoid", "half_sse"),
     Network([32, 32, 32, 32], "tanh", "mse", bias=True),
-    Network([40, 24, 10], ["relu", "softmax"], "cross_entropy", bias=True),
     Network([8, 12, 6, 3], ["softplus", "relu", "sigmoid"], "bce", bias=True),
+    *(_network_with(activation) for activation in ACTIVATIONS),
 ]
+
+
+def test_every_activation_is_measured():
+    measured = {rule.name for network in NETWORKS for rule in network.activation_rules}
+    assert measured == set(ACTIVATIONS)
 
 
 @pytest.mark.parametrize("network", NETWORKS, ids=lambda n: n.describe())
