@@ -29,11 +29,10 @@ from ._functions import batch_size
 from ._index import W as indexed_w  # noqa: N811 - the IndexedBase W, renamed for this module
 from ._index import a as indexed_a
 from ._index import b as indexed_b
-from ._index import dz_da, dz_dparameter
+from ._index import delta as indexed_delta
+from ._index import dz_da, entry_function
 from ._index import i as index_i
 from ._index import k as index_k
-from ._index import p as index_p
-from ._index import q as index_q
 from ._matrix import matrix_symbol, reduction_scale
 from ._network import Network
 from ._rules import Activation, instantiate
@@ -239,18 +238,6 @@ class LayerDerivation:
         """
         return self._at(dz_da(), {index_i: i + 1, index_k: j + 1})
 
-    def z_derivative(self, i: int, parameter: Symbol) -> sympy.Expr:
-        """∂z_l[i]/∂``parameter`` for an entry of W_l or b_l: SymPy's index form (𝟙[i = p] a_q, 𝟙[i = p]) here."""
-        base, _, index = parameter.name[:-1].partition("[")
-        kind = base[:1]
-        if kind not in ("W", "b") or base[1:] != str(self.index):
-            raise ValueError(f"{parameter} is not an entry of W{self.index} or b{self.index}")
-        numbers = [int(part) for part in index.split(",")]
-        indices = {index_i: i + 1, index_p: numbers[0]}
-        if kind == "W":
-            indices[index_q] = numbers[1]
-        return self._at(dz_dparameter(kind), indices)
-
     def _at(self, template: sympy.Expr, indices: dict) -> sympy.Expr:
         """An index-form result at concrete (1-based) indices, its W, a, b entries this layer's symbols."""
         bases = {indexed_w: self.weight, indexed_a: self.inputs, indexed_b: self.bias}
@@ -404,9 +391,11 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     gradient_definitions: dict[str, Entries] = {}
     for layer in layers:
         rows, cols = layer.weight.shape
-        gradient_definitions[f"W{layer.index}"] = Entries(rows, cols, _outer_entry(layer.delta, layer.inputs))  # δ aᵀ
+        # SymPy's index forms Σ_i δ_i ∂z_i/∂W_pq = δ_p a_q and Σ_i δ_i ∂z_i/∂b_p = δ_p, at each entry
+        bases = {indexed_delta: layer.delta, indexed_a: layer.inputs}
+        gradient_definitions[f"W{layer.index}"] = Entries(rows, cols, entry_function("dL_dW", bases, _symbol_product))
         if layer.bias is not None:
-            gradient_definitions[f"b{layer.index}"] = Entries(rows, 1, lambda i, _, d=layer.delta: d[i])
+            gradient_definitions[f"b{layer.index}"] = Entries(rows, 1, entry_function("dL_db", bases))
     gradient_definitions = {name: gradient_definitions[name] for name in network.parameter_shapes}
 
     return ElementwiseDerivation(symbols, tuple(layers), loss_terms, loss_sum, gradient_definitions, names)
@@ -503,7 +492,3 @@ def _simplified_entry(
 def _diagonal(jacobian: Entries) -> bool:
     """An element-wise activation's Jacobian (0 off the diagonal); read on two entries, not built whole."""
     return jacobian.rows == 1 or jacobian[1, 0] == 0
-
-
-def _outer_entry(delta: Entries, inputs: Entries):
-    return lambda i, j: _symbol_product(delta[i], inputs[j])

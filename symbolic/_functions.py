@@ -4,7 +4,8 @@ Each activation is an *opaque* ``Function`` that stands for its definition (a Sy
 ``fdiff`` is ``sympy.diff`` of that definition, taken once, never a hand-written derivative. Opaque matters:
 written out as ``1/(1 + exp(-z))``, sigmoid's derivative is ``exp(-z)/(1 + exp(-z))**2``, NaN at z = -100 in
 float32, and every expression grows. Where a form of the derivative written through the output a = f(z)
-exists (σ(1 − σ)), SymPy proves it equal to the derivative of the definition and ``fdiff`` uses it; where
+exists (σ(1 − σ)), SymPy proves it equal to the derivative of the definition when the function is made (at
+import for the built-ins: ``define_function`` refuses a form it cannot prove) and ``fdiff`` uses it; where
 the derivative of one definition is another defined function (softplus' is σ, relu's is the step), SymPy
 proves that too and the derivative stays opaque.
 
@@ -22,6 +23,7 @@ import sympy
 from ._errors import NetworkError
 
 _Z = sympy.Dummy("z", real=True)  # the argument every definition is written in
+_VALUE = sympy.Dummy("value", real=True)  # a function's value, where its derivative is written through it
 _PROBES = tuple(
     sympy.Rational(v, 4) for v in (-7, -2, 1, 5, 12)
 )  # cheap numeric screen before SymPy is asked for a proof
@@ -338,10 +340,18 @@ class unit_logsumexp(sympy.Function):  # noqa: N801
 
 class logsumexp(sympy.Function):  # noqa: N801
     """log Σ_k e^{z_k} of one sample's units, with ∂/∂z_i = e^{z_i − logsumexp}: the softmax, written so
-    that no e^{z} is ever formed on its own (the finite form; torch.logsumexp computes the value)."""
+    that no e^{z} is ever formed on its own (the finite form; torch.logsumexp computes the value).
+
+    That derivative is written here (``through_value``: z_i and the value logsumexp(z) ↦ ∂/∂z_i), not taken
+    by diff of log Σ e^{z_k}, which gives e^{z_i}/Σ e^{z_k} (inf/inf above z = 88.7 in float32);
+    tests/test_proofs.py proves it equal to ``sympy.diff`` of that definition at a symbolic width n
+    (``_index.layer_facts()["logsumexp_gradient"]``).
+    """
+
+    through_value: ClassVar[sympy.Lambda] = sympy.Lambda((_Z, _VALUE), sympy.exp(_Z - _VALUE))
 
     def fdiff(self, argindex=1):
-        return sympy.exp(self.args[argindex - 1] - self)
+        return self.through_value(self.args[argindex - 1], self)
 
     def _eval_rewrite_as_log(self, *arguments, **kwargs):
         return sympy.log(sympy.Add(*(sympy.exp(argument) for argument in arguments)))

@@ -44,9 +44,11 @@ from ._functions import (
     unit_sum,
 )
 from ._index import a as indexed_a
+from ._index import as_program, at_unit, layer_facts, softmax_jacobian
+from ._index import g as indexed_g
 from ._index import i as row
 from ._index import k as column
-from ._index import softmax_jacobian
+from ._index import y as indexed_y
 
 _Z = sympy.Symbol("z", real=True)
 _A = sympy.Symbol("a", real=True)
@@ -242,8 +244,8 @@ class Activation:
         if self.function is not None:
             local = self.derivative(z, a)
             return upstream * local if local.is_Number else self.backward(upstream, z, a)
-        # Σ_k g_k a_k (δ_ki − a_i) = a_i g_i − a_i Σ_k a_k g_k
-        return a * upstream - a * unit_sum(a * upstream)
+        # SymPy's Σ_k g_k ∂a_k/∂z_i in index form, a_i g_i − a_i Σ_k a_k g_k, in the program's operations
+        return as_program(layer_facts()["softmax_backward"].index_form, {indexed_g: upstream, indexed_a: a}, unit_sum)
 
 
 def instantiate(expression: sympy.Expr, values: dict) -> sympy.Expr:
@@ -396,11 +398,28 @@ class Loss:
 
 @dataclass(frozen=True)
 class CoupledLoss:
+    """A loss on the logits z that couples the units through their softmax a = softmax(z).
+
+    Its gradient is SymPy's: ``gradient_fact`` names the index-form fact (``_index.layer_facts``) of ∂ℓ/∂z_i,
+    taken by ``sympy.diff`` of the per-sample definition over a symbolic width and written through a; it is
+    read at matrix level with a as softmax(z), and per unit with a_i as ∂logsumexp(z)/∂z_i = e^{z_i −
+    logsumexp(z)} (``logsumexp.fdiff``, which never forms e^{z_i} alone; tests/test_proofs.py proves it a_i).
+    """
+
     per_sample: Callable[[list[sympy.Expr], list[sympy.Expr]], sympy.Expr]
     matrix_per_sample: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
-    matrix_gradient: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]
-    # ∂ℓ/∂ŷ_i for one unit, collected as the matrix form writes it (sympy.diff leaves one term per unit)
-    gradient: Callable[[list[sympy.Expr], list[sympy.Expr], int], sympy.Expr]
+    gradient_fact: str
+
+    def matrix_gradient(self, z: sympy.Symbol, y: sympy.Symbol) -> sympy.Expr:
+        """∂ℓ/∂z for [n, B] matrices z and y (softmax(z) ⊙ 𝟏ᵀy − y for cross-entropy)."""
+        form = layer_facts()[self.gradient_fact].index_form
+        return as_program(form, {indexed_a: softmax(z), indexed_y: y}, unit_sum)
+
+    def gradient(self, z: Sequence[sympy.Expr], y: Sequence[sympy.Expr], i: int) -> sympy.Expr:
+        """∂ℓ/∂z_i of one sample's units (0-based i), collected as the index form writes it."""
+        form, total = layer_facts()[self.gradient_fact].index_form, logsumexp(*z)
+        # fdiff rather than diff: the same derivative, without looking for z_u among the n arguments
+        return at_unit(form, {indexed_a: lambda u: total.fdiff(u + 1), indexed_y: lambda u: y[u]}, i, len(z))
 
 
 def _bce(p: sympy.Expr, t: sympy.Expr) -> sympy.Expr:
@@ -416,8 +435,7 @@ def _bce_with_logits(z: sympy.Expr, t: sympy.Expr) -> sympy.Expr:
 _SOFTMAX_CROSS_ENTROPY = CoupledLoss(
     per_sample=lambda z, y: sympy.Add(*(t * (logsumexp(*z) - p) for p, t in zip(z, y))),
     matrix_per_sample=lambda z, y: unit_sum(y) * unit_logsumexp(z) - unit_sum(y * z),
-    matrix_gradient=lambda z, y: softmax(z) * unit_sum(y) - y,  # ∂/∂z_i: softmax_i Σ_k y_k − y_i
-    gradient=lambda z, y, i: sympy.exp(z[i] - logsumexp(*z)) * sympy.Add(*y) - y[i],
+    gradient_fact="cross_entropy_gradient",  # ∂/∂z_i: softmax_i Σ_k y_k − y_i
 )
 
 _LOGITS = frozenset({"identity"})
