@@ -291,6 +291,9 @@ class ElementwiseTorchPrinter(MatrixTorchPrinter):
         matrix, index = expr.args
         return f"{self._print(matrix)}[{index}]"
 
+    def _print_unit_logsumexp(self, expr):  # one value per sample, a [B] tensor as every unit's line
+        return f"torch.logsumexp({self._print(expr.args[0])}, 0)"
+
     def _print_logsumexp(self, expr):
         stacked = ", ".join(self._print(argument) for argument in expr.args)
         return f"torch.logsumexp(torch.stack([{stacked}]), 0)"

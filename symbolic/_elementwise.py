@@ -611,11 +611,15 @@ class UnitProgram:
         """Σ_k (or log Σ_k e^) of the argument's units: one line, computed once for every unit."""
         if expression not in self.shared:
             (argument,) = expression.args
-            terms = [self.at(argument, k) for k in range(self.width)]
-            kind = "sum" if isinstance(expression, unit_sum) else "logsumexp"
+            if isinstance(expression, unit_sum):
+                kind, value = "sum", sympy.Add(*(self.at(argument, k) for k in range(self.width)))
+            elif argument in self.units or argument in self.layers:  # the layer's [n, B] matrix, stacked once
+                kind, value = "logsumexp", unit_logsumexp(self._layer(argument))
+            else:
+                kind, value = "logsumexp", logsumexp(*(self.at(argument, k) for k in range(self.width)))
             self._count[kind] += 1
             symbol = Symbol(f"{kind}[{self._count[kind]}]")
-            self._lines.append((symbol, sympy.Add(*terms) if kind == "sum" else logsumexp(*terms)))
+            self._lines.append((symbol, value))
             self.shared[expression] = symbol
         return self.shared[expression]
 

@@ -15,12 +15,13 @@ import time
 
 import pytest
 import sympy
+import torch
 
-from numeric import compile_gradients
+from numeric import autograd_loss_and_gradients, compile_gradients, random_values
 from numeric._compile import _elementwise_steps
 from symbolic import LOSSES, Network, derive
 from symbolic._elementwise import BATCH_SIZE, stacked, unit_of
-from symbolic._functions import batch_sum, logsumexp, max_mask, softmax, softmax_without_max
+from symbolic._functions import batch_sum, logsumexp, max_mask, softmax, softmax_without_max, unit_logsumexp
 
 WIDTH = 4
 COUPLED = [
@@ -58,6 +59,9 @@ def _run(steps, derivation, point, probabilities, largest: int) -> dict:
         if isinstance(expression, stacked):
             assert list(expression.args) == logits, expression
             values[target] = "logits"
+        elif isinstance(expression, unit_logsumexp):
+            assert values[expression.args[0]] == "logits", expression
+            values[target] = sympy.log(sympy.Add(*(sympy.exp(point[unit]) for unit in logits)))
         elif isinstance(expression, (softmax, max_mask, softmax_without_max)):
             assert values[expression.args[0]] == "logits", expression
             if isinstance(expression, softmax):
@@ -99,6 +103,23 @@ def test_unit_level_delta_is_the_displayed_delta(activation, loss, reduction):
         loss_value = values[loss_symbol].replace(lambda e: isinstance(e, batch_sum), lambda e: e.args[0])
         difference = loss_value - _at(derivation.loss_definition, point)
         assert abs(sympy.N(difference, 50)) < 1e-40
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("activation, loss", COUPLED)
+def test_unit_level_code_equals_autograd(activation, loss, reduction):
+    """The printed lines (the loss's and the gradients') against torch autograd in float64, two hidden layers
+    and a bias in front, so that the hidden δ read the output δ's lines."""
+    network = Network([3, 4, 3, WIDTH], ["tanh", "sigmoid", activation], loss, bias=True, reduction=reduction)
+    values = random_values(network, 5, 11)
+    params = {name: values[name] for name in network.parameter_shapes}
+    reference_loss, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params)
+    loss_value, gradients = compile_gradients(derive(network), "elementwise").value_and_grad(
+        values["x"], values["y"], params
+    )
+    torch.testing.assert_close(loss_value, reference_loss.reshape(()), rtol=1e-12, atol=1e-14)
+    for name in params:
+        torch.testing.assert_close(gradients[name], reference[name], rtol=1e-12, atol=1e-14)
 
 
 # Every loss with each output it is allowed on (sigmoid and softmax; the logits losses on the identity)
