@@ -5,7 +5,9 @@ SymPy printers, so ``f.source`` reads like the derivation. Two forms:
 
 * ``"matrix"`` (default): one line per layer quantity (z, a, δ, gradient) over whole tensors, with
   ``@`` for products; as fast as a hand-written recursion, at any batch size.
-* ``"elementwise"``: one line per unit, as the derivation displays it; for small networks.
+* ``"elementwise"``: one line per unit, as the derivation displays it; for small networks. Where the output
+  layer couples its units (softmax, softmax cross-entropy) its lines are the matrix program's at unit level,
+  each sum over the units one shared line: as finite as the matrix form, and linear in the width.
 
 The function holds no more than it needs: each intermediate is deleted after its last use, and a dead
 buffer of the right shape takes the next result in place (a = σ(z) overwrites z, δ overwrites a), so a
@@ -26,7 +28,8 @@ import sympy
 import torch
 
 from symbolic import Derivation, InputError, InputTypeError, batch_sum
-from symbolic._matrix import BATCH_SIZE, reduction_scale
+from symbolic._elementwise import UnitProgram
+from symbolic._matrix import BATCH_SIZE, matrix_symbol, reduction_scale
 
 from ._checks import check_inputs
 from ._choices import FORMS
@@ -259,27 +262,70 @@ def _compile_matrix(derivation: Derivation, with_loss: bool) -> Callable:
     return _straight_line(program.inputs, gradients, without_loss, MatrixTorchPrinter())
 
 
-def _elementwise_names(derivation: Derivation) -> dict[sympy.Symbol, str]:
-    """Code names: inputs index their tensor (``W1[0, 1]``, ``x[0]``), intermediates get identifiers."""
+def _elementwise_names(derivation: Derivation, steps: Sequence[tuple[sympy.Symbol, sympy.Expr]]) -> dict:
+    """Code names: inputs index their tensor (``W1[0, 1]``, ``x[0]``), intermediates get identifiers
+    (``z1[2]`` is ``z1_2``; a per-sample or [n, B] intermediate keeps its name)."""
     names: dict[sympy.Symbol, str] = {}
     for name, matrix in derivation.symbols.items():
         for i in range(matrix.rows):
             for j in range(matrix.cols):
                 vector = name in ("x", "y")  # one row of the batch: a [B] tensor
                 names[matrix[i, j]] = f"{name}[{i}]" if vector else f"{name}[{i}, {j}]"
-    for symbol, _ in derivation.program:
-        base, index = str(symbol).rstrip("]").split("[")
-        names[symbol] = f"{base}_{index}"
+    for symbol, _ in steps:
+        base, _, index = str(symbol).rstrip("]").partition("[")
+        names[symbol] = f"{base}_{index}" if index else base
     return names
 
 
+def _elementwise_steps(derivation: Derivation, with_loss: bool) -> tuple[list, sympy.Symbol | None]:
+    """The element-wise program, line by line, and the loss's symbol (with_loss) or None.
+
+    Every line is the element-wise derivation's (z, a, δ of each unit), except the loss and, where the output
+    layer couples its units (a softmax, a coupled loss), the output's a and δ: those are the matrix program's
+    lines at unit level (``UnitProgram``), which compute each sum over the units once (the loss's too) and
+    take the matrix form's finite forms (torch.softmax of z; bce after a softmax without 1/(1 − a_k)).
+    Written out per unit, the chain rule Σ_k g_k ∂a_k/∂z_i gives every unit's δ the whole sum over the
+    layer, n² terms in all (5.4 s to compile bce at width 80); e^z / Σ e^z overflows above z = 88.7 in
+    float32, and (a_k − y_k)/(1 − a_k) is inf · 0 once a softmax output rounds to 1.
+    """
+    program, layers, network = derivation.matrix_program, derivation.layers, derivation.network
+    output, depth = layers[-1], len(layers)
+    matrix = {step.target: step.expression for step in program.steps}
+    y = matrix_symbol("y")
+    unit = UnitProgram(
+        {matrix_symbol(f"z{depth}"): output.z, matrix_symbol(f"a{depth}"): output.a, y: derivation.symbols["y"]},
+        inputs=frozenset({y}),
+    )
+    steps: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    for layer in layers:
+        steps += zip(layer.z, layer.z_definition)
+        if layer.activation.elementwise:
+            steps += zip(layer.a, layer.a_definition)
+        else:  # softmax, on the output layer only: the matrix program's softmax(z), one [n, B] line every unit reads
+            steps += unit.define(matrix_symbol(f"a{depth}"), matrix[matrix_symbol(f"a{depth}")], output.a)
+    loss = program.loss if with_loss else None
+    if with_loss:
+        steps += unit.value(program.loss, matrix[program.loss])
+    if not output.activation.elementwise or network.loss_rule.coupled is not None:
+        for step in program.steps:  # δ_L, after the intermediates it reads (the largest unit, ...)
+            if step.role == "delta" and step.layer == depth:
+                into = output.delta if step.target == matrix_symbol(f"delta{depth}") else None
+                steps += unit.define(step.target, step.expression, into)
+    else:
+        steps += zip(output.delta, output.delta_definition)
+    for layer in reversed(layers[:-1]):
+        steps += zip(layer.delta, layer.delta_definition)
+    return steps, loss
+
+
 def _compile_elementwise(derivation: Derivation, with_loss: bool) -> Callable:
-    printer = ElementwiseTorchPrinter(_elementwise_names(derivation))
+    steps, loss = _elementwise_steps(derivation, with_loss)
+    printer = ElementwiseTorchPrinter(_elementwise_names(derivation, steps))
     arguments = derivation.matrix_program.inputs  # the plain names x, y, W1, ...
     outputs = [derivation.gradient_definitions[name].applyfunc(batch_sum) for name in derivation.parameters]
     if with_loss:
-        outputs.insert(0, batch_sum(derivation.loss_definition))
-    return _straight_line(arguments, outputs, list(derivation.program), printer)
+        outputs.insert(0, loss)
+    return _straight_line(arguments, outputs, steps, printer)
 
 
 _BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}

@@ -303,15 +303,15 @@ class ElementwiseTorchPrinter(MatrixTorchPrinter):
     def _print_batch_sum(self, expr):
         return f"{self.parenthesize(expr.args[0], 999)}.sum(-1)"
 
-    def _print_Mul(self, expr):
-        # a softmax unit, e^{z_i} / Σ_k e^{z_k}: printed as written it overflows above z = 88.7 (float32) or
-        # 709.8 (float64) and gives NaN; torch.softmax subtracts the largest z first, so it is finite everywhere
-        exponent = _softmax_unit(expr)
-        if exponent is None:
-            return super()._print_Mul(expr)
-        units, index = exponent
-        stacked = ", ".join(self._print(unit) for unit in units)
-        return f"torch.softmax(torch.stack([{stacked}]), 0)[{index}]"
+    def _print_stacked(self, expr):
+        return f"torch.stack([{', '.join(self._print(unit) for unit in expr.args)}])"
+
+    def _print_unit_of(self, expr):
+        matrix, index = expr.args
+        return f"{self._print(matrix)}[{index}]"
+
+    def _print_unit_logsumexp(self, expr):  # one value per sample, a [B] tensor as every unit's line
+        return f"torch.logsumexp({self._print(expr.args[0])}, 0)"
 
     def _print_logsumexp(self, expr):
         stacked = ", ".join(self._print(argument) for argument in expr.args)
@@ -322,17 +322,3 @@ class ElementwiseTorchPrinter(MatrixTorchPrinter):
             "torch.stack([" + ", ".join(self._print(v) for v in expr.row(i)) + "])" for i in range(expr.rows)
         )
         return f"torch.stack([{rows}])"
-
-
-def _softmax_unit(expr: sympy.Mul) -> tuple[tuple[sympy.Expr, ...], int] | None:
-    """``(z_1, …, z_n), i`` when ``expr`` is exactly e^{z_i} / (e^{z_1} + … + e^{z_n}), else None."""
-    if len(expr.args) != 2:
-        return None
-    numerator = next((arg for arg in expr.args if isinstance(arg, sympy.exp)), None)
-    power = next((arg for arg in expr.args if isinstance(arg, sympy.Pow) and arg.exp == -1), None)
-    if numerator is None or power is None or not isinstance(power.base, sympy.Add):
-        return None
-    terms = power.base.args
-    if not all(isinstance(term, sympy.exp) for term in terms) or numerator not in terms:
-        return None
-    return tuple(term.args[0] for term in terms), terms.index(numerator)

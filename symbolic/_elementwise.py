@@ -14,6 +14,11 @@ SymPy's index-form derivatives (``_index``), and the gradients δ aᵀ, δ are t
 so the program stays linear in the network's size. Every unit is built when first read (``Entries``): a
 display of one unit per layer costs the depth, not the widths; the whole program, the closed forms and the
 per-unit compiled code build every unit, which is what they are asked for.
+
+``UnitProgram`` writes the matrix program's output-layer lines one unit at a time, each sum over the units
+named once: the element-wise compiled form takes them where the output couples its units (softmax), so
+that its code is as finite as the matrix form's and linear in the width (``tests/test_elementwise_code.py``
+proves them equal to the δ displayed here).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import sympy
 from sympy import Matrix, Symbol
 
-from ._functions import batch_size
+from ._functions import batch_size, logsumexp, max_mask, softmax, softmax_without_max, unit_logsumexp, unit_sum
 from ._index import W as indexed_w  # noqa: N811 - the IndexedBase W, renamed for this module
 from ._index import a as indexed_a
 from ._index import b as indexed_b
@@ -492,3 +497,134 @@ def _simplified_entry(
 def _diagonal(jacobian: Entries) -> bool:
     """An element-wise activation's Jacobian (0 off the diagonal); read on two entries, not built whole."""
     return jacobian.rows == 1 or jacobian[1, 0] == 0
+
+
+# -- the matrix program's output-layer lines at unit level, for the element-wise compiled form -------------
+
+
+class stacked(sympy.Function):  # noqa: N801
+    """A layer's units (each one row, a value per sample) as one [n, B] matrix: what a function over a
+    whole layer (softmax, its largest unit) reads in the element-wise code."""
+
+
+class unit_of(sympy.Function):  # noqa: N801
+    """Unit ``index`` (0-based) of a named [n, B] intermediate: one row, a value per sample."""
+
+    nargs = 2
+
+
+# The matrix program's functions of a whole layer, each computed once at unit level as one named [n, B]
+# matrix that every unit indexes: softmax (finite where e^z / Σ e^z overflows), and the largest unit and the
+# softmax without it that the stable bce-after-softmax δ reads (``_matrix.STABLE_OUTPUT_DELTAS``).
+_LAYER_FUNCTIONS = (softmax, max_mask, softmax_without_max)
+
+
+class UnitProgram:
+    """Matrix-program lines rewritten one unit at a time, each per-sample reduction computed once.
+
+    The matrix program writes the output layer's δ over whole [n, B] matrices, with a sum over the units
+    (``unit_sum``) where the softmax couples them, and finite forms where the chain rule as written is not
+    (``_matrix.STABLE_OUTPUT_DELTAS``). Here each unit's line is that expression at unit i: a matrix symbol
+    becomes its unit i; each ``unit_sum`` (and log-sum-exp) one named per-sample value, a line of its own
+    shared by every unit, as SymPy's cse would name a repeated subexpression, so that each unit's line stays
+    O(1) and the program linear in the width; each function of the whole layer (softmax, ...) one named
+    [n, B] matrix that every unit indexes. (``sympy.cse`` itself is not used: it would also name e^{z_i}
+    and every small repeat, and its search for common sub-sums over n sums of n terms is what is avoided.)
+
+    ``units`` maps the matrix symbols (z_L, a_L, y) to the element-wise symbols of their units; ``inputs``
+    are the matrix symbols that are the function's own [n, B] arguments (y), read whole as they are.
+    """
+
+    def __init__(self, units: Mapping[Symbol, Entries], inputs: frozenset[Symbol] = frozenset()):
+        self.units: dict[Symbol, Entries | list[Symbol]] = dict(units)
+        self.width = len(next(iter(self.units.values())))
+        self.inputs = inputs
+        self.layers: dict[sympy.Expr, Symbol] = {}  # matrix expression -> the [n, B] symbol holding it
+        self.shared: dict[sympy.Expr, Symbol] = {}  # unit_sum(...) -> the per-sample symbol holding it
+        self._count = {"sum": 0, "logsumexp": 0}
+        self._lines: list[tuple[Symbol, sympy.Expr]] = []
+        self._at: dict[tuple[sympy.Expr, int], sympy.Expr] = {}
+
+    def define(
+        self, target: Symbol, expression: sympy.Expr, units: Entries | None = None
+    ) -> list[tuple[Symbol, sympy.Expr]]:
+        """The lines of the matrix line ``target = expression``, in evaluation order: one per unit (into
+        ``units``, or new symbols ``target[k]``) after the shared lines they read, or one [n, B] line when it
+        is a function of the whole layer (``max_mask(z)``)."""
+        if units is None and isinstance(expression, _LAYER_FUNCTIONS):
+            self.layers[target] = self._layer_line(Symbol(target.name), expression)
+            return self._take()
+        if units is None:
+            units = [Symbol(f"{target.name}[{k + 1}]") for k in range(self.width)]
+        self.units[target] = units
+        for k in range(self.width):
+            definition = self.at(expression, k)
+            self._lines.append((units[k], definition))
+        return self._take()
+
+    def value(self, target: Symbol, expression: sympy.Expr) -> list[tuple[Symbol, sympy.Expr]]:
+        """The lines of a per-sample value ``target = expression`` (the loss), which has no unit of its own."""
+        definition = self.at(expression, 0)
+        self._lines.append((target, definition))
+        return self._take()
+
+    def at(self, expression: sympy.Expr, i: int) -> sympy.Expr:
+        """``expression`` (matrix level) at unit ``i`` (0-based)."""
+        key = (expression, i)
+        if key not in self._at:
+            self._at[key] = self._rewrite(expression, i)
+        return self._at[key]
+
+    def _take(self) -> list[tuple[Symbol, sympy.Expr]]:
+        lines, self._lines = self._lines, []
+        return lines
+
+    def _rewrite(self, expression: sympy.Expr, i: int) -> sympy.Expr:
+        if expression in self.units:
+            return self.units[expression][i]
+        if expression in self.layers:
+            return unit_of(self.layers[expression], i)
+        if isinstance(expression, (unit_sum, unit_logsumexp)):
+            return self._shared(expression)
+        if isinstance(expression, _LAYER_FUNCTIONS):
+            return unit_of(self._layer(expression), i)
+        if not expression.args or isinstance(expression, batch_size):
+            return expression
+        return expression.func(*(self.at(argument, i) for argument in expression.args))
+
+    def _shared(self, expression: sympy.Expr) -> Symbol:
+        """Σ_k (or log Σ_k e^) of the argument's units: one line, computed once for every unit."""
+        if expression not in self.shared:
+            (argument,) = expression.args
+            if isinstance(expression, unit_sum):
+                kind, value = "sum", sympy.Add(*(self.at(argument, k) for k in range(self.width)))
+            elif argument in self.units or argument in self.layers:  # the layer's [n, B] matrix, stacked once
+                kind, value = "logsumexp", unit_logsumexp(self._layer(argument))
+            else:
+                kind, value = "logsumexp", logsumexp(*(self.at(argument, k) for k in range(self.width)))
+            self._count[kind] += 1
+            symbol = Symbol(f"{kind}[{self._count[kind]}]")
+            self._lines.append((symbol, value))
+            self.shared[expression] = symbol
+        return self.shared[expression]
+
+    def _layer(self, expression: sympy.Expr) -> Symbol:
+        """The [n, B] symbol holding a matrix expression: a unit-level symbol's units stacked, an input as it
+        is, a function of the whole layer computed on its arguments' [n, B] symbols."""
+        if expression not in self.layers:
+            if expression in self.inputs:
+                self.layers[expression] = expression
+            elif expression in self.units:
+                symbol = Symbol(expression.name)
+                self._lines.append((symbol, stacked(*self.units[expression])))
+                self.layers[expression] = symbol
+            elif isinstance(expression, _LAYER_FUNCTIONS):
+                name = "_".join([type(expression).__name__, *(str(a) for a in expression.args if a.is_Symbol)])
+                self.layers[expression] = self._layer_line(Symbol(name), expression)
+            else:
+                raise NotImplementedError(f"no [n, B] form at unit level for {expression}")
+        return self.layers[expression]
+
+    def _layer_line(self, target: Symbol, expression: sympy.Expr) -> Symbol:
+        self._lines.append((target, expression.func(*(self._layer(argument) for argument in expression.args))))
+        return target

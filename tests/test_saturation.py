@@ -119,22 +119,12 @@ def compiled(activation: str, loss: str, reduction: str, form: str):
     return compile_gradients(derive(Network([1, 3], activation, loss, reduction=reduction)), form=form)
 
 
-# Not yet finite in the element-wise form: softmax + bce / mean_bce keep the chain rule's (1 − a_k) division,
-# and softmax_cross_entropy's e^{z_i − logsumexp} loses float32 digits at logits of 10⁴ close to one another
-# (``test_elementwise_softmax_cross_entropy_at_large_close_logits``). They are listed so that a fix shows up
-# as an unexpected pass (strict). Softmax's own units are torch.softmax, finite at every gap.
-def _elementwise_known_gap(activation: str, loss: str) -> bool:
-    return activation == "softmax" and loss in ("bce", "mean_bce")
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("gap", GAPS)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("activation, loss", PAIRINGS)
 @pytest.mark.parametrize("form", ["matrix", "elementwise"])
-def test_compiled_form_exact_at_saturation(form, activation, loss, reduction, gap, dtype, request):
-    if form == "elementwise" and _elementwise_known_gap(activation, loss):
-        request.applymarker(pytest.mark.xfail(strict=True, reason="element-wise form not yet finite/exact here"))
+def test_compiled_form_exact_at_saturation(form, activation, loss, reduction, gap, dtype):
     function = compiled(activation, loss, reduction, form)
     x, y = torch.tensor(X, dtype=dtype), torch.tensor(Y, dtype=dtype)
     ours = function(x, y, {"W1": torch.tensor(_weights(gap), dtype=dtype)})["W1"].double().flatten()
@@ -144,9 +134,9 @@ def test_compiled_form_exact_at_saturation(form, activation, loss, reduction, ga
     torch.testing.assert_close(ours, exact, rtol=tolerance, atol=tolerance * float(exact.abs().max()))
 
 
-@pytest.mark.xfail(strict=True, reason="e^{z_i − logsumexp(z)}: z_i − logsumexp keeps float32's ulp at 10⁴ (1e-3)")
 def test_elementwise_softmax_cross_entropy_at_large_close_logits():
-    """Logits (10⁴, 10⁴ − 1, 0) in float32: the matrix form is right to 1e-6, the element-wise form off by 2e-4."""
+    """Logits (10⁴, 10⁴ − 1, 0) in float32: both forms right to 2e-6 (e^{z_i − logsumexp(z)} was off by 2e-4 in the
+    element-wise form: z_i − logsumexp keeps float32's ulp at 10⁴, 1e-3; torch.softmax of z subtracts the max)."""
     x, y = torch.ones(1, 1), torch.tensor([[0.2], [0.5], [0.3]])
     weights = torch.tensor([[1e4], [1e4 - 1], [0.0]])
     with mpmath.workdps(60):
