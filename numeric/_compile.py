@@ -29,7 +29,7 @@ import torch
 
 from symbolic import Derivation, InputError, InputTypeError, batch_sum
 from symbolic._elementwise import UnitProgram
-from symbolic._matrix import BATCH_SIZE, matrix_symbol, reduction_scale
+from symbolic._matrix import BATCH_SIZE, Role, matrix_symbol, reduction_scale
 
 from ._checks import check_inputs
 from ._choices import FORMS
@@ -308,8 +308,8 @@ def _elementwise_steps(derivation: Derivation, with_loss: bool) -> tuple[list, s
         steps += unit.value(program.loss, matrix[program.loss])
     if not output.activation.elementwise or network.loss_rule.coupled is not None:
         for step in program.steps:  # δ_L, after the intermediates it reads (the largest unit, ...)
-            if step.role == "delta" and step.layer == depth:
-                into = output.delta if step.target == matrix_symbol(f"delta{depth}") else None
+            if step.role in (Role.DELTA, Role.DELTA_PART) and step.layer == depth:
+                into = output.delta if step.role is Role.DELTA else None
                 steps += unit.define(step.target, step.expression, into)
     else:
         steps += zip(output.delta, output.delta_definition)
