@@ -26,6 +26,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "network": "Network {network}, layer sizes {sizes}.",
         "describe_bias": "with bias",
         "describe_mean": "mean over the batch",
+        "list_separator": ", ",  # between the items of a list said in words (the network's description, layers)
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
@@ -208,6 +209,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "network": "网络 {network}，各层大小 {sizes}。",
         "describe_bias": "带偏置",
         "describe_mean": "批内取平均",
+        "list_separator": "、",  # 顿号: the Chinese enumeration comma
         "what_is_derived": (
             "SymPy 用 sympy.diff 对下面的各个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则再通过有名字的中间量 {z}、{a} 和 {delta} 把这些导数串联起来。"
@@ -323,7 +325,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "mistake_wrong_layer_input": "∂L/∂W{layer} 写成了 δ{layer} a{layer}ᵀ，"
         "应为 δ{layer} a{below}ᵀ（用该层自己的输入）",
         "mistake_bias_not_summed": "∂L/∂b{layer} 按样本分别保留（即 δ{layer}，每个样本一列），没有对样本求和",
-        "mistake_unknown": "错误，且错误目录中没有哪一种能得出这个梯度（见 MISTAKES）",
+        "mistake_unknown": "错误，已知的错误类型（见 MISTAKES）都给不出这个梯度",
         # --- check ---
         "mistake_sign_partial": "这些梯度的符号反了（就像把 ŷ − y 写成 y − ŷ 那样），但其他梯度没有反号，"
         "所以“输出层误差项符号反了”解释不了全部梯度",
@@ -342,8 +344,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         # --- figure ---
         "figure_units": "网络结构：每个单元画成一个圆，每个权重画成一个箭头，箭头上标出它对应的权重。",
         "figure_bias": "虚线标出的 1 是常数输入，它的权重就是偏置。",
-        "figure_units_values": "绿色为正向传播的值，红色为误差项 δ = ∂L/∂z；箭头上标的是权重，它的梯度等于箭头终点的"
-        "红色 δ 乘以起点的绿色 𝑎（或 𝑥）：∂L/∂W[i,j] = δ[i]·a[j]。",
+        "figure_units_values": "绿色为正向传播的值，红色为误差项 δ = ∂𝐿/∂𝑧；箭头上标的是权重，它的梯度等于箭头终点的"
+        "红色 δ 乘以起点的绿色 𝑎（或 𝑥）：∂𝐿/∂𝑊[𝑖,𝑗] = δ[𝑖]·𝑎[𝑗]。",
         "figure_units_batch": "代入一批数据时的网络：每个箭头上标出它对应的权重；𝐿 是整批样本的损失之和。"
         "各单元的值因样本而异，见下文的数值。",
         "figure_layers": "以整层为节点的计算图，每个节点标出其形状（每批 𝐵 个样本）；参数和目标值 𝑦 是图的叶节点。",
