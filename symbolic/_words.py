@@ -243,7 +243,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "loss_is": "损失函数为 {loss}，单个样本的每个输出单元贡献一项 {per_unit}；{batch}",
         "loss_is_coupled": "损失函数为 {loss}：它把各输出单元耦合在一起，单个样本的损失见上式；{batch}",
         "batch_sum": "一批样本的损失与梯度都是各样本的总和。",
-        "batch_mean": "一批样本的损失取各样本损失的平均（PyTorch 的默认设置 reduction='mean'）："
+        "batch_mean": "一批样本的损失取各样本损失的平均（即 reduction 为 mean，PyTorch 的默认设置）："
         "每个样本的损失都除以批大小 𝐵，梯度也一样，这个 1/𝐵 体现在输出层的误差项中。",
         "input_gradient": "输入的梯度：把第 1 层的误差项再经由该层的权重反向传回一次，每个样本占一列（不对样本求和）：",
         "chain_path": "链式法则沿着从权重到损失的路径，把每一段的导数依次相乘。"
