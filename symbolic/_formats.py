@@ -127,6 +127,13 @@ _TEXT_TO_LATEX = {
     "𝟏": r"$\mathbf{1}$",
     "|": r"$|$",
     "…": r"\ldots{}",
+    # a letter of mathematics in a sentence (the word tables write layer 𝑙 in Unicode's mathematical italic):
+    # math italic, as the formulas set it, so that an upright l never reads as the digit 1
+    **{
+        ch: f"${unicodedata.normalize('NFKC', ch)}$"
+        for ch in map(chr, range(0x1D434, 0x1D468))  # italic A-Z, a-z (the italic h is U+210E, not used)
+        if unicodedata.name(ch, "").startswith("MATHEMATICAL ITALIC")
+    },
 }
 
 

@@ -166,4 +166,4 @@ class Network:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
         extras = [w["describe_bias"]] if self.bias else []
         extras += [w["describe_mean"]] if self.reduction == "mean" else []
-        return ", ".join([widths, acts, self.loss, *extras])
+        return w["list_separator"].join([widths, acts, self.loss, *extras])

@@ -371,7 +371,7 @@ def _notation(w: _Writer) -> Notation:
                 (
                     w.show(_activation_symbol(layer)),
                     w.words["notation_activation" if len(used) == 1 else "notation_activation_layers"].format(
-                        name=name, layers=", ".join(used)
+                        name=name, layers=w.words["list_separator"].join(used)
                     ),
                 )
             )

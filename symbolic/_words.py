@@ -26,6 +26,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "network": "Network {network}, layer sizes {sizes}.",
         "describe_bias": "with bias",
         "describe_mean": "mean over the batch",
+        "list_separator": ", ",  # between the items of a list said in words (the network's description, layers)
         "what_is_derived": (
             "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
@@ -202,73 +203,77 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
 
 CHINESE: Mapping[str, str] = MappingProxyType(
     {
+        # A letter of mathematics in a sentence (layer 𝑙, unit 𝑖, input 𝑗, the loss 𝐿) is written in Unicode's
+        # mathematical italic: LaTeX sets it as math (_formats), so that "第 𝑙 层" never reads as "第 1 层".
         "title": "用链式法则推导反向传播",
         "heading_derivation": "推导",
         "heading_gradients": "梯度",
         "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
-        "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
+        "tutorial_forward": "正向传播（精确值；教程打印的是 float32，保留 4 位有效数字）",
         "network": "网络 {network}，各层大小 {sizes}。",
         "describe_bias": "带偏置",
-        "describe_mean": "对批取平均",
+        "describe_mean": "批内取平均",
+        "list_separator": "、",  # 顿号: the Chinese enumeration comma
         "what_is_derived": (
-            "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
-            "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
-            "chainrule 的测试在许多网络（固定的和随机的）上检查：这样的推导中每个等式的每一边都等于下一边，"
-            "并把打印出的每个等式解析回来，与检查过的表达式比较。"
+            "SymPy 用 sympy.diff 对下面的各个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
+            "链式法则再通过有名字的中间量 {z}、{a} 和 {delta} 把这些导数串联起来。"
+            "chainrule 的测试在许多网络（固定的和随机生成的）上验证：推导中每个连等式的相邻两边都相等；"
+            "测试还把打印出的每个等式重新解析，与验证过的表达式对比。"
         ),
         "heading_notation": "记号",
         "heading_forward": "正向传播",
-        "heading_output": "输出层（第 {layer} 层）",
-        "heading_layer": "第 {layer} 层",
-        "heading_hidden": "隐藏层 l = {top}, …, 1",
+        "heading_output": "反向传播：输出层（第 {layer} 层）",
+        "heading_layer": "反向传播：隐藏层（第 {layer} 层）",
+        "heading_hidden": "反向传播：隐藏层（第 {top} 层至第 1 层）",
         "heading_matrix": "梯度的矩阵形式",
-        "heading_closed": "闭合形式",
+        "heading_closed": "闭式表达式",
         "heading_numbers": "数值",
         "column_symbol": "符号",
         "column_meaning": "含义",
         "notation_x": "输入，长度为 {n} 的列向量；一批样本中每个样本占一列",
         "notation_y": "目标值，长度为 {n} 的列向量",
-        "notation_W": "第 l 层的权重：第 i 行对应第 l 层的第 i 个单元，第 j 列对应下一层的第 j 个单元",
-        "notation_b": "第 l 层的偏置",
-        "notation_z": "第 l 层的激活前的值",
-        "notation_a": "第 l 层的输出；第 0 层是输入 x，最后一层的输出是预测值",
-        "notation_delta": "第 l 层的误差项：损失函数 L 对该层激活前的值的导数",
+        "notation_W": "第 𝑙 层的权重：第 𝑖 行对应本层的第 𝑖 个单元，第 𝑗 列对应前一层的第 𝑗 个单元",
+        "notation_b": "第 𝑙 层的偏置",
+        "notation_z": "第 𝑙 层的加权输入，即激活前的值",
+        "notation_a": "第 𝑙 层的输出；第 0 层就是输入 𝑥，最后一层的输出就是预测值",
+        "notation_delta": "第 𝑙 层的误差项：损失 𝐿 对该层加权输入的导数",
         "notation_activation": "激活函数 {name}（第 {layers} 层）",
         "notation_activation_layers": "激活函数 {name}（第 {layers} 层）",
         "notation_hadamard": "逐元素乘积",
-        "notation_ones": "全为 1 的列向量：乘以它就是对一批样本求和",
-        "notation_indicator": "条件成立时为 1，否则为 0",
-        "forward_names": "每个中间量都有名字，以便反向传播时重复使用：",
-        "entry_by_entry": "逐个分量：",
-        "loss_is": "损失函数是 {loss}，一个样本的每个输出单元贡献 {per_unit}；{batch}",
-        "loss_is_coupled": "损失函数是 {loss}：它把各输出单元耦合在一起，一个样本的损失如上所写；{batch}",
-        "batch_sum": "一批样本把它对样本求和，梯度也随之求和。",
-        "batch_mean": "一批样本取它对样本的平均（reduction 为 mean，PyTorch 的默认值）：每个样本的损失除以批大小 B，"
-        "梯度也一样，这来自输出层误差项中的 1/B。",
-        "input_gradient": "输入的梯度是第一层的误差项再经过它的权重传回一次，每个样本一列（不对样本求和）：",
-        "chain_path": "链式法则沿着从权重到损失的路径。以 {W} 的一个分量 {weight} 为例（每个分量都一样）：",
-        "derivative_through_output": "激活函数的导数（由 SymPy 求出），再用它的输出 {a} 表示：",
+        "notation_ones": "全为 1 的列向量：右乘它就是对一批样本求和",
+        "notation_indicator": "示性函数：条件成立时为 1，否则为 0",
+        "forward_names": "给每个中间量起一个名字，反向传播时就能直接复用：",
+        "entry_by_entry": "逐个分量写出：",
+        "loss_is": "损失函数为 {loss}，单个样本的每个输出单元贡献一项 {per_unit}；{batch}",
+        "loss_is_coupled": "损失函数为 {loss}：它把各输出单元耦合在一起，单个样本的损失见上式；{batch}",
+        "batch_sum": "一批样本的损失与梯度都是各样本的总和。",
+        "batch_mean": "一批样本的损失取各样本损失的平均（即 reduction 为 mean，PyTorch 的默认设置）："
+        "每个样本的损失都除以批大小 𝐵，梯度也一样，这个 1/𝐵 体现在输出层的误差项中。",
+        "input_gradient": "输入的梯度：把第 1 层的误差项再经由该层的权重反向传回一次，每个样本占一列（不对样本求和）：",
+        "chain_path": "链式法则沿着从权重到损失的路径，把每一段的导数依次相乘。"
+        "以 {W} 的分量 {weight} 为例（其他分量同理）：",
+        "derivative_through_output": "激活函数的导数（由 SymPy 求出），再改写成用它的输出 {a} 表示：",
         "derivative": "激活函数的导数（由 SymPy 求出）：",
-        "softmax_couples": "softmax 把同一层的单元耦合在一起，所以链式法则要对每个输出求和：",
-        "shared_factor": "最后一个因子之前的部分只依赖于单元 {i}，而不依赖于输入 {j}。"
-        "它是公共因子（教程中的红框），称为该单元的误差项 {delta}：",
-        "delta_is_difference": "对这个激活函数和损失函数，SymPy 把误差项化简为 {equation}。",
+        "softmax_couples": "softmax 把同一层的各单元耦合在一起，所以链式法则要对该层的每个输出求和：",
+        "shared_factor": "最后一个因子之前的部分只与单元 {i} 有关，与输入 {j} 无关。"
+        "这就是公共因子（即教程中的红框），称为该单元的误差项 {delta}：",
+        "delta_is_difference": "对于这种激活函数与损失函数的组合，SymPy 把误差项化简为 {equation}。",
         "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
         "SymPy 把误差项化简为 {equation}。",
-        "error_times_input": "所以梯度的每个分量都是误差项乘以输入：",
-        "hidden_collects": "一个单元的输出传给上一层的每个单元，所以它的误差项通过 {W} 收集上一层的误差项，"
-        "重复使用 {delta}：",
-        "general_step": "每个隐藏层都重复同一步。一个单元的输出传给上一层的每个单元，所以它的误差项收集上一层的误差项："
-        "对 {range}，",
-        "general_where": "其中 {f} 是第 l 层的激活函数（见记号）。逐个分量，以 {l} 为例：",
-        "matrix_outer": "上面的每个分量都是一个外积的分量，所以整个梯度是一次矩阵乘法。"
-        "对一批样本（x、a 和 δ 的每一列是一个样本），这个乘积同时对样本求和：",
-        "matrix_bias": "偏置的梯度把误差项对样本求和：",
-        "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
-        "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
-        "numbers_skipped": "此处不列出：SymPy 逐个分量精确计算（20 位有效数字），而这个网络在这些样本上有 "
-        "{entries} 个参数分量，超过本页的上限 {limit}。`chainrule verify` 会用数值方法计算全部梯度。",
-        "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
+        "error_times_input": "因此，梯度的每个分量都等于误差项乘以输入：",
+        "hidden_collects": "本层每个单元的输出都送往后一层的每个单元，因此它的误差项要经由 {W} "
+        "收集后一层的误差项，这里直接复用已算出的 {delta}：",
+        "general_step": "每个隐藏层都重复同一步：一个单元的输出送往后一层的每个单元，因此它的误差项要收集后一层的"
+        "误差项，直接复用后一层已算出的结果。对 {range}，",
+        "general_where": "其中 {f} 是第 𝑙 层的激活函数（见记号）。逐个分量写出，以 {l} 为例：",
+        "matrix_outer": "上面每个分量都是一个外积中的元素，所以整个梯度只需一次矩阵乘法。"
+        "对一批样本（𝑥、𝑎 和 δ 的每一列对应一个样本），这次矩阵乘法同时完成了对样本的求和：",
+        "matrix_bias": "偏置的梯度则是把误差项对样本求和：",
+        "closed_intro": "把所有中间量逐一代回，就得到用 𝑥、𝑦 和参数表示的各分量：",
+        "numbers_intro": "在下列数值处（按 20 位有效数字计算，显示时四舍五入）：",
+        "numbers_skipped": "此处不列出数值：SymPy 要逐个分量精确计算（20 位有效数字），而这个网络在这些样本上共有 "
+        "{entries} 个参数分量，超过了本页的上限 {limit}。`chainrule verify` 会用数值方法计算全部梯度。",
+        "large_matrix": "{rows} × {cols} 矩阵，分量绝对值最大为 {largest}",
         "tutorial_loss": "损失",
         "column_tutorial": "教程",
         "tutorial_printed": "教程：{value}",
@@ -276,95 +281,97 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "编译运行的结果，与教程相同）在其末位的一个单位之内一致",
         "tutorial_differs": "教程打印的数值：{names} 与 chainrule 的结果相差超过其末位的一个单位",
         "column_entry": "分量",
-        "column_closed_form": "闭合形式",
+        "column_closed_form": "闭式表达式",
         "column_compiled": "编译 {dtype}",
-        "largest_difference": "闭合形式、编译的梯度与 autograd 之间的最大相对差：{worst}",
+        "largest_difference": "闭式表达式、编译所得梯度与 autograd 三者之间的最大相对误差：{worst}",
         "report_network": "网络 {network}；批大小 {batch}，{dtype}，{form}形式",
         "form_matrix": "矩阵",
         "form_elementwise": "逐元素",
-        "report_loss": "损失函数值（autograd）= {loss}",
+        "report_loss": "损失值（autograd）= {loss}",
         "column_parameter": "参数",
         "column_max_abs_error": "最大绝对误差",
         "column_max_rel_error": "最大相对误差",
         "column_tolerance": "容差",
         "column_result": "结果",
-        "compiled_vs_autograd": "编译的梯度与 autograd 对照",
-        "closed_form_vs_autograd": "闭合形式（精确）与 autograd 对照",
+        "compiled_vs_autograd": "编译所得梯度与 autograd 对照",
+        "closed_form_vs_autograd": "闭式表达式（精确）与 autograd 对照",
         "entry_ok": "一致",
         "mismatch": "不一致",
-        "closed_form_skipped": "闭合形式（精确）：跳过，{why}",
-        "closed_form_over_limit": "{parameters} 个参数 × {samples} 个样本 = {size}，超过了 SymPy 精确求值（很慢）的"
-        "上限 {limit}；编译的梯度与 autograd 的对照已覆盖每个分量",
-        "closed_form_too_large": "闭合形式太大（{error}）",
-        "expression_too_large": "{what}的闭合形式大约会有 {size} 个表达式节点，超过了预算 {budget}；"
-        "请使用结构化的程序（Derivation.program / matrix_program，或 compile_gradients），或者用 "
+        "closed_form_skipped": "闭式表达式（精确）：跳过，{why}",
+        "closed_form_over_limit": "{parameters} 个参数 × {samples} 个样本 = {size}，超过了 SymPy 精确求值的上限 "
+        "{limit}（精确求值很慢）；编译所得梯度与 autograd 的对照已覆盖全部分量",
+        "closed_form_too_large": "闭式表达式太大（{error}）",
+        "expression_too_large": "闭式表达式（{what}）大约会有 {size} 个表达式节点，超过了预算 {budget}；"
+        "请改用结构化的程序（Derivation.program / matrix_program，或 compile_gradients），或者用 "
         "derive(network, closed_form_budget={raised}) 或 closed_form({name}, budget={raised}) 提高预算",
         "the_loss": "损失函数",
         "gradcheck_result": "torch.autograd.gradcheck（float64，有限差分）：{result}",
         "gradcheck_passed": "通过",
         "gradcheck_failed": "失败",
-        "gradcheck_full": "每个参数的每个分量（共 {entries} 个）",
-        "gradcheck_full_and_x": "每个参数的每个分量（共 {entries} 个）以及 x 的每个分量（共 {x_entries} 个）",
+        "gradcheck_full": "所有参数的全部分量（共 {entries} 个）",
+        "gradcheck_full_and_x": "所有参数的全部分量（共 {entries} 个）以及 x 的全部分量（共 {x_entries} 个）",
         "verdict": "结论：{verdict}",
         "verdict_ok": "通过",
-        "check_title": "反向传播已与 chainrule 对 {network} 的推导对照检查",
+        "check_title": "用 chainrule 的推导检查反向传播；网络：{network}",
         "wrong": "错误",
-        "verdict_all_match": "通过，每个梯度都一致",
+        "verdict_all_match": "通过，所有梯度都一致",
         "diagnosis": "诊断：",
         "diagnosis_line": "  {name}（{parameters}）：{explanation}",
-        "mistake_sign": "输出层的误差项符号反了（写成 y − ŷ 而不是 ŷ − y），所以每个梯度的符号都错了",
-        "mistake_missing_activation_derivative": "第 {layer} 层激活函数的导数 f'(z{layer}) 没有乘进 δ{layer}",
-        "mistake_derivative_at_output": "第 {layer} 层的 f' 在它的输出 a{layer} 处求值，而不是在 z{layer} 处{example}",
+        "mistake_sign": "输出层误差项的符号反了（写成了 y − ŷ，应为 ŷ − y），所以每个梯度的符号都错了",
+        "mistake_missing_activation_derivative": "δ{layer} 中漏乘了第 {layer} 层激活函数的导数 f'(z{layer})",
+        "mistake_derivative_at_output": "第 {layer} 层的 f' 错在输出 a{layer} 处求值，应在 z{layer} 处求值{example}",
         "at_output_sigmoid": "：写成了 σ(a)(1 − σ(a))，正确的是 a(1 − a)",
         "at_output_tanh": "：写成了 1 − tanh(a)²，正确的是 1 − a²",
-        "mistake_missing_transpose": "δ{layer} 用了 W{above} δ{above}，而不是 W{above}ᵀ δ{above}（W{above} 是方阵）",
-        "mistake_batch_scale": "每个梯度都是正确值的 {factor}：{why}",
+        "mistake_missing_transpose": "δ{layer} 用的是 W{above} δ{above}，应为 W{above}ᵀ δ{above}"
+        "（W{above} 是方阵，所以形状上看不出错）",
+        "mistake_batch_scale": "所有梯度都是正确值的 {factor}：{why}",
         "batch_scale_mean_factor": "B 倍",
-        "batch_scale_mean_why": "损失函数是对一批样本取平均，梯度却对样本求和",
+        "batch_scale_mean_why": "损失是对批内样本取平均，梯度却是对样本求和",
         "batch_scale_sum_factor": "1/B 倍",
-        "batch_scale_sum_why": "损失函数是对一批样本求和，梯度却除以了批大小",
+        "batch_scale_sum_why": "损失是对批内样本求和，梯度却除以了批大小",
         "mistake_wrong_layer_input": "∂L/∂W{layer} 写成了 δ{layer} a{layer}ᵀ，"
-        "而不是 δ{layer} a{below}ᵀ（该层自己的输入）",
-        "mistake_bias_not_summed": "∂L/∂b{layer} 按样本保留（δ{layer}，每个样本一列），没有对样本求和",
-        "mistake_unknown": "错误，且目录中没有哪个错误能给出这个梯度（见 MISTAKES）",
+        "应为 δ{layer} a{below}ᵀ（用该层自己的输入）",
+        "mistake_bias_not_summed": "∂L/∂b{layer} 按样本分别保留（即 δ{layer}，每个样本一列），没有对样本求和",
+        "mistake_unknown": "错误，已知的错误类型（见 MISTAKES）都给不出这个梯度",
         # --- check ---
         "mistake_sign_partial": "这些梯度的符号反了（就像把 ŷ − y 写成 y − ŷ 那样），但其他梯度没有反号，"
-        "所以输出层误差项的符号错误不能解释全部梯度",
+        "所以“输出层误差项符号反了”解释不了全部梯度",
         "mistake_batch_scale_partial": "这些梯度是正确值的 {factor}（{why}），但其他梯度没有这样缩放",
-        "mistake_refuted": "错误；这些数值与 {names} 给出的一致，但 {names} 还会改变另一些梯度，而它们在这里是对的，"
-        "所以不是那个错误",
-        "mistake_coincidence": "错误；在批大小 {batch} 时这些数值与 {names} 一致，在批大小 {other} 时却不一致："
-        "这是尺寸的巧合，不是那个错误",
+        "mistake_refuted": "错误；这些数值与 {names} 给出的一致，但 {names} 还会改变另一些梯度，"
+        "而那些梯度在这里是对的，所以不是这个错误",
+        "mistake_coincidence": "错误；批大小为 {batch} 时这些数值与 {names} 一致，批大小为 {other} 时却不一致："
+        "这只是尺寸上的巧合，并不是这个错误",
         "problem_shape": "梯度的形状是 {shape}，应为 {expected}",
         "problem_shape_transposed": "梯度的形状是 {shape}，应为 {expected}：它被转置了（它的转置才是正确的梯度）",
-        "problem_dtype": "梯度是 {dtype}，而给出的数值是 {expected}：{dtype} 达不到 {expected} 梯度的精度，"
-        "所以不能通过（其数值按 {dtype} 的容差 {rtol} 比较）",
+        "problem_dtype": "梯度的类型是 {dtype}，而输入的数值是 {expected}：{dtype} 达不到 {expected} 梯度的精度，"
+        "所以无法通过（其数值按 {dtype} 的容差 {rtol} 比较）",
         "problem_not_finite": "有 {nan} 个 nan 分量和 {inf} 个 inf 分量（共 {total} 个），而正确梯度在这些位置是有限值",
-        "problem_dtype_other": "梯度是 {dtype}，而给出的数值是 {expected}：梯度应与其参数的类型相同"
+        "problem_dtype_other": "梯度的类型是 {dtype}，而输入的数值是 {expected}：梯度应与对应参数的类型相同"
         "（其数值按容差 {rtol} 比较）",
         # --- figure ---
-        "figure_units": "网络：每个单元一个圆，每个权重一个箭头，箭头上标出它所带的权重。",
-        "figure_bias": "虚线的 1 是常数输入，它的权重就是偏置。",
-        "figure_units_values": "绿色为前向值，红色为误差 δ = ∂L/∂z；箭头上是权重，其梯度等于箭头终点的红色 δ "
-        "乘以起点的绿色 a（或 x）：∂L/∂W[i,j] = δ[i]·a[j]。",
-        "figure_units_batch": "给定一批数值下的网络：每个箭头上是它的权重；L 是对整批求和的损失。"
-        "单元的值随样本而不同：见下面的数值。",
-        "figure_layers": "以整层为节点的计算图，每个节点标出形状（每批 B 个样本）；参数和目标 y 是它的叶子。",
+        "figure_units": "网络结构：每个单元画成一个圆，每个权重画成一个箭头，箭头上标出它对应的权重。",
+        "figure_bias": "虚线标出的 1 是常数输入，它的权重就是偏置。",
+        "figure_units_values": "绿色为正向传播的值，红色为误差项 δ = ∂𝐿/∂𝑧；箭头上标的是权重，它的梯度等于箭头终点的"
+        "红色 δ 乘以起点的绿色 𝑎（或 𝑥）：∂𝐿/∂𝑊[𝑖,𝑗] = δ[𝑖]·𝑎[𝑗]。",
+        "figure_units_batch": "代入一批数据时的网络：每个箭头上标出它对应的权重；𝐿 是整批样本的损失之和。"
+        "各单元的值因样本而异，见下文的数值。",
+        "figure_layers": "以整层为节点的计算图，每个节点标出其形状（每批 𝐵 个样本）；参数和目标值 𝑦 是图的叶节点。",
         # --- size ---
         "finite_differences_result": "有限差分（float64，中心差分，一次批量前向计算）：{result}",
-        "finite_differences_sample": "抽样：每个参数取一个随机方向，另取 {count} 个随机分量（共 {total} 个分量）",
-        "finite_differences_sample_and_x": "抽样：每个参数和 x 各取一个随机方向，另取 {count} 个随机分量"
+        "finite_differences_sample": "抽样检查：每个参数沿一个随机方向检查一次，另外随机抽取 {count} 个分量"
         "（共 {total} 个分量）",
-        "gradcheck_inconclusive": "无法判断，扰动处的损失是 NaN/inf（{names}）",
+        "finite_differences_sample_and_x": "抽样检查：每个参数和 x 各沿一个随机方向检查一次，另外随机抽取 {count} "
+        "个分量（共 {total} 个分量）",
+        "gradcheck_inconclusive": "无法判定：扰动后的损失为 NaN/inf（{names}）",
         "autograd_nonfinite_agrees": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
-        "编译的梯度在这些位置是有限值，并与{judge}一致",
+        "编译所得梯度在这些位置是有限值，并与{judge}一致",
         "autograd_nonfinite_disagrees": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
-        "编译的梯度在这些位置是有限值，但与{judge}不一致",
+        "编译所得梯度在这些位置是有限值，但与{judge}不一致",
         "autograd_nonfinite_unsettled": "{name}：autograd 在 {entries} 个分量中有 {count} 个是 NaN/inf；"
-        "编译的梯度在这些位置是有限值，但没有精确的参照能判断哪一方正确（闭合形式已跳过，有限差分无法判断）",
-        "judge_closed_form": "闭合形式（精确）",
+        "编译所得梯度在这些位置是有限值，但没有精确的参照能判定哪一方正确（闭式表达式已跳过，有限差分无法判定）",
+        "judge_closed_form": "闭式表达式（精确）",
         "judge_finite_differences": "有限差分",
-        "compiled_nonfinite": "{name}：编译的梯度在 {count} 个分量上是 NaN/inf，而 autograd 在这些位置是有限值",
+        "compiled_nonfinite": "{name}：编译所得梯度在 {count} 个分量上是 NaN/inf，而 autograd 在这些位置是有限值",
     }
 )
 

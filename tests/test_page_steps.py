@@ -267,7 +267,7 @@ def describe(network: Network, lang: str) -> str:
     extras = ([w["describe_bias"]] if network.bias else []) + (
         [w["describe_mean"]] if network.reduction == "mean" else []
     )
-    return ", ".join(["-".join(map(str, network.sizes)), shown, network.loss, *extras])
+    return w["list_separator"].join(["-".join(map(str, network.sizes)), shown, network.loss, *extras])
 
 
 def _derivative_statement(name: str, layer: int) -> list[Step]:
@@ -347,7 +347,8 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     for name in dict.fromkeys(activations):
         layers = [str(index) for index, other in enumerate(activations, start=1) if other == name]
         key = "notation_activation" if len(layers) == 1 else "notation_activation_layers"
-        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=", ".join(layers))))
+        listed = words(lang)["list_separator"].join(layers)
+        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=listed)))
     steps += [
         Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"),
         Row(M("𝟏", r"\mathbf{1}"), "notation_ones"),
