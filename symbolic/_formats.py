@@ -92,6 +92,8 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \renewcommand{\rmdefault}{lmr}
 \renewcommand{\sfdefault}{lmss}
 \renewcommand{\ttdefault}{lmtt}
+\usepackage{xcolor}
+\definecolor{red}{HTML}{C62828}% the red box and the red δ: the figure's red (_figure.GRADIENT_COLOUR)
 \usepackage{tikz}% the network's figure on page 1
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}

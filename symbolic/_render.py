@@ -24,8 +24,20 @@ from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
 from ._functions import logsumexp, unit_sum
 from ._network import Network
-from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
+from ._printers import (
+    Applied,
+    Boxed,
+    Elementwise,
+    Factors,
+    Indicator,
+    LatexNotation,
+    Partial,
+    Prime,
+    Scientific,
+    TextNotation,
+)
 from ._rules import LOSSES
+from ._tutorial import TUTORIAL
 from ._words import words
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
@@ -169,7 +181,12 @@ class _Writer:
             latex_names[symbol] = layer.activation.latex
             text_names[symbol] = _activation_text(layer)
         self.latex, self.text = LatexNotation(latex_names), TextNotation(text_names)
+        self._red_latex = LatexNotation(latex_names, red_errors=True)
         self.explained: set[str] = set()  # activations whose derivative has been stated
+
+    def name_errors(self) -> None:
+        """From here on δ is printed red: the page has just named it, in its red box (the figure's δ are red too)."""
+        self.latex = self._red_latex
 
     def show(self, tree: sympy.Basic, value: object = None) -> Math:
         return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
@@ -183,7 +200,8 @@ class _Writer:
             lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN and all(a.is_Symbol for a in e.args),
             lambda e: Applied(Symbol("logsumexp"), _column(e.args[0].name.split("[")[0], 1)),
         )
-        return self.show(shown, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))
+        value = expression.replace(Boxed, lambda content: content)
+        return self.show(shown, value.replace(Factors, lambda *factors: sympy.Mul(*factors)))
 
     def say(self, key: str, **pieces: object) -> Prose:
         """The sentence ``key`` with each {name} replaced: Math stays math, anything else becomes words."""
@@ -520,24 +538,26 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
         gradient = Deferred(lambda: sympy.diff(loss(), a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
-        factors = w.show(Factors(Partial(LOSS, a_i), Partial(a_i, z_i), Partial(z_i, weight)), gradient)
-        written = w.expr(Factors(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j]))
+        factors = w.show(Factors(Boxed(Factors(Partial(LOSS, a_i), Partial(a_i, z_i))), Partial(z_i, weight)), gradient)
+        written = w.expr(Factors(Boxed(Factors(layer.upstream[i], layer.local_jacobian[i, i])), layer.inputs[j]))
     else:
         # every output couples here: O(n) terms per unit, so built only when a check asks (wide layers stay cheap)
         gradient = Deferred(lambda: _coupled_chain(loss(), layer, z_i, dz_dw()))
         coupled = Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_i)), (INDEX_K, 1, n))
-        factors = w.show(Factors(coupled, Partial(z_i, weight)), gradient)
+        factors = w.show(Factors(Boxed(coupled), Partial(z_i, weight)), gradient)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
-            general = Factors(_softmax_sum(layer, derivation.symbols["y"][0], i), layer.inputs[j])
-            written = w.show(general, Deferred(expand_notation, general, entries))
+            summed = _softmax_sum(layer, derivation.symbols["y"][0], i)
+            general = Factors(Boxed(summed), layer.inputs[j])
+            written = w.show(general, Deferred(expand_notation, Factors(summed, layer.inputs[j]), entries))
         else:
-            written = w.expr(Factors(layer.delta_chain[i], layer.inputs[j]))
+            written = w.expr(Factors(Boxed(layer.delta_chain[i]), layer.inputs[j]))
     blocks.append(Chain((w.show(Partial(LOSS, weight), gradient), factors, written)))
 
     delta_i = _base(f"delta{l_}")[INDEX_I]
+    w.name_errors()
     blocks.append(
         w.say(
-            "shared_factor",
+            "shared_factor" if derivation.network == TUTORIAL else "shared_factor_boxed",
             i=w.show(INDEX_I),
             j=w.show(INDEX_J),
             delta=w.show(Eq(delta_i, Partial(LOSS, _base(f"z{l_}")[INDEX_I]), evaluate=False)),
@@ -549,11 +569,11 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             by_sympy = Deferred(
                 lambda a_u=a_u, z_u=z_u, unit=unit: sympy.diff(loss(), a_u) * sympy.diff(layer.a_definition[unit], z_u)
             )
-            factors = w.show(Factors(Partial(LOSS, a_u), Partial(a_u, z_u)), by_sympy)
+            factors = w.show(Boxed(Factors(Partial(LOSS, a_u), Partial(a_u, z_u))), by_sympy)
             written = w.expr(Factors(layer.upstream[unit], layer.local_jacobian[unit, unit]))
         else:
             by_sympy = Deferred(lambda z_u=z_u: _coupled_chain(loss(), layer, z_u))
-            factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
+            factors = w.show(Boxed(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n))), by_sympy)
             if n > TERMS_SHOWN:
                 general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
                 written = w.show(general, Deferred(expand_notation, general, entries))

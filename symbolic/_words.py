@@ -71,6 +71,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
         "shared_factor": "Everything before the last factor depends on the unit {i} but not on the input {j}. It is "
         "the shared factor (the tutorial's red box), named the error of the unit, {delta}:",
+        "shared_factor_boxed": "Everything before the last factor depends on the unit {i} but not on the input {j}. "
+        "It is the shared factor (boxed in red), named the error of the unit, {delta}:",
         "delta_is_difference": "For this activation and loss function SymPy simplifies the error to {equation}.",
         "delta_is_difference_for_probabilities": "When the target is a probability vector (its entries sum to 1), "
         "SymPy simplifies the error to {equation}.",
@@ -248,6 +250,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "softmax_couples": "softmax 把同一层的单元耦合在一起，所以链式法则要对每个输出求和：",
         "shared_factor": "最后一个因子之前的部分只依赖于单元 {i}，而不依赖于输入 {j}。"
         "它是公共因子（教程中的红框），称为该单元的误差项 {delta}：",
+        "shared_factor_boxed": "最后一个因子之前的部分只依赖于单元 {i}，而不依赖于输入 {j}。"
+        "它是公共因子（红框标出），称为该单元的误差项 {delta}：",
         "delta_is_difference": "对这个激活函数和损失函数，SymPy 把误差项化简为 {equation}。",
         "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
         "SymPy 把误差项化简为 {equation}。",

@@ -57,7 +57,8 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "derivative_through_output": "through its output",
         "derivative": "derivative of the activation",
         "softmax_couples": "softmax couples",
-        "shared_factor": "shared factor",
+        "shared_factor": "tutorial's red box",
+        "shared_factor_boxed": "boxed in red",
         "delta_is_difference": "simplifies",
         "delta_is_difference_for_probabilities": "probability",
         "error_times_input": "error times an input",
@@ -101,7 +102,8 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "derivative_through_output": "输出",
         "derivative": "导数",
         "softmax_couples": "耦合",
-        "shared_factor": "公共因子",
+        "shared_factor": "教程中的红框",
+        "shared_factor_boxed": "红框",
         "delta_is_difference": "化简",
         "delta_is_difference_for_probabilities": "概率",
         "error_times_input": "误差项乘以输入",
@@ -188,6 +190,11 @@ def transposed(matrix: M) -> M:
 def applied(function: M, argument: M, prime: bool = False) -> M:
     mark = "'" if prime else ""
     return M(f"{function.text}{mark}({argument.text})", rf"{function.latex}{mark}\left({argument.latex}\right)")
+
+
+def boxed(inner: M) -> M:
+    """The red box around the shared factor, where δ is first named."""
+    return M(f"⟦{inner.text}⟧", rf"{{\color{{red}}\boxed{{\color{{black}}{inner.latex}}}}}")
 
 
 def equals(*sides: M) -> M:
@@ -394,20 +401,21 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     explained.add(output)
     a_k = entry("a", top, "k")
     if output == "softmax":
-        coupled = parenthesised(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z1))))
+        coupled = boxed(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z1))))
         steps.append(Equation((partial(LOSS, weight), product(coupled, partial(z1, weight)))))
     else:
-        steps.append(
-            Equation((partial(LOSS, weight), product(partial(LOSS, a1), partial(a1, z1), partial(z1, weight))))
-        )
+        shared = boxed(product(partial(LOSS, a1), partial(a1, z1)))
+        steps.append(Equation((partial(LOSS, weight), product(shared, partial(z1, weight)))))
     named = equals(entry("delta", top, "i"), partial(LOSS, entry("z", top, "i")))
-    steps.append(Sentence("shared_factor", _fields(i=M("i", "i"), j=M("j", "j"), delta=named)))
+    tutorial = network == TUTORIAL  # only its page names the tutorial's red box
+    key = "shared_factor" if tutorial else "shared_factor_boxed"
+    steps.append(Sentence(key, _fields(i=M("i", "i"), j=M("j", "j"), delta=named)))
     for unit in _shown(sizes[top]):
         a_u, z_u = entry("a", top, unit), entry("z", top, unit)
         if output == "softmax":
-            chain = summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z_u)))
+            chain = boxed(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z_u))))
         else:
-            chain = product(partial(LOSS, a_u), partial(a_u, z_u))
+            chain = boxed(product(partial(LOSS, a_u), partial(a_u, z_u)))
         steps.append(Equation((entry("delta", top, unit), chain)))
     if page.difference is not None:
         key = "delta_is_difference" if page.difference == "always" else "delta_is_difference_for_probabilities"
@@ -558,13 +566,33 @@ def pattern(step: Step, lang: str, fmt: str) -> tuple[str, str, str | None]:
     return f"sentence {step.key}", rf"^{sentence}$", meaning
 
 
+RED = r"{\color{red}"
+
+
+def without_red_errors(latex: str) -> str:
+    """The LaTeX with each red δ written plainly (``{\\color{red}\\delta…}`` → ``\\delta…``), the red box kept:
+    the steps are written in plain notation; tests/test_box.py checks which δ are red."""
+    out, position = [], 0
+    while (start := latex.find(RED, position)) >= 0:
+        depth, end = 1, start + len(RED)
+        while depth:
+            depth += {"{": 1, "}": -1}.get(latex[end], 0)
+            end += 1
+        inner = without_red_errors(latex[start + len(RED) : end - 1])
+        error = inner.lstrip("{").startswith(r"\delta")
+        out += [latex[position:start], inner if error else RED + inner + "}"]
+        position = end
+    out.append(latex[position:])
+    return "".join(out)
+
+
 def render(page: Page, lang: str, fmt: str) -> str:
     derivation = derive(page.network)
     if fmt == "text":
         return derivation.text(values=page.values, lang=lang)
     if fmt == "markdown":
-        return str(derivation.markdown(values=page.values, lang=lang))
-    return derivation.latex(values=page.values, lang=lang)
+        return without_red_errors(str(derivation.markdown(values=page.values, lang=lang)))
+    return without_red_errors(derivation.latex(values=page.values, lang=lang))
 
 
 def assert_steps_in_order(text: str, steps: list[Step], lang: str, fmt: str) -> None:
@@ -652,7 +680,10 @@ def test_the_shared_factor_is_the_error_as_printed(name, fmt):
     assert through_weight and through_delta, "the output layer's chains are not there"
     input_ = entry("a", top - 1, 1)
     times = " · " if fmt == "text" else r" \cdot "
-    assert through_weight.group(1) == through_delta.group(1) + times + (input_.text if fmt == "text" else input_.latex)
+    shared = boxed(M(through_delta.group(1), through_delta.group(1)))
+    assert through_weight.group(1) == (shared.text if fmt == "text" else shared.latex) + times + (
+        input_.text if fmt == "text" else input_.latex
+    )
 
 
 def _printed(text: str, name: str) -> str:
