@@ -14,7 +14,7 @@ from pathlib import Path
 from ._derivation import Derivation
 from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf, check_output_type
-from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
+from ._render import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 from ._words import words
 
 PAIRED = 36  # equations this short (text characters) are set two to a row
@@ -51,11 +51,16 @@ def _width(chain: Chain) -> float:
 
 
 def _aligned_rows(chain: Chain) -> list[str]:
-    """One row for a short equation, else one row per side, aligned at the equals signs."""
+    """One row for a short equation, else one row per side, aligned at the equals signs; the shapes of the
+    factors, when given, in a column of their own after the last side."""
     first, *rest = chain.terms
     if _width(chain) <= WIDE:
-        return [f"{first.latex} &= " + " = ".join(t.latex for t in rest)]
-    return [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
+        rows = [f"{first.latex} &= " + " = ".join(t.latex for t in rest)]
+    else:
+        rows = [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
+    if chain.shapes is not None:
+        rows[-1] += rf" && {chain.shapes.latex}"
+    return rows
 
 
 def _aligned(run: Sequence[Chain]) -> str:
@@ -64,7 +69,7 @@ def _aligned(run: Sequence[Chain]) -> str:
     waiting: str | None = None
     for chain in run:
         chain_rows = _aligned_rows(chain)
-        if len(chain_rows) == 1 and _width(chain) <= PAIRED:
+        if len(chain_rows) == 1 and _width(chain) <= PAIRED and chain.shapes is None:
             if waiting is None:
                 waiting = chain_rows[0]
             else:
@@ -184,6 +189,13 @@ def render_latex(
             parts.append(_latex_prose(block))
         elif isinstance(block, list):
             parts.append("\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}")
+        elif isinstance(block, Frame):  # a framed box a line wide, kept on one page (a minipage)
+            parts.append(
+                "\\par\\smallskip\\noindent\\fbox{\\begin{minipage}{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule}"
+                + f"\n\\textbf{{{_escape(block.title)}}}\\par"
+            )
+        elif isinstance(block, FrameEnd):
+            parts.append("\\end{minipage}}\\par\\smallskip")
         else:
             parts.append(_latex_notation(block))
     body = "\n\n".join(parts) + "\n"
@@ -232,6 +244,11 @@ def render_markdown(
             parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, list):
             parts.append(f"$$\n{_display(block)}\n$$")
+        elif isinstance(block, Frame):  # a quoted block: Markdown has no frame, a quote sets it apart
+            framed, parts = parts, [f"**{block.title}**"]
+        elif isinstance(block, FrameEnd):
+            quoted = "\n>\n".join("\n".join(f"> {line}" if line else ">" for line in p.split("\n")) for p in parts)
+            parts = [*framed, quoted]
         else:
             table = "\n".join(f"| ${m.latex}$ | {meaning} |" for m, meaning in block.rows)
             parts.append(f"| {block.header[0]} | {block.header[1]} |\n|:-:|---|\n" + table)
@@ -263,9 +280,28 @@ def pad(text: str, width: int, align: str = "<") -> str:
     return text + spaces if align == "<" else spaces + text
 
 
+def _framed(lines: list[str]) -> list[str]:
+    """Lines in a box drawn with box-drawing characters (every terminal font has them)."""
+    width = max(display_width(line) for line in lines)
+    return (
+        ["┌" + "─" * (width + 2) + "┐"]
+        + [f"│ {pad(line, width)} │" for line in lines]
+        + ["└" + "─" * (width + 2) + "┘"]
+    )
+
+
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
     lines: list[str] = []
+    framed = 0  # where the framed block starts
     for block in explain(derivation, values, lang):
+        if isinstance(block, Frame):
+            lines.append("")
+            framed = len(lines)
+            lines.append(block.title)
+            continue
+        if isinstance(block, FrameEnd):
+            lines[framed:] = _framed(lines[framed:])
+            continue
         if isinstance(block, Heading):
             lines += ["", block.text, "-" * display_width(block.text)]
         elif isinstance(block, Prose):
@@ -277,6 +313,8 @@ def render_text(derivation: Derivation, values: Mapping[str, object] | None = No
             else:
                 lines.append(f"  {first.text} = {rest[0].text}")
                 lines += [f"  {' ' * len(first.text)} = {t.text}" for t in rest[1:]]
+            if block.shapes is not None:
+                lines[-1] += f"    {block.shapes.text}"
         else:
             width = max(len(m.text) for m, _ in block.rows)
             lines += [f"  {m.text.ljust(width)}  {meaning}" for m, meaning in block.rows]

@@ -31,7 +31,7 @@ from ._figure import figure_svg, network_figure
 
 # The runs of equations and each equation's rows (one row, or one per side when long) are the PDF's.
 from ._formats import _aligned_rows, _runs
-from ._render import Chain, Heading, Math, Notation, Prose, explain
+from ._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 from ._words import words
 
 KATEX_VERSION = "0.19.1"  # symbolic/assets/katex: `npm pack katex@0.19.1`, dist/ files and the LICENSE
@@ -113,6 +113,8 @@ STYLE = """
   white-space: nowrap; }
 .chainrule figure.cr-figure { margin: 1rem 0 1.5rem; text-align: center; }
 .chainrule figure.cr-figure svg { max-width: 100%; height: auto; }
+.chainrule section.cr-frame { border: 2px solid #444; border-radius: 4px; padding: .2rem 1rem; margin: 1.2rem 0; }
+.chainrule .cr-frame-title { font-weight: bold; }
 .chainrule .katex-error { color: #b00020; white-space: normal; overflow-wrap: anywhere; }
 """
 
@@ -159,7 +161,11 @@ def _aligned(run: Sequence[Chain]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-def _block(block: Heading | Prose | Notation | list[Chain]) -> str:
+def _block(block: Heading | Prose | Notation | Frame | FrameEnd | list[Chain]) -> str:
+    if isinstance(block, Frame):  # the summary's box: a framed <section> holding the blocks up to FrameEnd
+        return f'<section class="cr-frame">\n<p class="cr-frame-title">{_escape(block.title)}</p>'
+    if isinstance(block, FrameEnd):
+        return "</section>"
     if isinstance(block, Heading):
         return f"<h2>{_escape(block.text)}</h2>"
     if isinstance(block, Prose):

@@ -12,7 +12,9 @@ generated from a fact checked here (``output_error_is_difference``) or from the 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum
 
 from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
-from ._functions import logsumexp, unit_sum
+from ._functions import ActivationBackwardBase, batch_size, batch_sum, logsumexp, matmul, transpose, unit_sum
 from ._network import Network
 from ._printers import (
     Applied,
@@ -99,11 +101,33 @@ class Prose:
 
 
 @dataclass(frozen=True)
+class Shapes:
+    """The shapes of a matrix equation's factors, in the order they are written: (2×2)(2×B) ⊙ (2×B) → 2×B."""
+
+    latex: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Chain:
-    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal."""
+    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal;
+    ``shapes``, set beside it, the shapes of the last side's factors."""
 
     terms: tuple[Math, ...]
     reason: str = "chain rule"
+    shapes: Shapes | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The start of a framed block (the summary): its title; the blocks up to ``FrameEnd`` are inside."""
+
+    title: str
+
+
+@dataclass(frozen=True)
+class FrameEnd:
+    pass
 
 
 @dataclass(frozen=True)
@@ -112,7 +136,7 @@ class Notation:
     rows: tuple[tuple[Math, str], ...]
 
 
-Block = Heading | Prose | Chain | Notation
+Block = Heading | Prose | Chain | Notation | Frame | FrameEnd
 
 
 # --- facts -------------------------------------------------------------------------------------------------
@@ -360,6 +384,7 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
         for layer in reversed(layers[:-1]):
             blocks += [w.heading("heading_layer", layer=layer.index), *_hidden_layer(w, layer, layers[layer.index])]
     blocks += [w.heading("heading_matrix"), *_matrix_form(w)]
+    blocks += _summary(w)
     blocks += _closed_forms(w)
     if values is not None:
         blocks += _numbers(w, values)
@@ -924,3 +949,147 @@ def _dedupe(terms: list[Math]) -> tuple[Math, ...]:
         if not kept or kept[-1].latex != term.latex:
             kept.append(term)
     return tuple(kept)
+
+
+# --- the summary: backpropagation in four matrix equations ------------------------------------------------------
+
+
+class _NoMatrixForm(Exception):
+    """A matrix program expression with no matrix notation here (a sum over units: softmax's output δ)."""
+
+
+def _program_tree(expression: sympy.Expr, shapes: Mapping[str, tuple], functions: Mapping[str, Symbol]):
+    """A matrix program's expression as a matrix-notation tree: matmul as MatMul, transpose as ᵀ, batch_sum as
+    the product with 𝟏, an activation's backward step as ⊙ f'(z), element-wise products as ⊙; a whole matrix
+    is a MatrixSymbol of its shape (``shapes``, by name), a number or B stays a scalar."""
+
+    def tree(e):
+        if isinstance(e, Symbol):
+            if e.name not in shapes:
+                raise _NoMatrixForm(e.name)
+            return MatrixSymbol(e.name, *shapes[e.name])
+        if isinstance(e, matmul):
+            return sympy.MatMul(tree(e.args[0]), tree(e.args[1]))
+        if isinstance(e, transpose):
+            return Transpose(tree(e.args[0]))
+        if isinstance(e, batch_sum):
+            inner = tree(e.args[0])
+            return sympy.MatMul(inner, OneMatrix(inner.shape[1], 1))
+        if isinstance(e, ActivationBackwardBase):
+            upstream, z, _ = e.args
+            return HadamardProduct(tree(upstream), Elementwise(functions[e.activation], tree(z), prime=True))
+        if e.is_Number or isinstance(e, batch_size):
+            return e
+        if isinstance(e, sympy.Add):
+            terms = [tree(t) for t in e.args]
+            if not all(isinstance(t, sympy.MatrixExpr) for t in terms):
+                raise _NoMatrixForm(str(e))
+            return functools.reduce(operator.add, terms)  # SymPy's own order, as a reader's a − y builds it
+        if isinstance(e, sympy.Mul):
+            factors = [tree(f) for f in e.args]
+            matrices = [f for f in factors if isinstance(f, sympy.MatrixExpr)]
+            scalar = sympy.Mul(*(f for f in factors if not isinstance(f, sympy.MatrixExpr)))
+            if not matrices:
+                return scalar
+            product = matrices[0] if len(matrices) == 1 else HadamardProduct(*matrices)
+            return product if scalar == 1 else scalar * product
+        if isinstance(e, sympy.Pow) and not isinstance(tree(e.args[0]), sympy.MatrixExpr):
+            return sympy.Pow(tree(e.args[0]), e.args[1])
+        raise _NoMatrixForm(str(e))
+
+    return tree(expression)
+
+
+def _shapes(tree: sympy.Basic) -> Shapes:
+    """The shape of each factor of ``tree`` as it is written, and the shape of the whole."""
+
+    def dims(shape) -> tuple[str, str]:
+        rows, columns = (str(d) for d in shape)
+        return rf"({rows} \times {columns})", f"({rows}×{columns})"
+
+    def walk(e) -> tuple[str, str]:
+        if isinstance(e, sympy.MatMul):
+            parts = [walk(f) for f in e.args if isinstance(f, sympy.MatrixExpr)]
+            return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
+        if isinstance(e, HadamardProduct):
+            parts = [walk(f) for f in e.args]
+            return r" \odot ".join(p[0] for p in parts), " ⊙ ".join(p[1] for p in parts)
+        return dims(e.shape)  # a whole matrix, a sum of them (a − y), f'(z) or 𝟏
+
+    latex, text = walk(tree)
+    rows, columns = (str(d) for d in tree.shape)
+    return Shapes(rf"{latex} \to {rows} \times {columns}", f"{text} → {rows}×{columns}")
+
+
+def _summary(w: _Writer) -> list[Block]:
+    """Backpropagation in four matrix equations over a batch (output δ, the δ recursion, ∂L/∂W, ∂L/∂b; ∂L/∂x when
+    derived), each the matrix program's own step, with the shapes of its factors at this network's widths."""
+    derivation = w.derivation
+    network, layers = derivation.network, derivation.layers
+    program = {step.target.name: step for step in derivation.matrix_program.steps}
+    shapes: dict[str, tuple] = {"x": (network.sizes[0], BATCH_SIZE), "y": (network.sizes[-1], BATCH_SIZE)}
+    for layer in layers:
+        n, m = layer.weight.shape
+        shapes.update({f"W{layer.index}": (n, m), f"b{layer.index}": (n, 1)})
+        shapes.update({f"{kind}{layer.index}": (n, BATCH_SIZE) for kind in ("z", "a", "delta")})
+    functions = {layer.activation.name: _activation_symbol(layer) for layer in layers}
+    one_sample, two_samples = 1, BATCH  # a δ column by column; a gradient summed over a batch
+
+    def equation(left: Math, target: str, samples: int) -> Chain:
+        tree = _program_tree(program[target].expression, shapes, functions)
+        value = Deferred(_summary_value, tree, derivation, samples)
+        return Chain((left, w.show(tree, value)), "matrix program", _shapes(tree))
+
+    top = layers[-1]
+    blocks: list[Block] = [Frame(w.words["heading_summary"]), w.say("summary_batch", B=w.show(BATCH_SIZE))]
+    delta_of = {layer.index: _column(f"delta{layer.index}", len(layer.z), BATCH_SIZE) for layer in layers}
+    try:
+        blocks.append(equation(w.show(delta_of[top.index], top.delta), f"delta{top.index}", one_sample))
+    except _NoMatrixForm:  # softmax's δ sums over the units (Σ_k): its entries are the output layer's above
+        blocks.append(w.say("summary_output_above", delta=w.show(delta_of[top.index])))
+    for layer in reversed(layers[:-1]):
+        blocks.append(equation(w.show(delta_of[layer.index], layer.delta), f"delta{layer.index}", one_sample))
+    for layer in layers:
+        n, m = layer.weight.shape
+        summed = Deferred(_over_batch, derivation, f"W{layer.index}")
+        left = w.show(Partial(LOSS, _column(f"W{layer.index}", n, m)), summed)
+        blocks.append(equation(left, f"grad_W{layer.index}", two_samples))
+    if network.bias:
+        for layer in layers:
+            n = len(layer.z)
+            summed = Deferred(_over_batch, derivation, f"b{layer.index}")
+            left = w.show(Partial(LOSS, _column(f"b{layer.index}", n)), summed)
+            blocks.append(equation(left, f"grad_b{layer.index}", two_samples))
+    if "grad_x" in program:
+        first = layers[0]
+        left = w.show(Partial(LOSS, _column("x", len(first.inputs), BATCH_SIZE)), Deferred(_input_gradient, first))
+        blocks.append(equation(left, "grad_x", one_sample))
+    return [*blocks, FrameEnd()]
+
+
+def _summary_value(tree: sympy.Basic, derivation: Derivation, samples: int) -> sympy.Matrix:
+    """What a summary tree stands for on ``samples`` samples (a column each, renamed copies after the first): the
+    parameters as they are, x, y, z, a, δ as columns of the derivation's symbols, each f'(z) as its entries'
+    derivatives (SymPy's), 𝟏 as a column of ``samples`` ones."""
+
+    def columns(entries) -> sympy.Matrix:
+        column = _matrix(entries)
+        return sympy.Matrix.hstack(*(column.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, samples + 1)))
+
+    layers = {layer.index: layer for layer in derivation.layers}
+    table: dict[sympy.Basic, sympy.Matrix] = {}
+    for atom in tree.atoms(MatrixSymbol):
+        name = atom.name
+        if name in ("x", "y"):
+            table[atom] = columns(derivation.symbols[name])
+        elif name.startswith("W"):
+            table[atom] = _matrix(derivation.symbols[name])
+        else:
+            kind, index = name.rstrip("0123456789"), int(name[len(name.rstrip("0123456789")) :])
+            table[atom] = columns(getattr(layers[index], {"delta": "delta"}.get(kind, kind)))
+    for node in tree.atoms(Elementwise):
+        layer = layers[int(node.args[1].name[1:])]
+        table[node] = columns(sympy.Matrix([layer.local_jacobian[j, j] for j in range(len(layer.z))]))
+    for ones in tree.atoms(OneMatrix):
+        table[ones] = sympy.ones(samples, 1)
+    return matrix_value(tree, table)

@@ -85,6 +85,11 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "matrix_outer": "Each entry above is one entry of an outer product, so a whole gradient is one matrix "
         "product. With a batch (one sample per column of x, a and δ) the product also sums over the samples:",
         "matrix_bias": "and a bias gradient sums the errors over the samples:",
+        "heading_summary": "Summary: backpropagation in matrix form",
+        "summary_batch": "In matrix form, for a batch of {B} samples (one per column), with the shape of each "
+        "factor beside it:",
+        "summary_output_above": "{delta}: the output layer's error, entry by entry as above (its softmax sums over "
+        "the units).",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
         "numbers_skipped": "Not shown: SymPy evaluates every entry exactly (20 digits), and this network "
@@ -264,6 +269,9 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "matrix_outer": "上面的每个分量都是一个外积的分量，所以整个梯度是一次矩阵乘法。"
         "对一批样本（x、a 和 δ 的每一列是一个样本），这个乘积同时对样本求和：",
         "matrix_bias": "偏置的梯度把误差项对样本求和：",
+        "heading_summary": "小结：反向传播的矩阵形式",
+        "summary_batch": "矩阵形式，对 {B} 个样本组成的一批（每个样本一列），每个因子的形状写在旁边：",
+        "summary_output_above": "{delta}：输出层的误差项，逐个分量如上（其中的 softmax 对各单元求和）。",
         "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
         "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
         "numbers_skipped": "此处不列出：SymPy 逐个分量精确计算（20 位有效数字），而这个网络在这些样本上有 "

@@ -41,7 +41,7 @@ from symbolic import (
     render_html,
     sample_values,
 )
-from symbolic._render import Chain, Heading, Math, Notation, Prose, explain
+from symbolic._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 
 # --- a tree of the page, from the standard library's HTML tokenizer ---------------------------------------
 
@@ -188,11 +188,19 @@ def _joined(parts: list) -> list:
 def _items(page: str) -> list[tuple]:
     """The blocks of the page's column, read back: (kind, what the reader sees or the formula's TeX)."""
     (main,) = elements(page, "main")
+    return _read_items(main.children)
+
+
+def _read_items(children) -> list[tuple]:
     items = []
-    for node in main.children:
+    for node in children:
         if not isinstance(node, Node) or node.tag in ("h1", "figure"):
             continue
-        if node.tag == "h2":
+        if node.tag == "section" and "cr-frame" in node.classes():  # the summary's box, and what it holds
+            title, *inside = [child for child in node.children if isinstance(child, Node)]
+            assert "cr-frame-title" in title.classes()
+            items += [("frame", title.text()), *_read_items(inside), ("frame end",)]
+        elif node.tag == "h2":
             items.append(("heading", node.text()))
         elif node.tag == "p":
             parts = [("math", c.attrs["data-tex"], c.text()) if isinstance(c, Node) else c for c in node.children]
@@ -228,7 +236,11 @@ def test_the_page_holds_every_block_of_the_explanation_in_order(pages, name):
             expected.append([block] if isinstance(block, Chain) else block)
     assert len(items) == len(expected)
     for item, block in zip(items, expected):
-        if isinstance(block, Heading):
+        if isinstance(block, Frame):
+            assert item == ("frame", block.title)
+        elif isinstance(block, FrameEnd):
+            assert item == ("frame end",)
+        elif isinstance(block, Heading):
             assert item == ("heading", block.text)
         elif isinstance(block, Prose):
             assert item == (

@@ -59,8 +59,9 @@ def test_markdown_and_notebook_math_compile(pdflatex, tmp_path, key):
     derivation = derive(NETWORKS[key])
     markdown = derivation.markdown()
     assert derivation._repr_markdown_() == markdown
-    blocks = re.findall(r"\$\$\n(.*?)\n\$\$", markdown, flags=re.S)
-    inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", markdown)
+    unquoted = re.sub(r"^> ?", "", markdown, flags=re.M)  # the summary is a quoted block
+    blocks = re.findall(r"\$\$\n(.*?)\n\$\$", unquoted, flags=re.S)
+    inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", unquoted)
     assert blocks
     body = "\n".join(rf"\[ {block} \]" for block in blocks) + "\n\n" + " ".join(f"${m}$" for m in inline)
     build_pdf(_document(body), tmp_path / "markdown.pdf")
