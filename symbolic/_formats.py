@@ -147,9 +147,11 @@ def _latex_prose(block: Prose) -> str:
 
 def _latex_notation(block: Notation) -> str:
     header = " & ".join(rf"\textbf{{{_escape(h)}}}" for h in block.header)
-    rows = " \\\\\n".join(f"${m.latex}$ & {_escape(meaning)}" for m, meaning in block.rows)
+    rows = " \\\\\n".join(
+        f"${m.latex}$ & {f'${shape.latex}$' if shape else ''} & {_escape(meaning)}" for m, shape, meaning in block.rows
+    )
     return (
-        "\\begin{center}\n\\begin{tabular}{cp{0.8\\textwidth}}\n\\hline\n"
+        "\\begin{center}\n\\begin{tabular}{clp{0.6\\textwidth}}\n\\hline\n"
         + header
         + " \\\\\n\\hline\n"
         + rows
@@ -250,8 +252,11 @@ def render_markdown(
             quoted = "\n>\n".join("\n".join(f"> {line}" if line else ">" for line in p.split("\n")) for p in parts)
             parts = [*framed, quoted]
         else:
-            table = "\n".join(f"| ${m.latex}$ | {meaning} |" for m, meaning in block.rows)
-            parts.append(f"| {block.header[0]} | {block.header[1]} |\n|:-:|---|\n" + table)
+            table = "\n".join(
+                f"| ${m.latex}$ | {f'${shape.latex}$' if shape else ''} | {meaning} |"
+                for m, shape, meaning in block.rows
+            )
+            parts.append("| " + " | ".join(block.header) + " |\n|:-:|---|---|\n" + table)
     return MarkdownText("\n\n".join(parts) + "\n")
 
 
@@ -316,6 +321,10 @@ def render_text(derivation: Derivation, values: Mapping[str, object] | None = No
             if block.shapes is not None:
                 lines[-1] += f"    {block.shapes.text}"
         else:
-            width = max(len(m.text) for m, _ in block.rows)
-            lines += [f"  {m.text.ljust(width)}  {meaning}" for m, meaning in block.rows]
+            width = max(len(m.text) for m, _, _ in block.rows)
+            shapes = max(len(shape.text) if shape else 0 for _, shape, _ in block.rows)
+            lines += [
+                f"  {m.text.ljust(width)}  {(shape.text if shape else '').ljust(shapes)}  {meaning}"
+                for m, shape, meaning in block.rows
+            ]
     return "\n".join(lines).lstrip("\n") + "\n"

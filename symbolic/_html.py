@@ -174,8 +174,9 @@ def _block(block: Heading | Prose | Notation | Frame | FrameEnd | list[Chain]) -
     if isinstance(block, list):  # a run of equations: one aligned display, as in the PDF
         return _math(_aligned(block), [_chain_text(chain) for chain in block], display=True)
     rows = "\n".join(
-        f"<tr><td>{_math(symbol.latex, [symbol.text])}</td><td>{_escape(meaning)}</td></tr>"
-        for symbol, meaning in block.rows
+        f"<tr><td>{_math(symbol.latex, [symbol.text])}</td><td>{_math(shape.latex, [shape.text]) if shape else ''}</td>"
+        f"<td>{_escape(meaning)}</td></tr>"
+        for symbol, shape, meaning in block.rows
     )
     header = "".join(f"<th>{_escape(text)}</th>" for text in block.header)
     return f'<table class="cr-notation">\n<thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>'

@@ -24,7 +24,16 @@ from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum
 
 from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
-from ._functions import ActivationBackwardBase, batch_size, batch_sum, logsumexp, matmul, transpose, unit_sum
+from ._functions import (
+    ActivationBackwardBase,
+    batch_size,
+    batch_sum,
+    logsumexp,
+    matmul,
+    step,
+    transpose,
+    unit_sum,
+)
 from ._network import Network
 from ._printers import (
     Applied,
@@ -132,8 +141,11 @@ class FrameEnd:
 
 @dataclass(frozen=True)
 class Notation:
-    header: tuple[str, str]
-    rows: tuple[tuple[Math, str], ...]
+    """The symbols the page uses: each with its shape (None where it has none: a function, an operation) and its
+    meaning."""
+
+    header: tuple[str, str, str]
+    rows: tuple[tuple[Math, Shapes | None, str], ...]
 
 
 Block = Heading | Prose | Chain | Notation | Frame | FrameEnd
@@ -205,7 +217,7 @@ class _Writer:
             latex_names[symbol] = layer.activation.latex
             text_names[symbol] = _activation_text(layer)
         self.latex, self.text = LatexNotation(latex_names), TextNotation(text_names)
-        self._red_latex = LatexNotation(latex_names, red_errors=True)
+        self._plain_latex, self._red_latex = self.latex, LatexNotation(latex_names, red_errors=True)
         self.explained: set[str] = set()  # activations whose derivative has been stated
 
     def name_errors(self) -> None:
@@ -214,6 +226,10 @@ class _Writer:
 
     def show(self, tree: sympy.Basic, value: object = None) -> Math:
         return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
+
+    def show_plain(self, tree: sympy.Basic) -> Math:
+        """Notation as it reads before δ is named (the notation table): no δ red."""
+        return Math(tree, self._plain_latex.doprint(tree), self.text.doprint(tree))
 
     def expr(self, expression: sympy.Basic) -> Math:
         """A derivation expression shown as it is (factors kept in their written order): its value is itself.
@@ -372,7 +388,6 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
             delta=w.show(_column("delta", 1)),
         ),
         w.heading("heading_notation"),
-        _notation(w),
         w.heading("heading_forward"),
         *_forward(w),
         w.heading("heading_output", layer=network.depth),
@@ -388,40 +403,74 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     blocks += _closed_forms(w)
     if values is not None:
         blocks += _numbers(w, values)
+    where = blocks.index(w.heading("heading_notation")) + 1
+    blocks.insert(where, _notation(w, blocks))  # written last: it lists only what the page uses
     return blocks
 
 
-def _notation(w: _Writer) -> Notation:
+def _trees(blocks: Sequence[Block]):
+    """Every tree of mathematics the blocks print (equations' sides, math in sentences)."""
+    for block in blocks:
+        if isinstance(block, Chain):
+            yield from (term.tree for term in block.terms)
+        elif isinstance(block, Prose):
+            yield from (part.tree for part in block.parts if isinstance(part, Math))
+
+
+def _uses(blocks: Sequence[Block], *kinds: type) -> bool:
+    """Whether any printed tree holds a node of one of ``kinds`` (the unit step prints as 𝟙[z > 0])."""
+    return any(tree.atoms(*kinds) or any(isinstance(tree, k) for k in kinds) for tree in _trees(blocks))
+
+
+def _shape(rows: object, columns: object) -> Shapes:
+    return Shapes(rf"{rows} \times {columns}", f"{rows}×{columns}")
+
+
+def _per_layer(shapes: Sequence[Shapes]) -> Shapes:
+    """One shape per layer, layer 1 first (the header says so)."""
+    return Shapes(", ".join(s.latex for s in shapes), ", ".join(s.text for s in shapes))
+
+
+def _notation(w: _Writer, blocks: Sequence[Block]) -> Notation:
     derivation, network = w.derivation, w.derivation.network
+    layers = derivation.layers
     general = {letter: _column(f"{letter}l", 1) for letter in ("W", "b", "z", "a", "delta")}
+    show = w.show_plain  # the notation comes before δ is named: nothing red yet
+    batch = [_shape(len(layer.z), "B") for layer in layers]
     rows = [
-        (w.show(Symbol("x")), w.words["notation_x"].format(n=network.sizes[0])),
-        (w.show(Symbol("y")), w.words["notation_y"].format(n=network.sizes[-1])),
-        (w.show(general["W"]), w.words["notation_W"]),
+        (show(Symbol("x")), _shape(network.sizes[0], "B"), w.words["notation_x"].format(n=network.sizes[0])),
+        (show(Symbol("y")), _shape(network.sizes[-1], "B"), w.words["notation_y"].format(n=network.sizes[-1])),
+        (show(BATCH_SIZE), None, w.words["notation_B"]),
+        (show(general["W"]), _per_layer([_shape(*layer.weight.shape) for layer in layers]), w.words["notation_W"]),
     ]
     if network.bias:
-        rows.append((w.show(general["b"]), w.words["notation_b"]))
+        rows.append((show(general["b"]), _per_layer([_shape(len(lay.z), 1) for lay in layers]), w.words["notation_b"]))
     rows += [
-        (w.show(general["z"]), w.words["notation_z"]),
-        (w.show(general["a"]), w.words["notation_a"]),
-        (w.show(general["delta"]), w.words["notation_delta"]),
+        (show(general["z"]), _per_layer(batch), w.words["notation_z"]),
+        (show(general["a"]), _per_layer(batch), w.words["notation_a"]),
+        (show(general["delta"]), _per_layer(batch), w.words["notation_delta"]),
     ]
-    for layer in derivation.layers:
-        used = [str(lay.index) for lay in derivation.layers if lay.activation.name == layer.activation.name]
+    for layer in layers:
+        used = [str(lay.index) for lay in layers if lay.activation.name == layer.activation.name]
         if used[0] == str(layer.index):
             name = layer.activation.name
             rows.append(
                 (
-                    w.show(_activation_symbol(layer)),
+                    show(_activation_symbol(layer)),
+                    None,
                     w.words["notation_activation" if len(used) == 1 else "notation_activation_layers"].format(
                         name=name, layers=", ".join(used)
                     ),
                 )
             )
-    rows.append((w.show(HadamardProduct(_column("u", 1), _column("v", 1))), w.words["notation_hadamard"]))
-    rows.append((w.show(OneMatrix(2, 1)), w.words["notation_ones"]))
-    rows.append((w.show(Indicator(Symbol("P"))), w.words["notation_indicator"]))
-    return Notation((w.words["column_symbol"], w.words["column_meaning"]), tuple(rows))
+    if _uses(blocks, HadamardProduct):
+        rows.append((show(HadamardProduct(_column("u", 1), _column("v", 1))), None, w.words["notation_hadamard"]))
+    if _uses(blocks, OneMatrix):
+        rows.append((show(OneMatrix(2, 1)), _shape("B", 1), w.words["notation_ones"]))
+    if _uses(blocks, Indicator, step):
+        rows.append((show(Indicator(Symbol("P"))), None, w.words["notation_indicator"]))
+    header = (w.words["column_symbol"], w.words["column_shape"], w.words["column_meaning"])
+    return Notation(header, tuple(rows))
 
 
 def _forward(w: _Writer) -> list[Block]:

@@ -46,7 +46,7 @@ def test_no_english_leaks_into_chinese(network):
         elif isinstance(block, Prose):
             words += [part for part in block.parts if not isinstance(part, Math)]
         elif isinstance(block, Notation):
-            words += [meaning for _, meaning in block.rows] + list(block.header)
+            words += [meaning for _, _, meaning in block.rows] + list(block.header)
         elif isinstance(block, Chain):
             words += [term.text for term in block.terms if r"\text" in term.latex]  # a sentence inside math
     for text in words:

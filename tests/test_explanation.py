@@ -26,7 +26,7 @@ def test_sections_come_in_teaching_order():
         "Numbers",
     ]
     notation = next(block for block in blocks if isinstance(block, Notation))
-    symbols = [math.latex for math, _ in notation.rows]
+    symbols = [math.latex for math, _, _ in notation.rows]
     for symbol in ("x", "y", "W^{(l)}", "z^{(l)}", "a^{(l)}", r"\delta^{(l)}", r"\sigma", r"u \odot v"):
         assert symbol in symbols
 

@@ -216,7 +216,14 @@ def _read_items(children) -> list[tuple]:
                 (
                     "notation",
                     tuple(c.text() for c in header),
-                    [(s.children[0].attrs["data-tex"], m.text()) for s, m in rows],
+                    [
+                        (
+                            s.children[0].attrs["data-tex"],
+                            shape.children[0].attrs["data-tex"] if shape.children else None,
+                            m.text(),
+                        )
+                        for s, shape, m in rows
+                    ],
                 )
             )
         else:
@@ -248,7 +255,8 @@ def test_the_page_holds_every_block_of_the_explanation_in_order(pages, name):
                 _joined([("math", p.latex, p.text) if isinstance(p, Math) else p for p in block.parts]),
             )
         elif isinstance(block, Notation):
-            assert item == ("notation", block.header, [(m.latex, meaning) for m, meaning in block.rows])
+            rows = [(m.latex, shape.latex if shape else None, meaning) for m, shape, meaning in block.rows]
+            assert item == ("notation", block.header, rows)
         else:  # a run of equations: every side's TeX, in order, in one display; its text until KaTeX sets it
             kind, tex, text = item
             assert kind == "display"
@@ -341,7 +349,7 @@ def _maths(block) -> list[Math]:
     if isinstance(block, Chain):
         return list(block.terms)
     if isinstance(block, Notation):
-        return [m for m, _ in block.rows]
+        return [m for m, _, _ in block.rows]
     return []
 
 
@@ -357,7 +365,7 @@ def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
     blocks = [
         Heading(HOSTILE),
         Prose((HOSTILE, formula, HOSTILE)),
-        Notation((HOSTILE, HOSTILE), ((formula, HOSTILE),)),
+        Notation((HOSTILE, HOSTILE, HOSTILE), ((formula, None, HOSTILE),)),
         Chain((formula, formula)),
     ]
     monkeypatch.setattr(symbolic._html, "explain", lambda *arguments: blocks)
@@ -369,7 +377,7 @@ def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
     assert _items(page) == [
         ("heading", HOSTILE),
         ("prose", [HOSTILE, ("math", "x", HOSTILE), HOSTILE]),
-        ("notation", (HOSTILE, HOSTILE), [("x", HOSTILE)]),
+        ("notation", (HOSTILE, HOSTILE, HOSTILE), [("x", None, HOSTILE)]),
         ("display", "\\begin{aligned}\nx &= x\n\\end{aligned}", f"{HOSTILE} = {HOSTILE}"),
     ]
 

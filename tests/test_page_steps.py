@@ -47,6 +47,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "notation_hadamard": "element-wise",
         "notation_ones": "ones",
         "notation_indicator": "condition",
+        "notation_B": "batch size",
         "heading_forward": "Forward",
         "forward_names": "name",
         "entry_by_entry": "Entry by entry",
@@ -92,6 +93,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "notation_hadamard": "逐元素",
         "notation_ones": "全为 1",
         "notation_indicator": "条件",
+        "notation_B": "批大小",
         "heading_forward": "正向传播",
         "forward_names": "名字",
         "entry_by_entry": "逐个分量",
@@ -236,6 +238,7 @@ class Row:
     symbol: M
     key: str
     fields: tuple[tuple[str, object], ...] = ()
+    shape: M | None = None  # the shape column: the symbol's shape, one per layer for a layer's symbol
 
 
 @dataclass(frozen=True)
@@ -337,29 +340,36 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
         Sentence("what_is_derived", _fields(layer_map=WILD, z=M("z", "z"), a=M("a", "a"), delta=_greek("delta"))),
     ]
 
-    # notation: the rows this network uses, each activation once with the layers it is on
+    # notation: the rows this network uses, each with its shape, each activation once with the layers it is on
+    def shape(*dims: tuple[object, object]) -> M:
+        return M(", ".join(f"{r}×{c}" for r, c in dims), ", ".join(rf"{r} \times {c}" for r, c in dims))
+
+    per_layer = [(sizes[index], "B") for index in range(1, depth + 1)]
     steps += [
         Heading("heading_notation"),
-        Row(M("x", "x"), "notation_x", _fields(n=sizes[0])),
-        Row(M("y", "y"), "notation_y", _fields(n=sizes[-1])),
-        Row(vector("W", "l"), "notation_W"),
+        Row(M("x", "x"), "notation_x", _fields(n=sizes[0]), shape((sizes[0], "B"))),
+        Row(M("y", "y"), "notation_y", _fields(n=sizes[-1]), shape((sizes[-1], "B"))),
+        Row(M("B", "B"), "notation_B"),
+        Row(vector("W", "l"), "notation_W", (), shape(*((sizes[i], sizes[i - 1]) for i in range(1, depth + 1)))),
     ]
     if network.bias:
-        steps.append(Row(vector("b", "l"), "notation_b"))
+        steps.append(Row(vector("b", "l"), "notation_b", (), shape(*((sizes[i], 1) for i in range(1, depth + 1)))))
     steps += [
-        Row(vector("z", "l"), "notation_z"),
-        Row(vector("a", "l"), "notation_a"),
-        Row(vector("delta", "l"), "notation_delta"),
+        Row(vector("z", "l"), "notation_z", (), shape(*per_layer)),
+        Row(vector("a", "l"), "notation_a", (), shape(*per_layer)),
+        Row(vector("delta", "l"), "notation_delta", (), shape(*per_layer)),
     ]
     for name in dict.fromkeys(activations):
         layers = [str(index) for index, other in enumerate(activations, start=1) if other == name]
         key = "notation_activation" if len(layers) == 1 else "notation_activation_layers"
         steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=", ".join(layers))))
-    steps += [
-        Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"),
-        Row(M("𝟏", r"\mathbf{1}"), "notation_ones"),
-        Row(M("𝟙[P]", r"\mathbb{1}\left[P\right]"), "notation_indicator"),
-    ]
+    # only the notation the page uses: ⊙ (every network here has a hidden layer's Wᵀδ ⊙ f'(z)), 𝟏 where a bias
+    # gradient sums the batch, 𝟙 where relu's derivative (𝟙[z > 0]) or softmax's Jacobian (𝟙[k = i]) is written
+    steps.append(Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"))
+    if network.bias:
+        steps.append(Row(M("𝟏", r"\mathbf{1}"), "notation_ones", (), shape(("B", 1))))
+    if {"relu", "softmax"} & set(activations):
+        steps.append(Row(M("𝟙[P]", r"\mathbb{1}\left[P\right]"), "notation_indicator"))
 
     # the forward pass: every layer as a whole, then entry by entry, then the loss
     steps += [Heading("heading_forward"), Sentence("forward_names")]
@@ -557,10 +567,11 @@ def pattern(step: Step, lang: str, fmt: str) -> tuple[str, str, str | None]:
         return f"heading {step.key}", heading[fmt], meaning
     if isinstance(step, Row):
         symbol = _math(step.symbol, fmt, inline=True)
+        shape = "" if step.shape is None else _math(step.shape, fmt, inline=True)
         row = {
-            "text": rf"^  {symbol} +{sentence}$",
-            "markdown": rf"^\| {symbol} \| {sentence} \|$",
-            "latex": rf"^{symbol} & {sentence} \\\\$",
+            "text": rf"^  {symbol} +{shape + ' +' if shape else ''}{sentence}$",
+            "markdown": rf"^\| {symbol} \| {shape} \| {sentence} \|$",
+            "latex": rf"^{symbol} & {shape} & {sentence} \\\\$",
         }
         return f"notation row {step.key}", row[fmt], meaning
     return f"sentence {step.key}", rf"^{sentence}$", meaning
