@@ -134,6 +134,7 @@ _TEXT_TO_LATEX = {
     "𝟏": r"$\mathbf{1}$",
     "|": r"$|$",
     "…": r"\ldots{}",
+    "≈": r"$\approx$",
 }
 
 
@@ -285,8 +286,24 @@ def pad(text: str, width: int, align: str = "<") -> str:
     return text + spaces if align == "<" else spaces + text
 
 
+FRAMED_WIDTH = 96  # a sentence in a text box is wrapped to this many columns (an equation is kept whole)
+
+
 def _framed(lines: list[str]) -> list[str]:
-    """Lines in a box drawn with box-drawing characters (every terminal font has them)."""
+    """Lines in a box drawn with box-drawing characters (every terminal font has them); sentences wrapped."""
+    wrapped: list[str] = []
+    for line in lines:
+        if line.startswith("  ") or display_width(line) <= FRAMED_WIDTH:
+            wrapped.append(line)
+            continue
+        while display_width(line) > FRAMED_WIDTH:  # by columns, not characters: a CJK character takes two
+            cut = max(k for k in range(1, len(line) + 1) if display_width(line[:k]) <= FRAMED_WIDTH)
+            space = line.rfind(" ", 0, cut + 1)
+            cut = space if space > FRAMED_WIDTH // 2 else cut
+            wrapped.append(line[:cut].rstrip())
+            line = line[cut:].lstrip()
+        wrapped.append(line)
+    lines = wrapped
     width = max(display_width(line) for line in lines)
     return (
         ["┌" + "─" * (width + 2) + "┐"]

@@ -83,6 +83,25 @@ class Boxed(sympy.Expr):
         return sympy.Expr.__new__(cls, content)
 
 
+class Shown(sympy.Expr):
+    """A number as a worked step shows it: ``value`` already rounded to ``digits`` significant digits, kept as
+    written (a Float would join in SymPy's arithmetic with its neighbours)."""
+
+    def __new__(cls, value: float, digits: int):
+        # the decimal as written, held to 30 digits (a Float of `digits` digits would do its arithmetic that coarsely)
+        return sympy.Expr.__new__(cls, sympy.Float(f"{value:.{digits}g}", 30), sympy.Integer(digits))
+
+    def parts(self) -> tuple[bool, str, int | None]:
+        """(negative, the digits as written, the power of ten or None): plain from 10⁻³ to 10⁵, else scientific."""
+        value, digits = float(self.args[0]), int(self.args[1])
+        size = abs(value)
+        if value == 0 or 1e-3 <= size < 1e5:
+            written = f"{size:.{digits}g}"
+            return value < 0, written, None
+        mantissa, exponent = f"{size:.{digits - 1}e}".split("e")
+        return value < 0, mantissa, int(exponent)
+
+
 HIGHLIGHT = "red"  # the box and every δ after it; the PDF's red is the figure's (_formats' preamble)
 _ERROR_NAME = re.compile(r"^delta(\d+|l|l\+1)?(\[.*\])?$")
 
@@ -201,6 +220,11 @@ class LatexNotation(LatexPrinter):
 
     def _print_MatrixSymbol(self, expr):
         return self._red(self.names.get(expr, latex_name(expr.name)), expr.name)
+
+    def _print_Shown(self, expr):
+        negative, written, exponent = expr.parts()
+        number = ("-" if negative else "") + written + (rf" \times 10^{{{exponent}}}" if exponent is not None else "")
+        return rf"\left({number}\right)" if negative or exponent is not None else number
 
     def _print_Boxed(self, expr):
         # the frame in red, the factor inside in the text's colour (\boxed: amsmath, KaTeX and MathJax alike)
@@ -331,6 +355,12 @@ class TextNotation(StrPrinter):
 
     def _print_Indicator(self, expr):
         return f"𝟙[{self._print(expr.args[0])}]"
+
+    def _print_Shown(self, expr):
+        negative, written, exponent = expr.parts()
+        power = f"×10{str(exponent).translate(_SUPERSCRIPT)}" if exponent is not None else ""
+        number = ("-" if negative else "") + written + power  # doprint turns - into −
+        return f"({number})" if negative or exponent is not None else number
 
     def _print_Boxed(self, expr):
         return f"⟦{self._print(expr.args[0])}⟧"  # the red box, in characters a terminal has

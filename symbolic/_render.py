@@ -45,7 +45,9 @@ from ._printers import (
     Partial,
     Prime,
     Scientific,
+    Shown,
     TextNotation,
+    latex_name,
 )
 from ._rules import LOSSES
 from ._tutorial import TUTORIAL
@@ -202,6 +204,7 @@ class _Writer:
         own: dict[sympy.Basic, str] = {}
         # a view, not a copy: the derivation names its entries' LaTeX as they are built (a lazy Mapping)
         latex_names = ChainMap(own, derivation.latex_names)
+        self.latex_names = latex_names  # names added later (a page's own symbols) go to ``own``
         text_names: dict[sympy.Basic, str] = {Symbol("y_hat"): "ŷ", Symbol("ell"): "ℓ", Symbol("f_l"): "f_l"}
         latex_names.update(
             {
@@ -941,13 +944,77 @@ def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
                 )
             )
     blocks.append(Chain((w.show(LOSS), _matrix_of(w, [[result["loss"]]], scalar=True)), "numbers"))
+    blocks += _worked(w, values, named, result, samples)
     for layer in reversed(derivation.layers):
         blocks.append(
             Chain((w.show(_column(f"delta{layer.index}", 1)), _matrix_of(w, named[f"delta{layer.index}"])), "numbers")
         )
     for name in derivation.parameters:
         blocks.append(Chain((w.show(Partial(LOSS, _column(name, 1))), _matrix_of(w, result[name])), "numbers"))
-    return blocks
+    return blocks + _pytorch(w, values, named, result)
+
+
+FLOAT32_DIGITS = 7  # float32's significant decimal digits, about (24 bits)
+PYTORCH_ENTRIES = 8  # a parameter with more entries is left out of the PyTorch box (its vector is above)
+
+
+def torch_style(rows: Sequence[Sequence[float]]) -> str:
+    """Numbers as PyTorch prints a small float tensor's: 4 decimals after the first digit; a column flat."""
+    cells = [[f"{float(v):.4e}" for v in row] for row in rows]
+    if all(len(row) == 1 for row in cells):
+        return "[" + ", ".join(row[0] for row in cells) + "]"
+    return "[" + ", ".join("[" + ", ".join(row) + "]" for row in cells) + "]"
+
+
+def cancelled_digits(derivation: Derivation, named) -> tuple[LayerDerivation, float, int] | None:
+    """The layer, output and digits of the worst cancellation in 1 − a (σ' = a(1 − a)) or 1 − a² (tanh' = 1 − a²):
+    the digits float32 loses there, of its 7."""
+    worst = None
+    for layer in derivation.layers:
+        for row in named[f"a{layer.index}"]:
+            a = float(row[0])
+            rest = {"sigmoid": 1 - a, "tanh": 1 - a * a}.get(layer.activation.name)
+            if rest is None or rest <= 0:
+                continue
+            digits = round(-math.log10(rest))
+            if digits >= 1 and (worst is None or digits > worst[2]):
+                worst = (layer, a, digits)
+    return worst
+
+
+def _pytorch(w: _Writer, values, named, result) -> list[Block]:
+    """What float32 (PyTorch's default) gives for each small gradient, beside the exact value, and why they part."""
+    from ._float32 import float32_gradients  # NumPy: only for a page with numbers
+
+    derivation = w.derivation
+    try:
+        single = float32_gradients(derivation, values)
+    except (NotImplementedError, FloatingPointError):  # a function NumPy has no float32 form of here
+        return []
+    shown = [name for name in derivation.parameters if len(single[name].ravel()) <= PYTORCH_ENTRIES]
+    if not shown:
+        return []
+    blocks: list[Block] = [Frame(w.words["pytorch_title"]), w.say("pytorch_intro")]
+    differ = False
+    for name in shown:
+        low, exact = torch_style(single[name].tolist()), torch_style(result[name])
+        differ = differ or low != exact
+        blocks.append(w.say("pytorch_line", name=name, float32=low, exact=exact))
+    worst = cancelled_digits(derivation, named)
+    if not differ:
+        blocks.append(w.say("pytorch_agree"))
+    elif worst is not None:
+        layer, a, digits = worst
+        whole = Symbol(f"a{layer.index}", real=True)  # the layer's output as one number, printed as its vector
+        w.latex_names[whole] = latex_name(whole.name)
+        output = w.show(whole)
+        rest = w.show(1 - whole ** (1 if layer.activation.name == "sigmoid" else 2))
+        key = "pytorch_reason" if digits < FLOAT32_DIGITS else "pytorch_reason_all"
+        value = f"{a:.{max(SHOWN_DIGITS, digits + 1)}g}"  # enough digits to show how close to 1
+        blocks.append(w.say(key, rest=rest, a=output, value=value, digits=digits))
+    else:
+        blocks.append(w.say("pytorch_rounding"))
+    return [*blocks, FrameEnd()]
 
 
 def number_format(numbers: Sequence[float]) -> str:
@@ -1142,3 +1209,84 @@ def _summary_value(tree: sympy.Basic, derivation: Derivation, samples: int) -> s
     for ones in tree.atoms(OneMatrix):
         table[ones] = sympy.ones(samples, 1)
     return matrix_value(tree, table)
+
+
+# --- worked numbers: each δ and gradient entry from the numbers above it --------------------------------------
+
+SHOWN_DIGITS = 5  # a result's significant digits; a worked step's inputs get more where its arithmetic cancels
+WORKED_WIDTH = 110  # a worked step longer than this (text characters) is left to the vector of results
+
+
+def _numeric(expression: sympy.Expr, numbers: Mapping[sympy.Basic, float], samples: int) -> float:
+    """``expression`` at ``numbers`` (each symbol's value), in 30-digit arithmetic."""
+    plain = expression.replace(Boxed, lambda c: c).replace(Factors, lambda *f: sympy.Mul(*f))
+    at = {symbol: sympy.Float(repr(value), 30) for symbol, value in numbers.items()}
+    value = plain.xreplace({BATCH_SIZE: sympy.Integer(samples), **at}).evalf(30)
+    return float(value) if value.is_real and value.is_finite else math.nan  # 1/(1 − a) at a rounded to 1: zoo
+
+
+def _five(value: float) -> str:
+    return f"{value:.{SHOWN_DIGITS - 1}e}"
+
+
+def worked_step(expression: sympy.Expr, numbers: Mapping[sympy.Basic, float], result: float, samples: int = 1):
+    """``expression`` with each symbol's number shown, to the fewest digits (from 5) from which the expression gives
+    ``result`` to the 5 digits shown: where it cancels (1 − a at a ≈ 1), its inputs are shown with more."""
+    used = {s: v for s, v in numbers.items() if expression.has(s)}
+    for digits in range(SHOWN_DIGITS, 18):
+        shown = {symbol: Shown(value, digits) for symbol, value in used.items()}
+        rounded = {symbol: float(number.args[0]) for symbol, number in shown.items()}
+        if _five(_numeric(expression, rounded, samples)) == _five(result):
+            return expression.xreplace({BATCH_SIZE: sympy.Integer(samples), **shown})
+    return None  # no digits of float64's give the result (it cancels past them): the line is left out
+
+
+def _sample_numbers(derivation: Derivation, values: Mapping[str, object], named) -> dict[sympy.Basic, float]:
+    """Every symbol of the derivation -> its number at the first sample."""
+    numbers: dict[sympy.Basic, float] = {}
+    for name, matrix in derivation.symbols.items():
+        rows = values[name]
+        for i in range(matrix.rows):
+            for j in range(matrix.cols):
+                row = rows[i] if isinstance(rows[i], (list, tuple)) else [rows[i]]
+                numbers[matrix[i, j]] = float(row[0 if name in ("x", "y") else j])
+    for layer in derivation.layers:
+        for kind in ("z", "a", "delta"):
+            for symbol, row in zip(getattr(layer, kind), named[f"{kind}{layer.index}"]):
+                numbers[symbol] = float(row[0])
+    return numbers
+
+
+def _worked(w: _Writer, values, named, result, samples: int) -> list[Block]:
+    """Each δ entry (of the first sample) and, for one sample, each gradient entry, worked from the numbers above."""
+    derivation = w.derivation
+    numbers = _sample_numbers(derivation, values, named)
+    lines: list[Block] = []
+
+    def line(left: sympy.Basic, expression: sympy.Expr, value: float) -> None:
+        tree = worked_step(expression, numbers, value, samples)
+        if tree is None:
+            return
+        chain = Chain((w.show(left), w.show(tree), w.show(_number(value, number_format([value])))), "numbers")
+        if sum(len(t.text) for t in chain.terms) <= WORKED_WIDTH:
+            lines.append(chain)
+
+    for layer in reversed(derivation.layers):
+        above = derivation.layers[layer.index] if layer.index < len(derivation.layers) else None
+        for unit in _shown(len(layer.z)):
+            value = float(named[f"delta{layer.index}"][unit][0])
+            if above is not None and len(above.z) > TERMS_SHOWN:
+                continue
+            if layer.activation.elementwise:
+                expression = Factors(layer.upstream[unit], layer.local_jacobian[unit, unit])
+            else:
+                expression = layer.delta_definition[unit]
+            line(layer.delta[unit], expression, value)
+        if samples == 1:  # a batch's gradient is a sum over samples: its vector below
+            for i in _shown(len(layer.z)):
+                for j in _shown(len(layer.inputs)):
+                    gradient = float(result[f"W{layer.index}"][i][j])
+                    line(Partial(LOSS, layer.weight[i, j]), Factors(layer.delta[i], layer.inputs[j]), gradient)
+    if not lines:
+        return []
+    return [w.say("numbers_worked" if samples == 1 else "numbers_worked_first_sample"), *lines]

@@ -94,6 +94,22 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "the units).",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
+        "numbers_worked": "Backward, entry by entry, from the numbers above (rounded; where a step cancels, its "
+        "numbers keep more digits, enough for the result's five):",
+        "numbers_worked_first_sample": "Backward, entry by entry, for the first sample, from the numbers above "
+        "(rounded; where a step cancels, its numbers keep more digits, enough for the result's five):",
+        "pytorch_title": "Checked with PyTorch",
+        "pytorch_intro": "loss.backward() in float32, PyTorch's default, takes the same steps, each rounded to "
+        "float32. Computed so here (chainrule's tests compare these numbers with torch's autograd) and printed as "
+        "PyTorch prints them, beside the exact values:",
+        "pytorch_line": "{name}.grad = {float32} in float32; exact {exact}",
+        "pytorch_reason": "Why the last digit differs: float32 carries about 7 significant digits, and {rest} at "
+        "{a} ≈ {value} cancels about {digits} of them.",
+        "pytorch_reason_all": "Why float32 loses these gradients: it carries about 7 significant digits, and {rest} "
+        "at {a} ≈ {value} cancels about {digits}, more than all of them.",
+        "pytorch_agree": "float32 and the exact values agree to every digit PyTorch prints.",
+        "pytorch_rounding": "float32 carries about 7 significant digits; the rounding of each step accounts for the "
+        "difference.",
         "numbers_skipped": "Not shown: SymPy evaluates every entry exactly (20 digits), and this network "
         "with these samples has {entries} parameter entries, above the page's limit of {limit}. "
         "`chainrule verify` computes every gradient numerically.",
@@ -278,6 +294,21 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "summary_output_above": "{delta}：输出层的误差项，逐个分量如上（其中的 softmax 对各单元求和）。",
         "closed_intro": "把每个中间量代回去，得到用 x、y 和参数表示的各分量：",
         "numbers_intro": "在下面的数值处（用 20 位有效数字计算，显示时四舍五入）：",
+        "numbers_worked": "反向传播，逐个分量，用上面的数值计算（已四舍五入；某一步相减抵消有效数字时，"
+        "它的数值多保留几位，足以给出结果的五位有效数字）：",
+        "numbers_worked_first_sample": "反向传播，逐个分量，对第一个样本用上面的数值计算（已四舍五入；"
+        "某一步相减抵消有效数字时，它的数值多保留几位，足以给出结果的五位有效数字）：",
+        "pytorch_title": "用 PyTorch 核对",
+        "pytorch_intro": "loss.backward() 在 float32（PyTorch 的默认类型）下按同样的步骤计算，每一步都舍入到 float32。"
+        "这里按同样的方式算出（chainrule 的测试把这些数值与 torch 的 autograd 对照），按 PyTorch 的格式打印，"
+        "旁边是精确值：",
+        "pytorch_line": "{name}.grad = {float32}（float32）；精确值 {exact}",
+        "pytorch_reason": "最后一位不同的原因：float32 只有约 7 位有效数字，而在 {a} ≈ {value} 处，{rest} "
+        "相减抵消了其中约 {digits} 位。",
+        "pytorch_reason_all": "float32 算不出这些梯度的原因：它只有约 7 位有效数字，而在 {a} ≈ {value} 处，{rest} "
+        "相减抵消了约 {digits} 位，比它全部的有效数字还多。",
+        "pytorch_agree": "float32 与精确值在 PyTorch 打印的每一位上都一致。",
+        "pytorch_rounding": "float32 只有约 7 位有效数字，各步的舍入造成了这点差别。",
         "numbers_skipped": "此处不列出：SymPy 逐个分量精确计算（20 位有效数字），而这个网络在这些样本上有 "
         "{entries} 个参数分量，超过本页的上限 {limit}。`chainrule verify` 会用数值方法计算全部梯度。",
         "large_matrix": "{rows} × {cols} 矩阵，最大 |分量| {largest}",
