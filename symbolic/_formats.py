@@ -108,6 +108,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \makeatletter
 \renewcommand\section{\@startsection{section}{1}{0pt}{0ex}{1ex}{\normalfont\Large\bfseries}}% the title, at the top
 \renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
+\renewcommand\subsubsection{\@startsection{subsubsection}{3}{0pt}{1.2ex plus .4ex}{0.5ex}{\bfseries}}
 \makeatother
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
 \begin{document}
@@ -187,11 +188,17 @@ def render_latex(
     parts = []
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
-            parts.append(f"\\subsection*{{{_escape(block.text)}}}")
+            parts.append(f"\\{'sub' * (block.level - 1)}section*{{{_escape(block.text)}}}")
         elif isinstance(block, Prose):
             parts.append(_latex_prose(block))
         elif isinstance(block, list):
-            parts.append("\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}")
+            display = "\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}"
+            if parts and parts[-1].rstrip().endswith((":", "：")):
+                # the sentence that introduces it and the display are one paragraph: TeX breaks no page just
+                # before a display (\predisplaypenalty), so "…:" stays on the page of what it announces
+                parts[-1] += "\n" + display
+            else:
+                parts.append(display)
         elif isinstance(block, Frame):  # a framed box a line wide, kept on one page (a minipage)
             parts.append(
                 "\\par\\smallskip\\noindent\\fbox{\\begin{minipage}{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule}"
@@ -242,7 +249,7 @@ def render_markdown(
     parts.append(figure_svg(figure) + f"\n\n*{figure.caption}*")  # inline SVG: notebooks and web pages draw it
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
-            parts.append(f"## {block.text}")
+            parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Prose):
             parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, list):
@@ -324,8 +331,8 @@ def render_text(derivation: Derivation, values: Mapping[str, object] | None = No
         if isinstance(block, FrameEnd):
             lines[framed:] = _framed(lines[framed:])
             continue
-        if isinstance(block, Heading):
-            lines += ["", block.text, "-" * display_width(block.text)]
+        if isinstance(block, Heading):  # a part underlined with =, a section inside it with -
+            lines += ["", block.text, ("=" if block.level == 2 else "-") * display_width(block.text)]
         elif isinstance(block, Prose):
             lines.append("".join(p.text if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, Chain):

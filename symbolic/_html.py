@@ -101,6 +101,7 @@ STYLE = """
 .chainrule:lang(zh) { font-family: "Noto Serif CJK SC", "Source Han Serif SC", "Songti SC", "SimSun",
   "Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", serif; }
 .chainrule h1 { font-size: 1.75rem; line-height: 1.25; margin: 0 0 1rem; }
+.chainrule h3 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
 .chainrule h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid #d8d8d8; }
 .chainrule p { margin: .6rem 0; }
 .chainrule .cr-display { margin: .7rem 0; padding: .15rem 0; overflow-x: auto; overflow-y: hidden; }
@@ -167,7 +168,7 @@ def _block(block: Heading | Prose | Notation | Frame | FrameEnd | list[Chain]) -
     if isinstance(block, FrameEnd):
         return "</section>"
     if isinstance(block, Heading):
-        return f"<h2>{_escape(block.text)}</h2>"
+        return f"<h{block.level}>{_escape(block.text)}</h{block.level}>"
     if isinstance(block, Prose):
         parts = (_math(p.latex, [p.text]) if isinstance(p, Math) else _escape(p) for p in block.parts)
         return f"<p>{''.join(parts)}</p>"

@@ -103,7 +103,11 @@ class Math:
 
 @dataclass(frozen=True)
 class Heading:
+    """A section's title: level 2 for the page's parts (the forward pass, the backward pass, ...), level 3 for a
+    section inside one (a layer of the backward pass)."""
+
     text: str
+    level: int = 2
 
 
 @dataclass(frozen=True)
@@ -263,8 +267,8 @@ class _Writer:
                 merged.append(part)
         return Prose(tuple(merged))
 
-    def heading(self, key: str, **pieces: object) -> Heading:
-        return Heading(self.words[key].format(**pieces))
+    def heading(self, key: str, level: int = 2, **pieces: object) -> Heading:
+        return Heading(self.words[key].format(**pieces), level)
 
 
 def _activation_text(layer: LayerDerivation) -> str:
@@ -381,8 +385,32 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     w = _Writer(derivation, lang)
     network, layers = derivation.network, derivation.layers
     sizes = ", ".join(map(str, network.sizes))
+    # why: gradient descent needs every ∂L/∂W, and backpropagation gets them by reusing δ (the lesson's first words)
     blocks: list[Block] = [
+        w.say("motivation", dW=w.show(Partial(LOSS, _column("W", 1))), delta=w.show(_column("delta", 1))),
         w.say("network", network=network.describe(lang), sizes=f"[{sizes}]"),
+        w.heading("heading_notation"),
+        w.heading("heading_forward"),
+        *_forward(w),
+        w.heading("heading_backward"),
+        w.say("backward_intro"),
+        w.heading("heading_output", 3, layer=network.depth),
+        *_output_layer(w, layers[-1]),
+    ]
+    if network.depth >= GENERAL_FROM_DEPTH:
+        blocks += [w.heading("heading_hidden", 3, top=network.depth - 1), *_general_layer(w, layers)]
+    else:
+        for layer in reversed(layers[:-1]):
+            heading = w.heading("heading_layer", 3, layer=layer.index)
+            blocks += [heading, *_hidden_layer(w, layer, layers[layer.index])]
+    blocks += [w.heading("heading_matrix", 3), *_matrix_form(w)]
+    blocks += _summary(w)
+    blocks += _closed_forms(w)
+    if values is not None:
+        blocks += _numbers(w, values)
+    # how the page was checked: at the end, once the reader knows what z, a and δ are
+    blocks += [
+        w.heading("heading_checked"),
         w.say(
             "what_is_derived",
             layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),
@@ -390,22 +418,7 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
             a=w.show(_column("a", 1)),
             delta=w.show(_column("delta", 1)),
         ),
-        w.heading("heading_notation"),
-        w.heading("heading_forward"),
-        *_forward(w),
-        w.heading("heading_output", layer=network.depth),
-        *_output_layer(w, layers[-1]),
     ]
-    if network.depth >= GENERAL_FROM_DEPTH:
-        blocks += [w.heading("heading_hidden", top=network.depth - 1), *_general_layer(w, layers)]
-    else:
-        for layer in reversed(layers[:-1]):
-            blocks += [w.heading("heading_layer", layer=layer.index), *_hidden_layer(w, layer, layers[layer.index])]
-    blocks += [w.heading("heading_matrix"), *_matrix_form(w)]
-    blocks += _summary(w)
-    blocks += _closed_forms(w)
-    if values is not None:
-        blocks += _numbers(w, values)
     where = blocks.index(w.heading("heading_notation")) + 1
     blocks.insert(where, _notation(w, blocks))  # written last: it lists only what the page uses
     return blocks
@@ -610,8 +623,9 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     def dz_dw() -> sympy.Expr:  # SymPy's ∂z_i/∂W_ij: z_i has one term an input, so only when a check asks
         return sympy.diff(layer.z_definition[i], weight)
 
-    blocks: list[Block] = [w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight))]
-    blocks += _derivative_statement(w, layer)
+    # the activation's derivative first, so that the path's "…:" is followed by its own equation
+    blocks: list[Block] = _derivative_statement(w, layer)
+    blocks.append(w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight)))
     a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
         gradient = Deferred(lambda: sympy.diff(loss(), a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
@@ -1059,10 +1073,22 @@ def _matrix_of(w: _Writer, rows: Sequence[Sequence[float]], scalar: bool = False
     return w.show(sympy.ImmutableMatrix([[_number(v, style) for v in row] for row in rows]))
 
 
+def _product(tree: sympy.Basic) -> sympy.Basic:
+    """A tree as SymPy's product: Factors multiplied out (in SymPy's order), a box opened."""
+    return tree.replace(Boxed, lambda content: content).replace(Factors, lambda *factors: sympy.Mul(*factors))
+
+
+def _reorders(previous: Math, term: Math) -> bool:
+    """Whether ``term`` only writes the factors of ``previous`` in another order (a line that teaches nothing)."""
+    before, after = _product(previous.tree), _product(term.tree)
+    return isinstance(after, sympy.Mul) and before == after
+
+
 def _dedupe(terms: list[Math]) -> tuple[Math, ...]:
+    """The sides of a chain without repeats: a side printed as the one before, or only reordering its factors."""
     kept: list[Math] = []
     for term in terms:
-        if not kept or kept[-1].latex != term.latex:
+        if not kept or (kept[-1].latex != term.latex and not _reorders(kept[-1], term)):
             kept.append(term)
     return tuple(kept)
 
@@ -1157,12 +1183,14 @@ def _summary(w: _Writer) -> list[Block]:
         return Chain((left, w.show(tree, value)), "matrix program", _shapes(tree))
 
     top = layers[-1]
-    blocks: list[Block] = [Frame(w.words["heading_summary"]), w.say("summary_batch", B=w.show(BATCH_SIZE))]
+    blocks: list[Block] = [Frame(w.words["heading_summary"])]
     delta_of = {layer.index: _column(f"delta{layer.index}", len(layer.z), BATCH_SIZE) for layer in layers}
     try:
-        blocks.append(equation(w.show(delta_of[top.index], top.delta), f"delta{top.index}", one_sample))
+        output = [equation(w.show(delta_of[top.index], top.delta), f"delta{top.index}", one_sample)]
     except _NoMatrixForm:  # softmax's δ sums over the units (Σ_k): its entries are the output layer's above
+        output = []
         blocks.append(w.say("summary_output_above", delta=w.show(delta_of[top.index])))
+    blocks += [w.say("summary_batch", B=w.show(BATCH_SIZE)), *output]  # its "…:" just above its equations
     for layer in reversed(layers[:-1]):
         blocks.append(equation(w.show(delta_of[layer.index], layer.delta), f"delta{layer.index}", one_sample))
     for layer in layers:

@@ -23,11 +23,17 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "tutorial_title": "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against "
         "autograd",
         "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
+        "motivation": "Gradient descent needs the gradient {dW} of the loss for every weight W of the network. "
+        "Backpropagation gets them all in one backward pass: it works out each layer's error {delta} once and reuses "
+        "it, instead of running the chain rule from the loss again for every weight.",
         "network": "Network {network}, layer sizes {sizes}.",
+        "heading_backward": "Backward pass",
+        "backward_intro": "The chain rule, applied from the loss back towards the input, one layer at a time.",
+        "heading_checked": "How this page was checked",
         "describe_bias": "with bias",
         "describe_mean": "mean over the batch",
         "what_is_derived": (
-            "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
+            "SymPy differentiated the definitions above (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
             "chainrule's tests check, on many networks (fixed and random), that in such a derivation each side of "
             "every equation equals the next, and read each printed equation back to compare it with what was checked."
@@ -101,7 +107,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "pytorch_title": "Checked with PyTorch",
         "pytorch_intro": "loss.backward() in float32, PyTorch's default, takes the same steps, each rounded to "
         "float32. Computed so here (chainrule's tests compare these numbers with torch's autograd) and printed as "
-        "PyTorch prints them, beside the exact values:",
+        "PyTorch prints them, beside the exact values.",
         "pytorch_line": "{name}.grad = {float32} in float32; exact {exact}",
         "pytorch_reason": "Why the last digit differs: float32 carries about 7 significant digits, and {rest} at "
         "{a} ≈ {value} cancels about {digits} of them.",
@@ -228,11 +234,16 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "heading_gradients": "梯度",
         "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
         "tutorial_forward": "正向传播（精确值；教程以 float32 打印 4 位）",
+        "motivation": "梯度下降需要损失函数对网络中每个权重 W 的梯度 {dW}。反向传播在一次反向计算中得到全部梯度："
+        "它为每一层只求一次误差项 {delta}，然后重复使用，而不必为每个权重都从损失函数重新应用一遍链式法则。",
         "network": "网络 {network}，各层大小 {sizes}。",
+        "heading_backward": "反向传播",
+        "backward_intro": "从损失函数出发，向输入方向逐层应用链式法则。",
+        "heading_checked": "本页如何检查",
         "describe_bias": "带偏置",
         "describe_mean": "对批取平均",
         "what_is_derived": (
-            "SymPy 用 sympy.diff 对下面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
+            "SymPy 用 sympy.diff 对上面的每个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则通过命名的中间量 {z}、{a} 和 {delta} 把这些导数连接起来。"
             "chainrule 的测试在许多网络（固定的和随机的）上检查：这样的推导中每个等式的每一边都等于下一边，"
             "并把打印出的每个等式解析回来，与检查过的表达式比较。"
@@ -301,7 +312,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "pytorch_title": "用 PyTorch 核对",
         "pytorch_intro": "loss.backward() 在 float32（PyTorch 的默认类型）下按同样的步骤计算，每一步都舍入到 float32。"
         "这里按同样的方式算出（chainrule 的测试把这些数值与 torch 的 autograd 对照），按 PyTorch 的格式打印，"
-        "旁边是精确值：",
+        "旁边是精确值。",
         "pytorch_line": "{name}.grad = {float32}（float32）；精确值 {exact}",
         "pytorch_reason": "最后一位不同的原因：float32 只有约 7 位有效数字，而在 {a} ≈ {value} 处，{rest} "
         "相减抵消了其中约 {digits} 位。",

@@ -20,10 +20,12 @@ def test_sections_come_in_teaching_order():
     assert _headings(blocks) == [
         "Notation",
         "Forward pass",
+        "Backward pass",
         "Output layer (layer 2)",
         "Layer 1",
         "Gradients in matrix form",
         "Numbers",
+        "How this page was checked",
     ]
     notation = next(block for block in blocks if isinstance(block, Notation))
     symbols = [math.latex for math, _, _ in notation.rows]

@@ -200,8 +200,8 @@ def _read_items(children) -> list[tuple]:
             title, *inside = [child for child in node.children if isinstance(child, Node)]
             assert "cr-frame-title" in title.classes()
             items += [("frame", title.text()), *_read_items(inside), ("frame end",)]
-        elif node.tag == "h2":
-            items.append(("heading", node.text()))
+        elif node.tag in ("h2", "h3"):
+            items.append(("heading", node.text(), int(node.tag[1])))
         elif node.tag == "p":
             parts = [("math", c.attrs["data-tex"], c.text()) if isinstance(c, Node) else c for c in node.children]
             items.append(("prose", _joined(parts)))
@@ -248,7 +248,7 @@ def test_the_page_holds_every_block_of_the_explanation_in_order(pages, name):
         elif isinstance(block, FrameEnd):
             assert item == ("frame end",)
         elif isinstance(block, Heading):
-            assert item == ("heading", block.text)
+            assert item == ("heading", block.text, block.level)
         elif isinstance(block, Prose):
             assert item == (
                 "prose",
@@ -375,7 +375,7 @@ def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
     (main,) = elements(page, "main")
     assert {node.tag for node in main.walk()} == set("h1 h2 p span table thead tbody tr th td div".split())
     assert _items(page) == [
-        ("heading", HOSTILE),
+        ("heading", HOSTILE, 2),
         ("prose", [HOSTILE, ("math", "x", HOSTILE), HOSTILE]),
         ("notation", (HOSTILE, HOSTILE, HOSTILE), [("x", None, HOSTILE)]),
         ("display", "\\begin{aligned}\nx &= x\n\\end{aligned}", f"{HOSTILE} = {HOSTILE}"),

@@ -32,8 +32,12 @@ LANGS = ("en", "zh")
 MEANING: Mapping[str, Mapping[str, str]] = {
     "en": {
         "title": "Backpropagation",
+        "motivation": "Gradient descent",
+        "heading_backward": "Backward",
+        "backward_intro": "chain rule",
+        "heading_checked": "checked",
         "network": "layer sizes",
-        "what_is_derived": "differentiates",
+        "what_is_derived": "differentiated",
         "heading_notation": "Notation",
         "notation_x": "input",
         "notation_y": "target",
@@ -78,6 +82,10 @@ MEANING: Mapping[str, Mapping[str, str]] = {
     },
     "zh": {
         "title": "反向传播",
+        "motivation": "梯度下降",
+        "heading_backward": "反向传播",
+        "backward_intro": "链式法则",
+        "heading_checked": "检查",
         "network": "各层大小",
         "what_is_derived": "求导",
         "heading_notation": "记号",
@@ -335,9 +343,9 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     """Every step the page of ``page.network`` must hold, in the order a student needs them."""
     network = page.network
     depth, sizes, activations = network.depth, network.sizes, network.activations
-    steps: list[Step] = [
+    steps: list[Step] = [  # why first: gradient descent needs ∂L/∂W, backpropagation reuses δ
+        Sentence("motivation", _fields(dW=partial(LOSS, M("W", "W")), delta=_greek("delta"))),
         Sentence("network", _fields(network=describe(network, lang), sizes=f"[{', '.join(map(str, sizes))}]")),
-        Sentence("what_is_derived", _fields(layer_map=WILD, z=M("z", "z"), a=M("a", "a"), delta=_greek("delta"))),
     ]
 
     # notation: the rows this network uses, each with its shape, each activation once with the layers it is on
@@ -404,9 +412,11 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     output = activations[-1]
     z1, a1, weight = entry("z", top, 1), entry("a", top, 1), entry("W", top, 1, 1)
     steps += [
+        Heading("heading_backward"),
+        Sentence("backward_intro"),
         Heading("heading_output", _fields(layer=top)),
-        Sentence("chain_path", _fields(W=vector("W", top), weight=weight)),
         *_derivative_statement(output, top),
+        Sentence("chain_path", _fields(W=vector("W", top), weight=weight)),
     ]
     explained.add(output)
     a_k = entry("a", top, "k")
@@ -499,6 +509,11 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
             if network.bias:
                 shown.append(partial(LOSS, vector("b", layer)))
         steps += [Equation((name, WILD)) for name in shown]
+    # how the page was checked, at its end
+    steps += [
+        Heading("heading_checked"),
+        Sentence("what_is_derived", _fields(layer_map=WILD, z=M("z", "z"), a=M("a", "a"), delta=_greek("delta"))),
+    ]
     return steps
 
 
@@ -559,10 +574,10 @@ def pattern(step: Step, lang: str, fmt: str) -> tuple[str, str, str | None]:
     sentence = _sentence(table[step.key], fields, fmt)
     meaning = MEANING[lang][step.key]
     if isinstance(step, Heading):
-        heading = {
-            "text": rf"^{sentence}\n-+$",
-            "markdown": rf"^## {sentence}$",
-            "latex": rf"^\\subsection\*\{{{sentence}\}}$",
+        heading = {  # a part (the forward, the backward pass) or a section inside one (a layer)
+            "text": rf"^{sentence}\n(?:=+|-+)$",
+            "markdown": rf"^###? {sentence}$",
+            "latex": rf"^\\(?:sub)?subsection\*\{{{sentence}\}}$",
         }
         return f"heading {step.key}", heading[fmt], meaning
     if isinstance(step, Row):
@@ -676,6 +691,17 @@ def test_the_title_is_a_markdown_heading():
         assert first == f"# {words(lang)['title']}" and MEANING[lang]["title"] in first
 
 
+def _third_side(text: str, first: M, fmt: str) -> str | None:
+    """The third side of the chain that starts with ``first`` (on one row, or one side a row)."""
+    if fmt == "text":
+        found = re.search(r"^  " + re.escape(first.text) + r" = (.*(?:\n {3,}= .*)*)", text, re.MULTILINE)
+        sides = re.split(r"\s+=\s+", found.group(1)) if found else []
+    else:
+        found = re.search(r"(?:^|& )" + re.escape(first.latex) + r" &= (.*?(?: \\\\\n&= .*?)*)(?: \\\\)?$", text, re.M)
+        sides = re.split(r" = | \\\\\n&= ", found.group(1)) if found else []
+    return sides[1] if len(sides) > 1 else None
+
+
 @pytest.mark.parametrize("name", [n for n, p in PAGES.items() if p.network.activations[-1] != "softmax"])
 @pytest.mark.parametrize("fmt", ["text", "latex"])
 def test_the_shared_factor_is_the_error_as_printed(name, fmt):
@@ -684,15 +710,12 @@ def test_the_shared_factor_is_the_error_as_printed(name, fmt):
     top = network.depth
     text = render(Page(network), "en", fmt)
     weight, delta = partial(LOSS, entry("W", top, 1, 1)), entry("delta", top, 1)
-    second = r"\s*=\s*[^\n]*?\n\s*=\s*([^\n]*)" if fmt == "text" else r" &= [^\n]*? \\\\\n&= ([^\n]*?)(?: \\\\)?$"
-    start = _start(fmt)
-    through_weight = re.search(start + _math(weight, fmt, False) + second, text, re.MULTILINE)
-    through_delta = re.search(start + _math(delta, fmt, False) + second, text, re.MULTILINE)
+    through_weight, through_delta = _third_side(text, weight, fmt), _third_side(text, delta, fmt)
     assert through_weight and through_delta, "the output layer's chains are not there"
     input_ = entry("a", top - 1, 1)
     times = " · " if fmt == "text" else r" \cdot "
-    shared = boxed(M(through_delta.group(1), through_delta.group(1)))
-    assert through_weight.group(1) == (shared.text if fmt == "text" else shared.latex) + times + (
+    shared = boxed(M(through_delta, through_delta))
+    assert through_weight == (shared.text if fmt == "text" else shared.latex) + times + (
         input_.text if fmt == "text" else input_.latex
     )
 

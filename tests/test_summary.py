@@ -85,7 +85,7 @@ def test_the_summary_s_equations_are_those_derived_above(name):
             # the program drops a factor f' = 1 (identity): (Wᵀδ) ⊙ identity'(z) is Wᵀδ
             derived = re.sub(r"^\((.*)\) ⊙ identity'\(z⁽.⁾\)$", r"\1", above[chain.terms[0].text])
             assert chain.terms[-1].text == derived, chain.terms[0].text
-    matrix_heading = blocks.index(Heading("Gradients in matrix form"))
+    matrix_heading = blocks.index(Heading("Gradients in matrix form", 3))
     assert matrix_heading < frame  # after the matrix form, before the numbers
     assert sum(1 for c in _summary(blocks) if isinstance(c, Chain) and c.terms[0].text in above) >= network.depth
 
