@@ -14,7 +14,7 @@ from pathlib import Path
 from ._derivation import Derivation
 from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf, check_output_type
-from ._render import Block, Chain, Heading, Math, Notation, Prose, explain
+from ._render import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 from ._words import words
 
 PAIRED = 36  # equations this short (text characters) are set two to a row
@@ -51,11 +51,16 @@ def _width(chain: Chain) -> float:
 
 
 def _aligned_rows(chain: Chain) -> list[str]:
-    """One row for a short equation, else one row per side, aligned at the equals signs."""
+    """One row for a short equation, else one row per side, aligned at the equals signs; the shapes of the
+    factors, when given, in a column of their own after the last side."""
     first, *rest = chain.terms
     if _width(chain) <= WIDE:
-        return [f"{first.latex} &= " + " = ".join(t.latex for t in rest)]
-    return [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
+        rows = [f"{first.latex} &= " + " = ".join(t.latex for t in rest)]
+    else:
+        rows = [f"{first.latex} &= {rest[0].latex}"] + [f"&= {t.latex}" for t in rest[1:]]
+    if chain.shapes is not None:
+        rows[-1] += rf" && {chain.shapes.latex}"
+    return rows
 
 
 def _aligned(run: Sequence[Chain]) -> str:
@@ -64,7 +69,7 @@ def _aligned(run: Sequence[Chain]) -> str:
     waiting: str | None = None
     for chain in run:
         chain_rows = _aligned_rows(chain)
-        if len(chain_rows) == 1 and _width(chain) <= PAIRED:
+        if len(chain_rows) == 1 and _width(chain) <= PAIRED and chain.shapes is None:
             if waiting is None:
                 waiting = chain_rows[0]
             else:
@@ -92,6 +97,8 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \renewcommand{\rmdefault}{lmr}
 \renewcommand{\sfdefault}{lmss}
 \renewcommand{\ttdefault}{lmtt}
+\usepackage{xcolor}
+\definecolor{red}{HTML}{C62828}% the red box and the red δ: the figure's red (_figure.GRADIENT_COLOUR)
 \usepackage{tikz}% the network's figure on page 1
 @CJK_PACKAGE@\setlength{\parindent}{0pt}
 \setlength{\parskip}{3pt}
@@ -101,6 +108,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \makeatletter
 \renewcommand\section{\@startsection{section}{1}{0pt}{0ex}{1ex}{\normalfont\Large\bfseries}}% the title, at the top
 \renewcommand\subsection{\@startsection{subsection}{2}{0pt}{1.5ex plus .5ex}{0.7ex}{\normalfont\large\bfseries}}
+\renewcommand\subsubsection{\@startsection{subsubsection}{3}{0pt}{1.2ex plus .4ex}{0.5ex}{\bfseries}}
 \makeatother
 \renewcommand{\mathbb}[1]{\mathrm{#1\mkern-4.5mu#1}}% only the indicator 1[.] is double-struck here
 \begin{document}
@@ -134,6 +142,7 @@ _TEXT_TO_LATEX = {
         for ch in map(chr, range(0x1D434, 0x1D468))  # italic A-Z, a-z (the italic h is U+210E, not used)
         if unicodedata.name(ch, "").startswith("MATHEMATICAL ITALIC")
     },
+    "≈": r"$\approx$",
 }
 
 
@@ -147,9 +156,11 @@ def _latex_prose(block: Prose) -> str:
 
 def _latex_notation(block: Notation) -> str:
     header = " & ".join(rf"\textbf{{{_escape(h)}}}" for h in block.header)
-    rows = " \\\\\n".join(f"${m.latex}$ & {_escape(meaning)}" for m, meaning in block.rows)
+    rows = " \\\\\n".join(
+        f"${m.latex}$ & {f'${shape.latex}$' if shape else ''} & {_escape(meaning)}" for m, shape, meaning in block.rows
+    )
     return (
-        "\\begin{center}\n\\begin{tabular}{cp{0.8\\textwidth}}\n\\hline\n"
+        "\\begin{center}\n\\begin{tabular}{clp{0.6\\textwidth}}\n\\hline\n"
         + header
         + " \\\\\n\\hline\n"
         + rows
@@ -184,11 +195,24 @@ def render_latex(
     parts = []
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
-            parts.append(f"\\subsection*{{{_escape(block.text)}}}")
+            parts.append(f"\\{'sub' * (block.level - 1)}section*{{{_escape(block.text)}}}")
         elif isinstance(block, Prose):
             parts.append(_latex_prose(block))
         elif isinstance(block, list):
-            parts.append("\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}")
+            display = "\\begin{align*}\n" + _aligned(block) + "\n\\end{align*}"
+            if parts and parts[-1].rstrip().endswith((":", "：")):
+                # the sentence that introduces it and the display are one paragraph: TeX breaks no page just
+                # before a display (\predisplaypenalty), so "…:" stays on the page of what it announces
+                parts[-1] += "\n" + display
+            else:
+                parts.append(display)
+        elif isinstance(block, Frame):  # a framed box a line wide, kept on one page (a minipage)
+            parts.append(
+                "\\par\\smallskip\\noindent\\fbox{\\begin{minipage}{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule}"
+                + f"\n\\textbf{{{_escape(block.title)}}}\\par"
+            )
+        elif isinstance(block, FrameEnd):
+            parts.append("\\end{minipage}}\\par\\smallskip")
         else:
             parts.append(_latex_notation(block))
     body = "\n\n".join(parts) + "\n"
@@ -232,14 +256,22 @@ def render_markdown(
     parts.append(figure_svg(figure) + f"\n\n*{figure.caption}*")  # inline SVG: notebooks and web pages draw it
     for block in _runs(explain(derivation, values, lang)):
         if isinstance(block, Heading):
-            parts.append(f"## {block.text}")
+            parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Prose):
             parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, list):
             parts.append(f"$$\n{_display(block)}\n$$")
+        elif isinstance(block, Frame):  # a quoted block: Markdown has no frame, a quote sets it apart
+            framed, parts = parts, [f"**{block.title}**"]
+        elif isinstance(block, FrameEnd):
+            quoted = "\n>\n".join("\n".join(f"> {line}" if line else ">" for line in p.split("\n")) for p in parts)
+            parts = [*framed, quoted]
         else:
-            table = "\n".join(f"| ${m.latex}$ | {meaning} |" for m, meaning in block.rows)
-            parts.append(f"| {block.header[0]} | {block.header[1]} |\n|:-:|---|\n" + table)
+            table = "\n".join(
+                f"| ${m.latex}$ | {f'${shape.latex}$' if shape else ''} | {meaning} |"
+                for m, shape, meaning in block.rows
+            )
+            parts.append("| " + " | ".join(block.header) + " |\n|:-:|---|---|\n" + table)
     return MarkdownText("\n\n".join(parts) + "\n")
 
 
@@ -268,11 +300,46 @@ def pad(text: str, width: int, align: str = "<") -> str:
     return text + spaces if align == "<" else spaces + text
 
 
+FRAMED_WIDTH = 96  # a sentence in a text box is wrapped to this many columns (an equation is kept whole)
+
+
+def _framed(lines: list[str]) -> list[str]:
+    """Lines in a box drawn with box-drawing characters (every terminal font has them); sentences wrapped."""
+    wrapped: list[str] = []
+    for line in lines:
+        if line.startswith("  ") or display_width(line) <= FRAMED_WIDTH:
+            wrapped.append(line)
+            continue
+        while display_width(line) > FRAMED_WIDTH:  # by columns, not characters: a CJK character takes two
+            cut = max(k for k in range(1, len(line) + 1) if display_width(line[:k]) <= FRAMED_WIDTH)
+            space = line.rfind(" ", 0, cut + 1)
+            cut = space if space > FRAMED_WIDTH // 2 else cut
+            wrapped.append(line[:cut].rstrip())
+            line = line[cut:].lstrip()
+        wrapped.append(line)
+    lines = wrapped
+    width = max(display_width(line) for line in lines)
+    return (
+        ["┌" + "─" * (width + 2) + "┐"]
+        + [f"│ {pad(line, width)} │" for line in lines]
+        + ["└" + "─" * (width + 2) + "┘"]
+    )
+
+
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
     lines: list[str] = []
+    framed = 0  # where the framed block starts
     for block in explain(derivation, values, lang):
-        if isinstance(block, Heading):
-            lines += ["", block.text, "-" * display_width(block.text)]
+        if isinstance(block, Frame):
+            lines.append("")
+            framed = len(lines)
+            lines.append(block.title)
+            continue
+        if isinstance(block, FrameEnd):
+            lines[framed:] = _framed(lines[framed:])
+            continue
+        if isinstance(block, Heading):  # a part underlined with =, a section inside it with -
+            lines += ["", block.text, ("=" if block.level == 2 else "-") * display_width(block.text)]
         elif isinstance(block, Prose):
             lines.append("".join(p.text if isinstance(p, Math) else p for p in block.parts))
         elif isinstance(block, Chain):
@@ -282,7 +349,13 @@ def render_text(derivation: Derivation, values: Mapping[str, object] | None = No
             else:
                 lines.append(f"  {first.text} = {rest[0].text}")
                 lines += [f"  {' ' * len(first.text)} = {t.text}" for t in rest[1:]]
+            if block.shapes is not None:
+                lines[-1] += f"    {block.shapes.text}"
         else:
-            width = max(len(m.text) for m, _ in block.rows)
-            lines += [f"  {m.text.ljust(width)}  {meaning}" for m, meaning in block.rows]
+            width = max(len(m.text) for m, _, _ in block.rows)
+            shapes = max(len(shape.text) if shape else 0 for _, shape, _ in block.rows)
+            lines += [
+                f"  {m.text.ljust(width)}  {(shape.text if shape else '').ljust(shapes)}  {meaning}"
+                for m, shape, meaning in block.rows
+            ]
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -31,7 +31,7 @@ from ._figure import figure_svg, network_figure
 
 # The runs of equations and each equation's rows (one row, or one per side when long) are the PDF's.
 from ._formats import _aligned_rows, _runs
-from ._render import Chain, Heading, Math, Notation, Prose, explain
+from ._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 from ._words import words
 
 KATEX_VERSION = "0.19.1"  # symbolic/assets/katex: `npm pack katex@0.19.1`, dist/ files and the LICENSE
@@ -101,6 +101,7 @@ STYLE = """
 .chainrule:lang(zh) { font-family: "Noto Serif CJK SC", "Source Han Serif SC", "Songti SC", "SimSun",
   "Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", serif; }
 .chainrule h1 { font-size: 1.75rem; line-height: 1.25; margin: 0 0 1rem; }
+.chainrule h3 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
 .chainrule h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid #d8d8d8; }
 .chainrule p { margin: .6rem 0; }
 .chainrule .cr-display { margin: .7rem 0; padding: .15rem 0; overflow-x: auto; overflow-y: hidden; }
@@ -113,6 +114,8 @@ STYLE = """
   white-space: nowrap; }
 .chainrule figure.cr-figure { margin: 1rem 0 1.5rem; text-align: center; }
 .chainrule figure.cr-figure svg { max-width: 100%; height: auto; }
+.chainrule section.cr-frame { border: 2px solid #444; border-radius: 4px; padding: .2rem 1rem; margin: 1.2rem 0; }
+.chainrule .cr-frame-title { font-weight: bold; }
 .chainrule .katex-error { color: #b00020; white-space: normal; overflow-wrap: anywhere; }
 """
 
@@ -159,17 +162,22 @@ def _aligned(run: Sequence[Chain]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-def _block(block: Heading | Prose | Notation | list[Chain]) -> str:
+def _block(block: Heading | Prose | Notation | Frame | FrameEnd | list[Chain]) -> str:
+    if isinstance(block, Frame):  # the summary's box: a framed <section> holding the blocks up to FrameEnd
+        return f'<section class="cr-frame">\n<p class="cr-frame-title">{_escape(block.title)}</p>'
+    if isinstance(block, FrameEnd):
+        return "</section>"
     if isinstance(block, Heading):
-        return f"<h2>{_escape(block.text)}</h2>"
+        return f"<h{block.level}>{_escape(block.text)}</h{block.level}>"
     if isinstance(block, Prose):
         parts = (_math(p.latex, [p.text]) if isinstance(p, Math) else _escape(p) for p in block.parts)
         return f"<p>{''.join(parts)}</p>"
     if isinstance(block, list):  # a run of equations: one aligned display, as in the PDF
         return _math(_aligned(block), [_chain_text(chain) for chain in block], display=True)
     rows = "\n".join(
-        f"<tr><td>{_math(symbol.latex, [symbol.text])}</td><td>{_escape(meaning)}</td></tr>"
-        for symbol, meaning in block.rows
+        f"<tr><td>{_math(symbol.latex, [symbol.text])}</td><td>{_math(shape.latex, [shape.text]) if shape else ''}</td>"
+        f"<td>{_escape(meaning)}</td></tr>"
+        for symbol, shape, meaning in block.rows
     )
     header = "".join(f"<th>{_escape(text)}</th>" for text in block.header)
     return f'<table class="cr-notation">\n<thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>'

@@ -75,6 +75,42 @@ class Scientific(sympy.Expr):
         return self.args[0] * sympy.Integer(10) ** self.args[1]
 
 
+class Boxed(sympy.Expr):
+    """The shared factor of the chain rule marked where the error δ is first named (the tutorial's red box):
+    notation only, its value is its content's."""
+
+    def __new__(cls, content: sympy.Basic):
+        return sympy.Expr.__new__(cls, content)
+
+
+class Shown(sympy.Expr):
+    """A number as a worked step shows it: ``value`` already rounded to ``digits`` significant digits, kept as
+    written (a Float would join in SymPy's arithmetic with its neighbours)."""
+
+    def __new__(cls, value: float, digits: int):
+        # the decimal as written, held to 30 digits (a Float of `digits` digits would do its arithmetic that coarsely)
+        return sympy.Expr.__new__(cls, sympy.Float(f"{value:.{digits}g}", 30), sympy.Integer(digits))
+
+    def parts(self) -> tuple[bool, str, int | None]:
+        """(negative, the digits as written, the power of ten or None): plain from 10⁻³ to 10⁵, else scientific."""
+        value, digits = float(self.args[0]), int(self.args[1])
+        size = abs(value)
+        if value == 0 or 1e-3 <= size < 1e5:
+            written = f"{size:.{digits}g}"
+            return value < 0, written, None
+        mantissa, exponent = f"{size:.{digits - 1}e}".split("e")
+        return value < 0, mantissa, int(exponent)
+
+
+HIGHLIGHT = "red"  # the box and every δ after it; the PDF's red is the figure's (_formats' preamble)
+_ERROR_NAME = re.compile(r"^delta(\d+|l|l\+1)?(\[.*\])?$")
+
+
+def _is_error(name: str) -> bool:
+    """A name of the error δ: a layer's (delta2, deltal), or one entry's (delta2[1])."""
+    return _ERROR_NAME.match(name) is not None
+
+
 class Elementwise(MatrixExpr):
     """f(Z) or f'(Z) for a whole column Z: the activation (``prime=False``) or its derivative, entry by entry."""
 
@@ -158,11 +194,15 @@ def _subtracted(term: sympy.Basic) -> bool:
 class LatexNotation(LatexPrinter):
     """SymPy's LaTeX printer for the derivation's notation; ``names`` maps symbols to their LaTeX."""
 
-    def __init__(self, names: Mapping[sympy.Basic, str]):
+    def __init__(self, names: Mapping[sympy.Basic, str], red_errors: bool = False):
         super().__init__(
             {"symbol_names": names, "mul_symbol": "dot", "order": "none", "mat_str": "bmatrix", "mat_delim": ""}
         )
         self.names = names
+        self.red_errors = red_errors  # δ in red, as in the figure, once the page has named it in its red box
+
+    def _red(self, printed: str, name: str) -> str:
+        return rf"{{\color{{{HIGHLIGHT}}}{printed}}}" if self.red_errors and _is_error(name) else printed
 
     def _print(self, expr, **kwargs):
         # step and unit_sum carry their own _latex, which SymPy would call before any _print_ method
@@ -176,10 +216,19 @@ class LatexNotation(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         # a^{(1)}_{1} squared must print as {a^{(1)}_{1}}^{2}, not as a double superscript
         name = super()._print_Symbol(expr, style)
-        return f"{{{name}}}" if "^" in name else name
+        return self._red(f"{{{name}}}" if "^" in name else name, expr.name)
 
     def _print_MatrixSymbol(self, expr):
-        return self.names.get(expr, latex_name(expr.name))
+        return self._red(self.names.get(expr, latex_name(expr.name)), expr.name)
+
+    def _print_Shown(self, expr):
+        negative, written, exponent = expr.parts()
+        number = ("-" if negative else "") + written + (rf" \times 10^{{{exponent}}}" if exponent is not None else "")
+        return rf"\left({number}\right)" if negative or exponent is not None else number
+
+    def _print_Boxed(self, expr):
+        # the frame in red, the factor inside in the text's colour (\boxed: amsmath, KaTeX and MathJax alike)
+        return rf"{{\color{{{HIGHLIGHT}}}\boxed{{\color{{black}}{self._print(expr.args[0])}}}}}"
 
     def _print_Transpose(self, expr):
         inner = self._print(expr.args[0])
@@ -193,10 +242,10 @@ class LatexNotation(LatexPrinter):
         return self.names.get(expr.label, latex_name(str(expr.label)))
 
     def _print_Indexed(self, expr):
-        base = self._print(expr.base)
+        base = self.names.get(expr.base.label, latex_name(str(expr.base.label)))
         indices = [self._print(i) for i in expr.indices]
         joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
-        return f"{base}_{{{joined}}}"
+        return self._red(f"{base}_{{{joined}}}", str(expr.base.label))
 
     def _print_Partial(self, expr):
         of, wrt = (self._print(a) for a in expr.args)
@@ -306,6 +355,15 @@ class TextNotation(StrPrinter):
 
     def _print_Indicator(self, expr):
         return f"𝟙[{self._print(expr.args[0])}]"
+
+    def _print_Shown(self, expr):
+        negative, written, exponent = expr.parts()
+        power = f"×10{str(exponent).translate(_SUPERSCRIPT)}" if exponent is not None else ""
+        number = ("-" if negative else "") + written + power  # doprint turns - into −
+        return f"({number})" if negative or exponent is not None else number
+
+    def _print_Boxed(self, expr):
+        return f"⟦{self._print(expr.args[0])}⟧"  # the red box, in characters a terminal has
 
     def _print_Prime(self, expr):
         return f"{self._print(expr.args[0])}'({self._print(expr.args[1])})"

@@ -12,7 +12,9 @@ generated from a fact checked here (``output_error_is_difference``) or from the 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +24,33 @@ from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum
 
 from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
-from ._functions import logsumexp, unit_sum
+from ._functions import (
+    ActivationBackwardBase,
+    batch_size,
+    batch_sum,
+    logsumexp,
+    matmul,
+    step,
+    transpose,
+    unit_sum,
+)
 from ._network import Network
-from ._printers import Applied, Elementwise, Factors, Indicator, LatexNotation, Partial, Prime, Scientific, TextNotation
+from ._printers import (
+    Applied,
+    Boxed,
+    Elementwise,
+    Factors,
+    Indicator,
+    LatexNotation,
+    Partial,
+    Prime,
+    Scientific,
+    Shown,
+    TextNotation,
+    latex_name,
+)
 from ._rules import LOSSES
+from ._tutorial import TUTORIAL
 from ._words import words
 
 ENTRIES_SHOWN = 3  # a layer with more units shows its first unit, standing for all
@@ -78,7 +103,11 @@ class Math:
 
 @dataclass(frozen=True)
 class Heading:
+    """A section's title: level 2 for the page's parts (the forward pass, the backward pass, ...), level 3 for a
+    section inside one (a layer of the backward pass)."""
+
     text: str
+    level: int = 2
 
 
 @dataclass(frozen=True)
@@ -87,20 +116,45 @@ class Prose:
 
 
 @dataclass(frozen=True)
+class Shapes:
+    """The shapes of a matrix equation's factors, in the order they are written: (2×2)(2×B) ⊙ (2×B) → 2×B."""
+
+    latex: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Chain:
-    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal."""
+    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal;
+    ``shapes``, set beside it, the shapes of the last side's factors."""
 
     terms: tuple[Math, ...]
     reason: str = "chain rule"
+    shapes: Shapes | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The start of a framed block (the summary): its title; the blocks up to ``FrameEnd`` are inside."""
+
+    title: str
+
+
+@dataclass(frozen=True)
+class FrameEnd:
+    pass
 
 
 @dataclass(frozen=True)
 class Notation:
-    header: tuple[str, str]
-    rows: tuple[tuple[Math, str], ...]
+    """The symbols the page uses: each with its shape (None where it has none: a function, an operation) and its
+    meaning."""
+
+    header: tuple[str, str, str]
+    rows: tuple[tuple[Math, Shapes | None, str], ...]
 
 
-Block = Heading | Prose | Chain | Notation
+Block = Heading | Prose | Chain | Notation | Frame | FrameEnd
 
 
 # --- facts -------------------------------------------------------------------------------------------------
@@ -154,6 +208,7 @@ class _Writer:
         own: dict[sympy.Basic, str] = {}
         # a view, not a copy: the derivation names its entries' LaTeX as they are built (a lazy Mapping)
         latex_names = ChainMap(own, derivation.latex_names)
+        self.latex_names = latex_names  # names added later (a page's own symbols) go to ``own``
         text_names: dict[sympy.Basic, str] = {Symbol("y_hat"): "ŷ", Symbol("ell"): "ℓ", Symbol("f_l"): "f_l"}
         latex_names.update(
             {
@@ -169,10 +224,19 @@ class _Writer:
             latex_names[symbol] = layer.activation.latex
             text_names[symbol] = _activation_text(layer)
         self.latex, self.text = LatexNotation(latex_names), TextNotation(text_names)
+        self._plain_latex, self._red_latex = self.latex, LatexNotation(latex_names, red_errors=True)
         self.explained: set[str] = set()  # activations whose derivative has been stated
+
+    def name_errors(self) -> None:
+        """From here on δ is printed red: the page has just named it, in its red box (the figure's δ are red too)."""
+        self.latex = self._red_latex
 
     def show(self, tree: sympy.Basic, value: object = None) -> Math:
         return Math(tree, self.latex.doprint(tree), self.text.doprint(tree), value)
+
+    def show_plain(self, tree: sympy.Basic) -> Math:
+        """Notation as it reads before δ is named (the notation table): no δ red."""
+        return Math(tree, self._plain_latex.doprint(tree), self.text.doprint(tree))
 
     def expr(self, expression: sympy.Basic) -> Math:
         """A derivation expression shown as it is (factors kept in their written order): its value is itself.
@@ -183,7 +247,8 @@ class _Writer:
             lambda e: isinstance(e, logsumexp) and len(e.args) > TERMS_SHOWN and all(a.is_Symbol for a in e.args),
             lambda e: Applied(Symbol("logsumexp"), _column(e.args[0].name.split("[")[0], 1)),
         )
-        return self.show(shown, expression.replace(Factors, lambda *factors: sympy.Mul(*factors)))
+        value = expression.replace(Boxed, lambda content: content)
+        return self.show(shown, value.replace(Factors, lambda *factors: sympy.Mul(*factors)))
 
     def say(self, key: str, **pieces: object) -> Prose:
         """The sentence ``key`` with each {name} replaced: Math stays math, anything else becomes words."""
@@ -202,8 +267,8 @@ class _Writer:
                 merged.append(part)
         return Prose(tuple(merged))
 
-    def heading(self, key: str, **pieces: object) -> Heading:
-        return Heading(self.words[key].format(**pieces))
+    def heading(self, key: str, level: int = 2, **pieces: object) -> Heading:
+        return Heading(self.words[key].format(**pieces), level)
 
 
 def _activation_text(layer: LayerDerivation) -> str:
@@ -320,8 +385,32 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     w = _Writer(derivation, lang)
     network, layers = derivation.network, derivation.layers
     sizes = ", ".join(map(str, network.sizes))
+    # why: gradient descent needs every ∂L/∂W, and backpropagation gets them by reusing δ (the lesson's first words)
     blocks: list[Block] = [
+        w.say("motivation", dW=w.show(Partial(LOSS, _column("W", 1))), delta=w.show(_column("delta", 1))),
         w.say("network", network=network.describe(lang), sizes=f"[{sizes}]"),
+        w.heading("heading_notation"),
+        w.heading("heading_forward"),
+        *_forward(w),
+        w.heading("heading_backward"),
+        w.say("backward_intro"),
+        w.heading("heading_output", 3, layer=network.depth),
+        *_output_layer(w, layers[-1]),
+    ]
+    if network.depth >= GENERAL_FROM_DEPTH:
+        blocks += [w.heading("heading_hidden", 3, top=network.depth - 1), *_general_layer(w, layers)]
+    else:
+        for layer in reversed(layers[:-1]):
+            heading = w.heading("heading_layer", 3, layer=layer.index)
+            blocks += [heading, *_hidden_layer(w, layer, layers[layer.index])]
+    blocks += [w.heading("heading_matrix", 3), *_matrix_form(w)]
+    blocks += _summary(w)
+    blocks += _closed_forms(w)
+    if values is not None:
+        blocks += _numbers(w, values)
+    # how the page was checked: at the end, once the reader knows what z, a and δ are
+    blocks += [
+        w.heading("heading_checked"),
         w.say(
             "what_is_derived",
             layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),
@@ -329,56 +418,75 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
             a=w.show(_column("a", 1)),
             delta=w.show(_column("delta", 1)),
         ),
-        w.heading("heading_notation"),
-        _notation(w),
-        w.heading("heading_forward"),
-        *_forward(w),
-        w.heading("heading_output", layer=network.depth),
-        *_output_layer(w, layers[-1]),
     ]
-    if network.depth >= GENERAL_FROM_DEPTH:
-        blocks += [w.heading("heading_hidden", top=network.depth - 1), *_general_layer(w, layers)]
-    else:
-        for layer in reversed(layers[:-1]):
-            blocks += [w.heading("heading_layer", layer=layer.index), *_hidden_layer(w, layer, layers[layer.index])]
-    blocks += [w.heading("heading_matrix"), *_matrix_form(w)]
-    blocks += _closed_forms(w)
-    if values is not None:
-        blocks += _numbers(w, values)
+    where = blocks.index(w.heading("heading_notation")) + 1
+    blocks.insert(where, _notation(w, blocks))  # written last: it lists only what the page uses
     return blocks
 
 
-def _notation(w: _Writer) -> Notation:
+def _trees(blocks: Sequence[Block]):
+    """Every tree of mathematics the blocks print (equations' sides, math in sentences)."""
+    for block in blocks:
+        if isinstance(block, Chain):
+            yield from (term.tree for term in block.terms)
+        elif isinstance(block, Prose):
+            yield from (part.tree for part in block.parts if isinstance(part, Math))
+
+
+def _uses(blocks: Sequence[Block], *kinds: type) -> bool:
+    """Whether any printed tree holds a node of one of ``kinds`` (the unit step prints as 𝟙[z > 0])."""
+    return any(tree.atoms(*kinds) or any(isinstance(tree, k) for k in kinds) for tree in _trees(blocks))
+
+
+def _shape(rows: object, columns: object) -> Shapes:
+    return Shapes(rf"{rows} \times {columns}", f"{rows}×{columns}")
+
+
+def _per_layer(shapes: Sequence[Shapes]) -> Shapes:
+    """One shape per layer, layer 1 first (the header says so)."""
+    return Shapes(", ".join(s.latex for s in shapes), ", ".join(s.text for s in shapes))
+
+
+def _notation(w: _Writer, blocks: Sequence[Block]) -> Notation:
     derivation, network = w.derivation, w.derivation.network
+    layers = derivation.layers
     general = {letter: _column(f"{letter}l", 1) for letter in ("W", "b", "z", "a", "delta")}
+    show = w.show_plain  # the notation comes before δ is named: nothing red yet
+    batch = [_shape(len(layer.z), "B") for layer in layers]
     rows = [
-        (w.show(Symbol("x")), w.words["notation_x"].format(n=network.sizes[0])),
-        (w.show(Symbol("y")), w.words["notation_y"].format(n=network.sizes[-1])),
-        (w.show(general["W"]), w.words["notation_W"]),
+        (show(Symbol("x")), _shape(network.sizes[0], "B"), w.words["notation_x"].format(n=network.sizes[0])),
+        (show(Symbol("y")), _shape(network.sizes[-1], "B"), w.words["notation_y"].format(n=network.sizes[-1])),
+        (show(BATCH_SIZE), None, w.words["notation_B"]),
+        (show(general["W"]), _per_layer([_shape(*layer.weight.shape) for layer in layers]), w.words["notation_W"]),
     ]
     if network.bias:
-        rows.append((w.show(general["b"]), w.words["notation_b"]))
+        rows.append((show(general["b"]), _per_layer([_shape(len(lay.z), 1) for lay in layers]), w.words["notation_b"]))
     rows += [
-        (w.show(general["z"]), w.words["notation_z"]),
-        (w.show(general["a"]), w.words["notation_a"]),
-        (w.show(general["delta"]), w.words["notation_delta"]),
+        (show(general["z"]), _per_layer(batch), w.words["notation_z"]),
+        (show(general["a"]), _per_layer(batch), w.words["notation_a"]),
+        (show(general["delta"]), _per_layer(batch), w.words["notation_delta"]),
     ]
-    for layer in derivation.layers:
-        used = [str(lay.index) for lay in derivation.layers if lay.activation.name == layer.activation.name]
+    for layer in layers:
+        used = [str(lay.index) for lay in layers if lay.activation.name == layer.activation.name]
         if used[0] == str(layer.index):
             name = layer.activation.name
             rows.append(
                 (
-                    w.show(_activation_symbol(layer)),
+                    show(_activation_symbol(layer)),
+                    None,
                     w.words["notation_activation" if len(used) == 1 else "notation_activation_layers"].format(
                         name=name, layers=w.words["list_separator"].join(used)
                     ),
                 )
             )
-    rows.append((w.show(HadamardProduct(_column("u", 1), _column("v", 1))), w.words["notation_hadamard"]))
-    rows.append((w.show(OneMatrix(2, 1)), w.words["notation_ones"]))
-    rows.append((w.show(Indicator(Symbol("P"))), w.words["notation_indicator"]))
-    return Notation((w.words["column_symbol"], w.words["column_meaning"]), tuple(rows))
+    if _uses(blocks, HadamardProduct):
+        rows.append((show(HadamardProduct(_column("u", 1), _column("v", 1))), None, w.words["notation_hadamard"]))
+    if _uses(blocks, OneMatrix):
+        rows.append((show(OneMatrix(2, 1)), _shape("B", 1), w.words["notation_ones"]))
+    if _uses(blocks, Indicator, step):
+        rows.append((show(Indicator(Symbol("P"))), None, w.words["notation_indicator"]))
+    header = (w.words["column_symbol"], w.words["column_shape"], w.words["column_meaning"])
+    return Notation(header, tuple(rows))
 
 
 def _forward(w: _Writer) -> list[Block]:
@@ -515,29 +623,32 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
     def dz_dw() -> sympy.Expr:  # SymPy's ∂z_i/∂W_ij: z_i has one term an input, so only when a check asks
         return sympy.diff(layer.z_definition[i], weight)
 
-    blocks: list[Block] = [w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight))]
-    blocks += _derivative_statement(w, layer)
+    # the activation's derivative first, so that the path's "…:" is followed by its own equation
+    blocks: list[Block] = _derivative_statement(w, layer)
+    blocks.append(w.say("chain_path", W=w.show(_column(f"W{l_}", 1)), weight=w.expr(weight)))
     a_k = _base(f"a{l_}")[INDEX_K]
     if layer.activation.elementwise:
         gradient = Deferred(lambda: sympy.diff(loss(), a_i) * sympy.diff(layer.a_definition[i], z_i) * dz_dw())
-        factors = w.show(Factors(Partial(LOSS, a_i), Partial(a_i, z_i), Partial(z_i, weight)), gradient)
-        written = w.expr(Factors(layer.upstream[i], layer.local_jacobian[i, i], layer.inputs[j]))
+        factors = w.show(Factors(Boxed(Factors(Partial(LOSS, a_i), Partial(a_i, z_i))), Partial(z_i, weight)), gradient)
+        written = w.expr(Factors(Boxed(Factors(layer.upstream[i], layer.local_jacobian[i, i])), layer.inputs[j]))
     else:
         # every output couples here: O(n) terms per unit, so built only when a check asks (wide layers stay cheap)
         gradient = Deferred(lambda: _coupled_chain(loss(), layer, z_i, dz_dw()))
         coupled = Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_i)), (INDEX_K, 1, n))
-        factors = w.show(Factors(coupled, Partial(z_i, weight)), gradient)
+        factors = w.show(Factors(Boxed(coupled), Partial(z_i, weight)), gradient)
         if n > TERMS_SHOWN:  # Σ over the outputs rather than every term
-            general = Factors(_softmax_sum(layer, derivation.symbols["y"][0], i), layer.inputs[j])
-            written = w.show(general, Deferred(expand_notation, general, entries))
+            summed = _softmax_sum(layer, derivation.symbols["y"][0], i)
+            general = Factors(Boxed(summed), layer.inputs[j])
+            written = w.show(general, Deferred(expand_notation, Factors(summed, layer.inputs[j]), entries))
         else:
-            written = w.expr(Factors(layer.delta_chain[i], layer.inputs[j]))
+            written = w.expr(Factors(Boxed(layer.delta_chain[i]), layer.inputs[j]))
     blocks.append(Chain((w.show(Partial(LOSS, weight), gradient), factors, written)))
 
     delta_i = _base(f"delta{l_}")[INDEX_I]
+    w.name_errors()
     blocks.append(
         w.say(
-            "shared_factor",
+            "shared_factor" if derivation.network == TUTORIAL else "shared_factor_boxed",
             i=w.show(INDEX_I),
             j=w.show(INDEX_J),
             delta=w.show(Eq(delta_i, Partial(LOSS, _base(f"z{l_}")[INDEX_I]), evaluate=False)),
@@ -549,11 +660,11 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
             by_sympy = Deferred(
                 lambda a_u=a_u, z_u=z_u, unit=unit: sympy.diff(loss(), a_u) * sympy.diff(layer.a_definition[unit], z_u)
             )
-            factors = w.show(Factors(Partial(LOSS, a_u), Partial(a_u, z_u)), by_sympy)
+            factors = w.show(Boxed(Factors(Partial(LOSS, a_u), Partial(a_u, z_u))), by_sympy)
             written = w.expr(Factors(layer.upstream[unit], layer.local_jacobian[unit, unit]))
         else:
             by_sympy = Deferred(lambda z_u=z_u: _coupled_chain(loss(), layer, z_u))
-            factors = w.show(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n)), by_sympy)
+            factors = w.show(Boxed(Sum(Factors(Partial(LOSS, a_k), Partial(a_k, z_u)), (INDEX_K, 1, n))), by_sympy)
             if n > TERMS_SHOWN:
                 general = _softmax_sum(layer, derivation.symbols["y"][0], unit)
                 written = w.show(general, Deferred(expand_notation, general, entries))
@@ -847,13 +958,77 @@ def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
                 )
             )
     blocks.append(Chain((w.show(LOSS), _matrix_of(w, [[result["loss"]]], scalar=True)), "numbers"))
+    blocks += _worked(w, values, named, result, samples)
     for layer in reversed(derivation.layers):
         blocks.append(
             Chain((w.show(_column(f"delta{layer.index}", 1)), _matrix_of(w, named[f"delta{layer.index}"])), "numbers")
         )
     for name in derivation.parameters:
         blocks.append(Chain((w.show(Partial(LOSS, _column(name, 1))), _matrix_of(w, result[name])), "numbers"))
-    return blocks
+    return blocks + _pytorch(w, values, named, result)
+
+
+FLOAT32_DIGITS = 7  # float32's significant decimal digits, about (24 bits)
+PYTORCH_ENTRIES = 8  # a parameter with more entries is left out of the PyTorch box (its vector is above)
+
+
+def torch_style(rows: Sequence[Sequence[float]]) -> str:
+    """Numbers as PyTorch prints a small float tensor's: 4 decimals after the first digit; a column flat."""
+    cells = [[f"{float(v):.4e}" for v in row] for row in rows]
+    if all(len(row) == 1 for row in cells):
+        return "[" + ", ".join(row[0] for row in cells) + "]"
+    return "[" + ", ".join("[" + ", ".join(row) + "]" for row in cells) + "]"
+
+
+def cancelled_digits(derivation: Derivation, named) -> tuple[LayerDerivation, float, int] | None:
+    """The layer, output and digits of the worst cancellation in 1 − a (σ' = a(1 − a)) or 1 − a² (tanh' = 1 − a²):
+    the digits float32 loses there, of its 7."""
+    worst = None
+    for layer in derivation.layers:
+        for row in named[f"a{layer.index}"]:
+            a = float(row[0])
+            rest = {"sigmoid": 1 - a, "tanh": 1 - a * a}.get(layer.activation.name)
+            if rest is None or rest <= 0:
+                continue
+            digits = round(-math.log10(rest))
+            if digits >= 1 and (worst is None or digits > worst[2]):
+                worst = (layer, a, digits)
+    return worst
+
+
+def _pytorch(w: _Writer, values, named, result) -> list[Block]:
+    """What float32 (PyTorch's default) gives for each small gradient, beside the exact value, and why they part."""
+    from ._float32 import float32_gradients  # NumPy: only for a page with numbers
+
+    derivation = w.derivation
+    try:
+        single = float32_gradients(derivation, values)
+    except (NotImplementedError, FloatingPointError):  # a function NumPy has no float32 form of here
+        return []
+    shown = [name for name in derivation.parameters if len(single[name].ravel()) <= PYTORCH_ENTRIES]
+    if not shown:
+        return []
+    blocks: list[Block] = [Frame(w.words["pytorch_title"]), w.say("pytorch_intro")]
+    differ = False
+    for name in shown:
+        low, exact = torch_style(single[name].tolist()), torch_style(result[name])
+        differ = differ or low != exact
+        blocks.append(w.say("pytorch_line", name=name, float32=low, exact=exact))
+    worst = cancelled_digits(derivation, named)
+    if not differ:
+        blocks.append(w.say("pytorch_agree"))
+    elif worst is not None:
+        layer, a, digits = worst
+        whole = Symbol(f"a{layer.index}", real=True)  # the layer's output as one number, printed as its vector
+        w.latex_names[whole] = latex_name(whole.name)
+        output = w.show(whole)
+        rest = w.show(1 - whole ** (1 if layer.activation.name == "sigmoid" else 2))
+        key = "pytorch_reason" if digits < FLOAT32_DIGITS else "pytorch_reason_all"
+        value = f"{a:.{max(SHOWN_DIGITS, digits + 1)}g}"  # enough digits to show how close to 1
+        blocks.append(w.say(key, rest=rest, a=output, value=value, digits=digits))
+    else:
+        blocks.append(w.say("pytorch_rounding"))
+    return [*blocks, FrameEnd()]
 
 
 def number_format(numbers: Sequence[float]) -> str:
@@ -898,9 +1073,248 @@ def _matrix_of(w: _Writer, rows: Sequence[Sequence[float]], scalar: bool = False
     return w.show(sympy.ImmutableMatrix([[_number(v, style) for v in row] for row in rows]))
 
 
+def _product(tree: sympy.Basic) -> sympy.Basic:
+    """A tree as SymPy's product: Factors multiplied out (in SymPy's order), a box opened."""
+    return tree.replace(Boxed, lambda content: content).replace(Factors, lambda *factors: sympy.Mul(*factors))
+
+
+def _reorders(previous: Math, term: Math) -> bool:
+    """Whether ``term`` only writes the factors of ``previous`` in another order (a line that teaches nothing)."""
+    before, after = _product(previous.tree), _product(term.tree)
+    return isinstance(after, sympy.Mul) and before == after
+
+
 def _dedupe(terms: list[Math]) -> tuple[Math, ...]:
+    """The sides of a chain without repeats: a side printed as the one before, or only reordering its factors."""
     kept: list[Math] = []
     for term in terms:
-        if not kept or kept[-1].latex != term.latex:
+        if not kept or (kept[-1].latex != term.latex and not _reorders(kept[-1], term)):
             kept.append(term)
     return tuple(kept)
+
+
+# --- the summary: backpropagation in four matrix equations ------------------------------------------------------
+
+
+class _NoMatrixForm(Exception):
+    """A matrix program expression with no matrix notation here (a sum over units: softmax's output δ)."""
+
+
+def _program_tree(expression: sympy.Expr, shapes: Mapping[str, tuple], functions: Mapping[str, Symbol]):
+    """A matrix program's expression as a matrix-notation tree: matmul as MatMul, transpose as ᵀ, batch_sum as
+    the product with 𝟏, an activation's backward step as ⊙ f'(z), element-wise products as ⊙; a whole matrix
+    is a MatrixSymbol of its shape (``shapes``, by name), a number or B stays a scalar."""
+
+    def tree(e):
+        if isinstance(e, Symbol):
+            if e.name not in shapes:
+                raise _NoMatrixForm(e.name)
+            return MatrixSymbol(e.name, *shapes[e.name])
+        if isinstance(e, matmul):
+            return sympy.MatMul(tree(e.args[0]), tree(e.args[1]))
+        if isinstance(e, transpose):
+            return Transpose(tree(e.args[0]))
+        if isinstance(e, batch_sum):
+            inner = tree(e.args[0])
+            return sympy.MatMul(inner, OneMatrix(inner.shape[1], 1))
+        if isinstance(e, ActivationBackwardBase):
+            upstream, z, _ = e.args
+            return HadamardProduct(tree(upstream), Elementwise(functions[e.activation], tree(z), prime=True))
+        if e.is_Number or isinstance(e, batch_size):
+            return e
+        if isinstance(e, sympy.Add):
+            terms = [tree(t) for t in e.args]
+            if not all(isinstance(t, sympy.MatrixExpr) for t in terms):
+                raise _NoMatrixForm(str(e))
+            return functools.reduce(operator.add, terms)  # SymPy's own order, as a reader's a − y builds it
+        if isinstance(e, sympy.Mul):
+            factors = [tree(f) for f in e.args]
+            matrices = [f for f in factors if isinstance(f, sympy.MatrixExpr)]
+            scalar = sympy.Mul(*(f for f in factors if not isinstance(f, sympy.MatrixExpr)))
+            if not matrices:
+                return scalar
+            product = matrices[0] if len(matrices) == 1 else HadamardProduct(*matrices)
+            return product if scalar == 1 else scalar * product
+        if isinstance(e, sympy.Pow) and not isinstance(tree(e.args[0]), sympy.MatrixExpr):
+            return sympy.Pow(tree(e.args[0]), e.args[1])
+        raise _NoMatrixForm(str(e))
+
+    return tree(expression)
+
+
+def _shapes(tree: sympy.Basic) -> Shapes:
+    """The shape of each factor of ``tree`` as it is written, and the shape of the whole."""
+
+    def dims(shape) -> tuple[str, str]:
+        rows, columns = (str(d) for d in shape)
+        return rf"({rows} \times {columns})", f"({rows}×{columns})"
+
+    def walk(e) -> tuple[str, str]:
+        if isinstance(e, sympy.MatMul):
+            parts = [walk(f) for f in e.args if isinstance(f, sympy.MatrixExpr)]
+            return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
+        if isinstance(e, HadamardProduct):
+            parts = [walk(f) for f in e.args]
+            return r" \odot ".join(p[0] for p in parts), " ⊙ ".join(p[1] for p in parts)
+        return dims(e.shape)  # a whole matrix, a sum of them (a − y), f'(z) or 𝟏
+
+    latex, text = walk(tree)
+    rows, columns = (str(d) for d in tree.shape)
+    return Shapes(rf"{latex} \to {rows} \times {columns}", f"{text} → {rows}×{columns}")
+
+
+def _summary(w: _Writer) -> list[Block]:
+    """Backpropagation in four matrix equations over a batch (output δ, the δ recursion, ∂L/∂W, ∂L/∂b; ∂L/∂x when
+    derived), each the matrix program's own step, with the shapes of its factors at this network's widths."""
+    derivation = w.derivation
+    network, layers = derivation.network, derivation.layers
+    program = {step.target.name: step for step in derivation.matrix_program.steps}
+    shapes: dict[str, tuple] = {"x": (network.sizes[0], BATCH_SIZE), "y": (network.sizes[-1], BATCH_SIZE)}
+    for layer in layers:
+        n, m = layer.weight.shape
+        shapes.update({f"W{layer.index}": (n, m), f"b{layer.index}": (n, 1)})
+        shapes.update({f"{kind}{layer.index}": (n, BATCH_SIZE) for kind in ("z", "a", "delta")})
+    functions = {layer.activation.name: _activation_symbol(layer) for layer in layers}
+    one_sample, two_samples = 1, BATCH  # a δ column by column; a gradient summed over a batch
+
+    def equation(left: Math, target: str, samples: int) -> Chain:
+        tree = _program_tree(program[target].expression, shapes, functions)
+        value = Deferred(_summary_value, tree, derivation, samples)
+        return Chain((left, w.show(tree, value)), "matrix program", _shapes(tree))
+
+    top = layers[-1]
+    blocks: list[Block] = [Frame(w.words["heading_summary"])]
+    delta_of = {layer.index: _column(f"delta{layer.index}", len(layer.z), BATCH_SIZE) for layer in layers}
+    try:
+        output = [equation(w.show(delta_of[top.index], top.delta), f"delta{top.index}", one_sample)]
+    except _NoMatrixForm:  # softmax's δ sums over the units (Σ_k): its entries are the output layer's above
+        output = []
+        blocks.append(w.say("summary_output_above", delta=w.show(delta_of[top.index])))
+    blocks += [w.say("summary_batch", B=w.show(BATCH_SIZE)), *output]  # its "…:" just above its equations
+    for layer in reversed(layers[:-1]):
+        blocks.append(equation(w.show(delta_of[layer.index], layer.delta), f"delta{layer.index}", one_sample))
+    for layer in layers:
+        n, m = layer.weight.shape
+        summed = Deferred(_over_batch, derivation, f"W{layer.index}")
+        left = w.show(Partial(LOSS, _column(f"W{layer.index}", n, m)), summed)
+        blocks.append(equation(left, f"grad_W{layer.index}", two_samples))
+    if network.bias:
+        for layer in layers:
+            n = len(layer.z)
+            summed = Deferred(_over_batch, derivation, f"b{layer.index}")
+            left = w.show(Partial(LOSS, _column(f"b{layer.index}", n)), summed)
+            blocks.append(equation(left, f"grad_b{layer.index}", two_samples))
+    if "grad_x" in program:
+        first = layers[0]
+        left = w.show(Partial(LOSS, _column("x", len(first.inputs), BATCH_SIZE)), Deferred(_input_gradient, first))
+        blocks.append(equation(left, "grad_x", one_sample))
+    return [*blocks, FrameEnd()]
+
+
+def _summary_value(tree: sympy.Basic, derivation: Derivation, samples: int) -> sympy.Matrix:
+    """What a summary tree stands for on ``samples`` samples (a column each, renamed copies after the first): the
+    parameters as they are, x, y, z, a, δ as columns of the derivation's symbols, each f'(z) as its entries'
+    derivatives (SymPy's), 𝟏 as a column of ``samples`` ones."""
+
+    def columns(entries) -> sympy.Matrix:
+        column = _matrix(entries)
+        return sympy.Matrix.hstack(*(column.applyfunc(lambda e, s=s: _sample(e, s)) for s in range(1, samples + 1)))
+
+    layers = {layer.index: layer for layer in derivation.layers}
+    table: dict[sympy.Basic, sympy.Matrix] = {}
+    for atom in tree.atoms(MatrixSymbol):
+        name = atom.name
+        if name in ("x", "y"):
+            table[atom] = columns(derivation.symbols[name])
+        elif name.startswith("W"):
+            table[atom] = _matrix(derivation.symbols[name])
+        else:
+            kind, index = name.rstrip("0123456789"), int(name[len(name.rstrip("0123456789")) :])
+            table[atom] = columns(getattr(layers[index], {"delta": "delta"}.get(kind, kind)))
+    for node in tree.atoms(Elementwise):
+        layer = layers[int(node.args[1].name[1:])]
+        table[node] = columns(sympy.Matrix([layer.local_jacobian[j, j] for j in range(len(layer.z))]))
+    for ones in tree.atoms(OneMatrix):
+        table[ones] = sympy.ones(samples, 1)
+    return matrix_value(tree, table)
+
+
+# --- worked numbers: each δ and gradient entry from the numbers above it --------------------------------------
+
+SHOWN_DIGITS = 5  # a result's significant digits; a worked step's inputs get more where its arithmetic cancels
+WORKED_WIDTH = 110  # a worked step longer than this (text characters) is left to the vector of results
+
+
+def _numeric(expression: sympy.Expr, numbers: Mapping[sympy.Basic, float], samples: int) -> float:
+    """``expression`` at ``numbers`` (each symbol's value), in 30-digit arithmetic."""
+    plain = expression.replace(Boxed, lambda c: c).replace(Factors, lambda *f: sympy.Mul(*f))
+    at = {symbol: sympy.Float(repr(value), 30) for symbol, value in numbers.items()}
+    value = plain.xreplace({BATCH_SIZE: sympy.Integer(samples), **at}).evalf(30)
+    return float(value) if value.is_real and value.is_finite else math.nan  # 1/(1 − a) at a rounded to 1: zoo
+
+
+def _five(value: float) -> str:
+    return f"{value:.{SHOWN_DIGITS - 1}e}"
+
+
+def worked_step(expression: sympy.Expr, numbers: Mapping[sympy.Basic, float], result: float, samples: int = 1):
+    """``expression`` with each symbol's number shown, to the fewest digits (from 5) from which the expression gives
+    ``result`` to the 5 digits shown: where it cancels (1 − a at a ≈ 1), its inputs are shown with more."""
+    used = {s: v for s, v in numbers.items() if expression.has(s)}
+    for digits in range(SHOWN_DIGITS, 18):
+        shown = {symbol: Shown(value, digits) for symbol, value in used.items()}
+        rounded = {symbol: float(number.args[0]) for symbol, number in shown.items()}
+        if _five(_numeric(expression, rounded, samples)) == _five(result):
+            return expression.xreplace({BATCH_SIZE: sympy.Integer(samples), **shown})
+    return None  # no digits of float64's give the result (it cancels past them): the line is left out
+
+
+def _sample_numbers(derivation: Derivation, values: Mapping[str, object], named) -> dict[sympy.Basic, float]:
+    """Every symbol of the derivation -> its number at the first sample."""
+    numbers: dict[sympy.Basic, float] = {}
+    for name, matrix in derivation.symbols.items():
+        rows = values[name]
+        for i in range(matrix.rows):
+            for j in range(matrix.cols):
+                row = rows[i] if isinstance(rows[i], (list, tuple)) else [rows[i]]
+                numbers[matrix[i, j]] = float(row[0 if name in ("x", "y") else j])
+    for layer in derivation.layers:
+        for kind in ("z", "a", "delta"):
+            for symbol, row in zip(getattr(layer, kind), named[f"{kind}{layer.index}"]):
+                numbers[symbol] = float(row[0])
+    return numbers
+
+
+def _worked(w: _Writer, values, named, result, samples: int) -> list[Block]:
+    """Each δ entry (of the first sample) and, for one sample, each gradient entry, worked from the numbers above."""
+    derivation = w.derivation
+    numbers = _sample_numbers(derivation, values, named)
+    lines: list[Block] = []
+
+    def line(left: sympy.Basic, expression: sympy.Expr, value: float) -> None:
+        tree = worked_step(expression, numbers, value, samples)
+        if tree is None:
+            return
+        chain = Chain((w.show(left), w.show(tree), w.show(_number(value, number_format([value])))), "numbers")
+        if sum(len(t.text) for t in chain.terms) <= WORKED_WIDTH:
+            lines.append(chain)
+
+    for layer in reversed(derivation.layers):
+        above = derivation.layers[layer.index] if layer.index < len(derivation.layers) else None
+        for unit in _shown(len(layer.z)):
+            value = float(named[f"delta{layer.index}"][unit][0])
+            if above is not None and len(above.z) > TERMS_SHOWN:
+                continue
+            if layer.activation.elementwise:
+                expression = Factors(layer.upstream[unit], layer.local_jacobian[unit, unit])
+            else:
+                expression = layer.delta_definition[unit]
+            line(layer.delta[unit], expression, value)
+        if samples == 1:  # a batch's gradient is a sum over samples: its vector below
+            for i in _shown(len(layer.z)):
+                for j in _shown(len(layer.inputs)):
+                    gradient = float(result[f"W{layer.index}"][i][j])
+                    line(Partial(LOSS, layer.weight[i, j]), Factors(layer.delta[i], layer.inputs[j]), gradient)
+    if not lines:
+        return []
+    return [w.say("numbers_worked" if samples == 1 else "numbers_worked_first_sample"), *lines]

@@ -23,12 +23,18 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "tutorial_title": "chainrule: the tutorial's network, derived by SymPy, compiled to torch, checked against "
         "autograd",
         "tutorial_forward": "Forward pass (exact; the tutorial prints float32 to 4 digits)",
+        "motivation": "Gradient descent needs the gradient {dW} of the loss for every weight W of the network. "
+        "Backpropagation gets them all in one backward pass: it works out each layer's error {delta} once and reuses "
+        "it, instead of running the chain rule from the loss again for every weight.",
         "network": "Network {network}, layer sizes {sizes}.",
+        "heading_backward": "Backward pass",
+        "backward_intro": "The chain rule, applied from the loss back towards the input, one layer at a time.",
+        "heading_checked": "How this page was checked",
         "describe_bias": "with bias",
         "describe_mean": "mean over the batch",
         "list_separator": ", ",  # between the items of a list said in words (the network's description, layers)
         "what_is_derived": (
-            "SymPy differentiates the definitions below (the loss, each activation, each {layer_map}) with "
+            "SymPy differentiated the definitions above (the loss, each activation, each {layer_map}) with "
             "sympy.diff; the chain rule joins those derivatives through the named intermediates {z}, {a} and {delta}. "
             "chainrule's tests check, on many networks (fixed and random), that in such a derivation each side of "
             "every equation equals the next, and read each printed equation back to compare it with what was checked."
@@ -43,6 +49,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "heading_numbers": "Numbers",
         "column_symbol": "symbol",
         "column_meaning": "meaning",
+        "column_shape": "shape (layer 1, 2, …)",
+        "notation_B": "the batch size: the number of samples, one column each",
         "notation_x": "input, a column of length {n}; a batch has one column per sample",
         "notation_y": "target, a column of length {n}",
         "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of the layer below",
@@ -72,6 +80,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
         "shared_factor": "Everything before the last factor depends on the unit {i} but not on the input {j}. It is "
         "the shared factor (the tutorial's red box), named the error of the unit, {delta}:",
+        "shared_factor_boxed": "Everything before the last factor depends on the unit {i} but not on the input {j}. "
+        "It is the shared factor (boxed in red), named the error of the unit, {delta}:",
         "delta_is_difference": "For this activation and loss function SymPy simplifies the error to {equation}.",
         "delta_is_difference_for_probabilities": "When the target is a probability vector (its entries sum to 1), "
         "SymPy simplifies the error to {equation}.",
@@ -84,8 +94,29 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "matrix_outer": "Each entry above is one entry of an outer product, so a whole gradient is one matrix "
         "product. With a batch (one sample per column of x, a and δ) the product also sums over the samples:",
         "matrix_bias": "and a bias gradient sums the errors over the samples:",
+        "heading_summary": "Summary: backpropagation in matrix form",
+        "summary_batch": "In matrix form, for a batch of {B} samples (one per column), with the shape of each "
+        "factor beside it:",
+        "summary_output_above": "{delta}: the output layer's error, entry by entry as above (its softmax sums over "
+        "the units).",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
+        "numbers_worked": "Backward, entry by entry, from the numbers above (rounded; where a step cancels, its "
+        "numbers keep more digits, enough for the result's five):",
+        "numbers_worked_first_sample": "Backward, entry by entry, for the first sample, from the numbers above "
+        "(rounded; where a step cancels, its numbers keep more digits, enough for the result's five):",
+        "pytorch_title": "Checked with PyTorch",
+        "pytorch_intro": "loss.backward() in float32, PyTorch's default, takes the same steps, each rounded to "
+        "float32. Computed so here (chainrule's tests compare these numbers with torch's autograd) and printed as "
+        "PyTorch prints them, beside the exact values.",
+        "pytorch_line": "{name}.grad = {float32} in float32; exact {exact}",
+        "pytorch_reason": "Why the last digit differs: float32 carries about 7 significant digits, and {rest} at "
+        "{a} ≈ {value} cancels about {digits} of them.",
+        "pytorch_reason_all": "Why float32 loses these gradients: it carries about 7 significant digits, and {rest} "
+        "at {a} ≈ {value} cancels about {digits}, more than all of them.",
+        "pytorch_agree": "float32 and the exact values agree to every digit PyTorch prints.",
+        "pytorch_rounding": "float32 carries about 7 significant digits; the rounding of each step accounts for the "
+        "difference.",
         "numbers_skipped": "Not shown: SymPy evaluates every entry exactly (20 digits), and this network "
         "with these samples has {entries} parameter entries, above the page's limit of {limit}. "
         "`chainrule verify` computes every gradient numerically.",
@@ -210,12 +241,17 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "heading_gradients": "梯度",
         "tutorial_title": "chainrule：教程中的网络，由 SymPy 推导，编译为 torch 函数，并与 autograd 对照检查",
         "tutorial_forward": "正向传播（精确值；教程打印的是 float32，保留 4 位有效数字）",
+        "motivation": "梯度下降需要损失函数对网络中每个权重 𝑊 的梯度 {dW}。反向传播在一次反向计算中得到全部梯度："
+        "它为每一层只求一次误差项 {delta}，然后重复使用，而不必为每个权重都从损失函数重新应用一遍链式法则。",
         "network": "网络 {network}，各层大小 {sizes}。",
+        "heading_backward": "反向传播",
+        "backward_intro": "从损失函数出发，向输入方向逐层应用链式法则。",
+        "heading_checked": "本页如何检查",
         "describe_bias": "带偏置",
         "describe_mean": "批内取平均",
         "list_separator": "、",  # 顿号: the Chinese enumeration comma
         "what_is_derived": (
-            "SymPy 用 sympy.diff 对下面的各个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
+            "SymPy 用 sympy.diff 对上面的各个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
             "链式法则再通过有名字的中间量 {z}、{a} 和 {delta} 把这些导数串联起来。"
             "chainrule 的测试在许多网络（固定的和随机生成的）上验证：推导中每个连等式的相邻两边都相等；"
             "测试还把打印出的每个等式重新解析，与验证过的表达式对比。"
@@ -230,6 +266,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "heading_numbers": "数值",
         "column_symbol": "符号",
         "column_meaning": "含义",
+        "column_shape": "形状（第 1、2、… 层）",
+        "notation_B": "批大小：样本数，每个样本一列",
         "notation_x": "输入，长度为 {n} 的列向量；一批样本中每个样本占一列",
         "notation_y": "目标值，长度为 {n} 的列向量",
         "notation_W": "第 𝑙 层的权重：第 𝑖 行对应本层的第 𝑖 个单元，第 𝑗 列对应前一层的第 𝑗 个单元",
@@ -260,6 +298,8 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "delta_is_difference": "对于这种激活函数与损失函数的组合，SymPy 把误差项化简为 {equation}。",
         "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
         "SymPy 把误差项化简为 {equation}。",
+        "shared_factor_boxed": "最后一个因子之前的部分只与单元 {i} 有关，与输入 {j} 无关。"
+        "这就是公共因子（图中红框标出），称为该单元的误差项 {delta}：",
         "error_times_input": "因此，梯度的每个分量都等于误差项乘以输入：",
         "hidden_collects": "本层每个单元的输出都送往后一层的每个单元，因此它的误差项要经由 {W} "
         "收集后一层的误差项，这里直接复用已算出的 {delta}：",
@@ -269,8 +309,26 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "matrix_outer": "上面每个分量都是一个外积中的元素，所以整个梯度只需一次矩阵乘法。"
         "对一批样本（𝑥、𝑎 和 δ 的每一列对应一个样本），这次矩阵乘法同时完成了对样本的求和：",
         "matrix_bias": "偏置的梯度则是把误差项对样本求和：",
+        "heading_summary": "小结：反向传播的矩阵形式",
+        "summary_batch": "矩阵形式：一批 {B} 个样本（每个样本占一列），每个因子的形状标在旁边：",
+        "summary_output_above": "{delta}：输出层的误差项，逐个分量的写法见上文（其中 softmax 要对各单元求和）。",
         "closed_intro": "把所有中间量逐一代回，就得到用 𝑥、𝑦 和参数表示的各分量：",
         "numbers_intro": "在下列数值处（按 20 位有效数字计算，显示时四舍五入）：",
+        "numbers_worked": "反向传播逐个分量代入上面的数值计算（显示时已四舍五入；某一步因相减而损失有效数字时，"
+        "该步多保留几位，保证结果有五位有效数字）：",
+        "numbers_worked_first_sample": "反向传播逐个分量代入上面的数值计算，以第一个样本为例（显示时已四舍五入；"
+        "某一步因相减而损失有效数字时，该步多保留几位，保证结果有五位有效数字）：",
+        "pytorch_title": "用 PyTorch 核对",
+        "pytorch_intro": "loss.backward() 在 float32（PyTorch 的默认类型）下按同样的步骤计算，每一步都舍入到 float32。"
+        "本页用同样的方式算出这些值（chainrule 的测试把它们与 torch 的 autograd 对照），按 PyTorch 的格式打印，"
+        "并在旁边给出精确值。",
+        "pytorch_line": "{name}.grad = {float32}（float32）；精确值 {exact}",
+        "pytorch_reason": "最后一位不同的原因：float32 只有约 7 位有效数字，而在 {a} ≈ {value} 处，{rest} "
+        "相减时抵消了其中约 {digits} 位。",
+        "pytorch_reason_all": "float32 算不出这些梯度的原因：它只有约 7 位有效数字，而在 {a} ≈ {value} 处，{rest} "
+        "相减时抵消了约 {digits} 位，比它全部的有效数字还多。",
+        "pytorch_agree": "float32 与精确值在 PyTorch 打印出的每一位上都一致。",
+        "pytorch_rounding": "float32 只有约 7 位有效数字，这点差别来自各步的舍入。",
         "numbers_skipped": "此处不列出数值：SymPy 要逐个分量精确计算（20 位有效数字），而这个网络在这些样本上共有 "
         "{entries} 个参数分量，超过了本页的上限 {limit}。`chainrule verify` 会用数值方法计算全部梯度。",
         "large_matrix": "{rows} × {cols} 矩阵，分量绝对值最大为 {largest}",

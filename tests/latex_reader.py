@@ -41,6 +41,9 @@ class Reader:
     """Reads a printed side; ``names`` maps printed names (W2[1,1], a2, delta2, z) to what they stand for."""
 
     def __init__(self, latex: str, names: dict[str, object], functions: dict[str, object]):
+        # colour and the red box are emphasis, not mathematics: {\color{red}\boxed{\color{black}X}} reads as {{X}}
+        # (tests/test_box.py checks where they are)
+        latex = re.sub(r"\\color\{\w+\}|\\boxed", "", latex)
         self.tokens = [t for t in TOKEN.findall(latex) if t not in SPACES]
         self.position = 0
         self.names, self.functions = names, functions

@@ -20,13 +20,15 @@ def test_sections_come_in_teaching_order():
     assert _headings(blocks) == [
         "Notation",
         "Forward pass",
+        "Backward pass",
         "Output layer (layer 2)",
         "Layer 1",
         "Gradients in matrix form",
         "Numbers",
+        "How this page was checked",
     ]
     notation = next(block for block in blocks if isinstance(block, Notation))
-    symbols = [math.latex for math, _ in notation.rows]
+    symbols = [math.latex for math, _, _ in notation.rows]
     for symbol in ("x", "y", "W^{(l)}", "z^{(l)}", "a^{(l)}", r"\delta^{(l)}", r"\sigma", r"u \odot v"):
         assert symbol in symbols
 
@@ -34,9 +36,9 @@ def test_sections_come_in_teaching_order():
 def test_output_weight_is_derived_factor_by_factor_then_delta_is_named():
     blocks = explain(derive(TUTORIAL))
     texts = [" = ".join(term.text for term in block.terms) for block in blocks if isinstance(block, Chain)]
-    factor_by_factor = "∂L/∂W⁽²⁾[1,1] = ∂L/∂a⁽²⁾[1] · ∂a⁽²⁾[1]/∂z⁽²⁾[1] · ∂z⁽²⁾[1]/∂W⁽²⁾[1,1]"
+    factor_by_factor = "∂L/∂W⁽²⁾[1,1] = ⟦∂L/∂a⁽²⁾[1] · ∂a⁽²⁾[1]/∂z⁽²⁾[1]⟧ · ∂z⁽²⁾[1]/∂W⁽²⁾[1,1]"  # ⟦⟧: the red box
     derivative = "σ'(z) = "
-    named = "δ⁽²⁾[1] = ∂L/∂a⁽²⁾[1] · ∂a⁽²⁾[1]/∂z⁽²⁾[1]"
+    named = "δ⁽²⁾[1] = ⟦∂L/∂a⁽²⁾[1] · ∂a⁽²⁾[1]/∂z⁽²⁾[1]⟧"
     reused = "δ⁽¹⁾[1] = (Σ[i=1..2] ∂L/∂z⁽²⁾[i] · ∂z⁽²⁾[i]/∂a⁽¹⁾[1]) · ∂a⁽¹⁾[1]/∂z⁽¹⁾[1]"
     positions = [
         next(k for k, t in enumerate(texts) if t.startswith(s)) for s in (derivative, factor_by_factor, named, reused)

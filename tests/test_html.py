@@ -41,7 +41,7 @@ from symbolic import (
     render_html,
     sample_values,
 )
-from symbolic._render import Chain, Heading, Math, Notation, Prose, explain
+from symbolic._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
 
 # --- a tree of the page, from the standard library's HTML tokenizer ---------------------------------------
 
@@ -188,12 +188,20 @@ def _joined(parts: list) -> list:
 def _items(page: str) -> list[tuple]:
     """The blocks of the page's column, read back: (kind, what the reader sees or the formula's TeX)."""
     (main,) = elements(page, "main")
+    return _read_items(main.children)
+
+
+def _read_items(children) -> list[tuple]:
     items = []
-    for node in main.children:
+    for node in children:
         if not isinstance(node, Node) or node.tag in ("h1", "figure"):
             continue
-        if node.tag == "h2":
-            items.append(("heading", node.text()))
+        if node.tag == "section" and "cr-frame" in node.classes():  # the summary's box, and what it holds
+            title, *inside = [child for child in node.children if isinstance(child, Node)]
+            assert "cr-frame-title" in title.classes()
+            items += [("frame", title.text()), *_read_items(inside), ("frame end",)]
+        elif node.tag in ("h2", "h3"):
+            items.append(("heading", node.text(), int(node.tag[1])))
         elif node.tag == "p":
             parts = [("math", c.attrs["data-tex"], c.text()) if isinstance(c, Node) else c for c in node.children]
             items.append(("prose", _joined(parts)))
@@ -208,7 +216,14 @@ def _items(page: str) -> list[tuple]:
                 (
                     "notation",
                     tuple(c.text() for c in header),
-                    [(s.children[0].attrs["data-tex"], m.text()) for s, m in rows],
+                    [
+                        (
+                            s.children[0].attrs["data-tex"],
+                            shape.children[0].attrs["data-tex"] if shape.children else None,
+                            m.text(),
+                        )
+                        for s, shape, m in rows
+                    ],
                 )
             )
         else:
@@ -228,15 +243,20 @@ def test_the_page_holds_every_block_of_the_explanation_in_order(pages, name):
             expected.append([block] if isinstance(block, Chain) else block)
     assert len(items) == len(expected)
     for item, block in zip(items, expected):
-        if isinstance(block, Heading):
-            assert item == ("heading", block.text)
+        if isinstance(block, Frame):
+            assert item == ("frame", block.title)
+        elif isinstance(block, FrameEnd):
+            assert item == ("frame end",)
+        elif isinstance(block, Heading):
+            assert item == ("heading", block.text, block.level)
         elif isinstance(block, Prose):
             assert item == (
                 "prose",
                 _joined([("math", p.latex, p.text) if isinstance(p, Math) else p for p in block.parts]),
             )
         elif isinstance(block, Notation):
-            assert item == ("notation", block.header, [(m.latex, meaning) for m, meaning in block.rows])
+            rows = [(m.latex, shape.latex if shape else None, meaning) for m, shape, meaning in block.rows]
+            assert item == ("notation", block.header, rows)
         else:  # a run of equations: every side's TeX, in order, in one display; its text until KaTeX sets it
             kind, tex, text = item
             assert kind == "display"
@@ -329,7 +349,7 @@ def _maths(block) -> list[Math]:
     if isinstance(block, Chain):
         return list(block.terms)
     if isinstance(block, Notation):
-        return [m for m, _ in block.rows]
+        return [m for m, _, _ in block.rows]
     return []
 
 
@@ -345,7 +365,7 @@ def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
     blocks = [
         Heading(HOSTILE),
         Prose((HOSTILE, formula, HOSTILE)),
-        Notation((HOSTILE, HOSTILE), ((formula, HOSTILE),)),
+        Notation((HOSTILE, HOSTILE, HOSTILE), ((formula, None, HOSTILE),)),
         Chain((formula, formula)),
     ]
     monkeypatch.setattr(symbolic._html, "explain", lambda *arguments: blocks)
@@ -355,9 +375,9 @@ def test_every_piece_of_text_is_escaped(tutorial, monkeypatch):
     (main,) = elements(page, "main")
     assert {node.tag for node in main.walk()} == set("h1 h2 p span table thead tbody tr th td div".split())
     assert _items(page) == [
-        ("heading", HOSTILE),
+        ("heading", HOSTILE, 2),
         ("prose", [HOSTILE, ("math", "x", HOSTILE), HOSTILE]),
-        ("notation", (HOSTILE, HOSTILE), [("x", HOSTILE)]),
+        ("notation", (HOSTILE, HOSTILE, HOSTILE), [("x", None, HOSTILE)]),
         ("display", "\\begin{aligned}\nx &= x\n\\end{aligned}", f"{HOSTILE} = {HOSTILE}"),
     ]
 

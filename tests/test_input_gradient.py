@@ -44,7 +44,7 @@ def test_derivation_text_shows_the_input_gradient():
 
     network = Network([2, 3, 1], "tanh", "half_sse")
     assert "∂L/∂x = W⁽¹⁾ᵀ δ⁽¹⁾" in derive(network, wrt=("x",)).text()
-    assert r"{W^{(1)}}^{\top} \delta^{(1)}" in derive(network, wrt=("x",)).latex()
+    assert r"{W^{(1)}}^{\top} {\color{red}\delta^{(1)}}" in derive(network, wrt=("x",)).latex()  # δ red once named
     assert "∂L/∂x" not in derive(network).text()
 
 

@@ -30,7 +30,12 @@ def _values(network):
 
 
 def _document(body: str) -> str:
-    return "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    # xcolor: the red box's \color, which MathJax and KaTeX (Markdown's and notebooks' math) define themselves
+    return (
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,xcolor}\n\\begin{document}\n"
+        + body
+        + "\n\\end{document}\n"
+    )
 
 
 @pytest.mark.parametrize("key", sorted(NETWORKS))
@@ -54,8 +59,9 @@ def test_markdown_and_notebook_math_compile(pdflatex, tmp_path, key):
     derivation = derive(NETWORKS[key])
     markdown = derivation.markdown()
     assert derivation._repr_markdown_() == markdown
-    blocks = re.findall(r"\$\$\n(.*?)\n\$\$", markdown, flags=re.S)
-    inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", markdown)
+    unquoted = re.sub(r"^> ?", "", markdown, flags=re.M)  # the summary is a quoted block
+    blocks = re.findall(r"\$\$\n(.*?)\n\$\$", unquoted, flags=re.S)
+    inline = re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", unquoted)
     assert blocks
     body = "\n".join(rf"\[ {block} \]" for block in blocks) + "\n\n" + " ".join(f"${m}$" for m in inline)
     build_pdf(_document(body), tmp_path / "markdown.pdf")
@@ -106,9 +112,9 @@ PAGES = re.compile(r"Output written on \S+ \((\d+) pages?")
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_tutorial_fits_two_pages_without_overfull_boxes(pdflatex, tmp_path, lang):
+def test_tutorial_fits_three_pages_without_overfull_boxes(pdflatex, tmp_path, lang):
     log = build_pdf(derive(TUTORIAL).latex(document=True, values=TUTORIAL_VALUES, lang=lang), tmp_path / "t.pdf")
-    assert int(PAGES.search(log).group(1)) <= 2
+    assert int(PAGES.search(log).group(1)) <= 3
     assert "Overfull" not in log
 
 

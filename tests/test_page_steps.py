@@ -32,8 +32,12 @@ LANGS = ("en", "zh")
 MEANING: Mapping[str, Mapping[str, str]] = {
     "en": {
         "title": "Backpropagation",
+        "motivation": "Gradient descent",
+        "heading_backward": "Backward",
+        "backward_intro": "chain rule",
+        "heading_checked": "checked",
         "network": "layer sizes",
-        "what_is_derived": "differentiates",
+        "what_is_derived": "differentiated",
         "heading_notation": "Notation",
         "notation_x": "input",
         "notation_y": "target",
@@ -47,6 +51,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "notation_hadamard": "element-wise",
         "notation_ones": "ones",
         "notation_indicator": "condition",
+        "notation_B": "batch size",
         "heading_forward": "Forward",
         "forward_names": "name",
         "entry_by_entry": "Entry by entry",
@@ -57,7 +62,8 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "derivative_through_output": "through its output",
         "derivative": "derivative of the activation",
         "softmax_couples": "softmax couples",
-        "shared_factor": "shared factor",
+        "shared_factor": "tutorial's red box",
+        "shared_factor_boxed": "boxed in red",
         "delta_is_difference": "simplifies",
         "delta_is_difference_for_probabilities": "probability",
         "error_times_input": "error times an input",
@@ -76,6 +82,10 @@ MEANING: Mapping[str, Mapping[str, str]] = {
     },
     "zh": {
         "title": "反向传播",
+        "motivation": "梯度下降",
+        "heading_backward": "反向传播",
+        "backward_intro": "链式法则",
+        "heading_checked": "检查",
         "network": "各层大小",
         "what_is_derived": "求导",
         "heading_notation": "记号",
@@ -91,6 +101,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "notation_hadamard": "逐元素",
         "notation_ones": "全为 1",
         "notation_indicator": "条件",
+        "notation_B": "批大小",
         "heading_forward": "正向传播",
         "forward_names": "名字",
         "entry_by_entry": "逐个分量",
@@ -101,7 +112,8 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "derivative_through_output": "输出",
         "derivative": "导数",
         "softmax_couples": "耦合",
-        "shared_factor": "公共因子",
+        "shared_factor": "教程中的红框",
+        "shared_factor_boxed": "红框",
         "delta_is_difference": "化简",
         "delta_is_difference_for_probabilities": "概率",
         "error_times_input": "误差项乘以输入",
@@ -190,6 +202,11 @@ def applied(function: M, argument: M, prime: bool = False) -> M:
     return M(f"{function.text}{mark}({argument.text})", rf"{function.latex}{mark}\left({argument.latex}\right)")
 
 
+def boxed(inner: M) -> M:
+    """The red box around the shared factor, where δ is first named."""
+    return M(f"⟦{inner.text}⟧", rf"{{\color{{red}}\boxed{{\color{{black}}{inner.latex}}}}}")
+
+
 def equals(*sides: M) -> M:
     return M(" = ".join(s.text for s in sides), " = ".join(s.latex for s in sides))
 
@@ -229,6 +246,7 @@ class Row:
     symbol: M
     key: str
     fields: tuple[tuple[str, object], ...] = ()
+    shape: M | None = None  # the shape column: the symbol's shape, one per layer for a layer's symbol
 
 
 @dataclass(frozen=True)
@@ -325,35 +343,41 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     """Every step the page of ``page.network`` must hold, in the order a student needs them."""
     network = page.network
     depth, sizes, activations = network.depth, network.sizes, network.activations
-    steps: list[Step] = [
+    steps: list[Step] = [  # why first: gradient descent needs ∂L/∂W, backpropagation reuses δ
+        Sentence("motivation", _fields(dW=partial(LOSS, M("W", "W")), delta=_greek("delta"))),
         Sentence("network", _fields(network=describe(network, lang), sizes=f"[{', '.join(map(str, sizes))}]")),
-        Sentence("what_is_derived", _fields(layer_map=WILD, z=M("z", "z"), a=M("a", "a"), delta=_greek("delta"))),
     ]
 
-    # notation: the rows this network uses, each activation once with the layers it is on
+    # notation: the rows this network uses, each with its shape, each activation once with the layers it is on
+    def shape(*dims: tuple[object, object]) -> M:
+        return M(", ".join(f"{r}×{c}" for r, c in dims), ", ".join(rf"{r} \times {c}" for r, c in dims))
+
+    per_layer = [(sizes[index], "B") for index in range(1, depth + 1)]
     steps += [
         Heading("heading_notation"),
-        Row(M("x", "x"), "notation_x", _fields(n=sizes[0])),
-        Row(M("y", "y"), "notation_y", _fields(n=sizes[-1])),
-        Row(vector("W", "l"), "notation_W"),
+        Row(M("x", "x"), "notation_x", _fields(n=sizes[0]), shape((sizes[0], "B"))),
+        Row(M("y", "y"), "notation_y", _fields(n=sizes[-1]), shape((sizes[-1], "B"))),
+        Row(M("B", "B"), "notation_B"),
+        Row(vector("W", "l"), "notation_W", (), shape(*((sizes[i], sizes[i - 1]) for i in range(1, depth + 1)))),
     ]
     if network.bias:
-        steps.append(Row(vector("b", "l"), "notation_b"))
+        steps.append(Row(vector("b", "l"), "notation_b", (), shape(*((sizes[i], 1) for i in range(1, depth + 1)))))
     steps += [
-        Row(vector("z", "l"), "notation_z"),
-        Row(vector("a", "l"), "notation_a"),
-        Row(vector("delta", "l"), "notation_delta"),
+        Row(vector("z", "l"), "notation_z", (), shape(*per_layer)),
+        Row(vector("a", "l"), "notation_a", (), shape(*per_layer)),
+        Row(vector("delta", "l"), "notation_delta", (), shape(*per_layer)),
     ]
     for name in dict.fromkeys(activations):
         layers = [str(index) for index, other in enumerate(activations, start=1) if other == name]
         key = "notation_activation" if len(layers) == 1 else "notation_activation_layers"
-        listed = words(lang)["list_separator"].join(layers)
-        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=listed)))
-    steps += [
-        Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"),
-        Row(M("𝟏", r"\mathbf{1}"), "notation_ones"),
-        Row(M("𝟙[P]", r"\mathbb{1}\left[P\right]"), "notation_indicator"),
-    ]
+        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=words(lang)["list_separator"].join(layers))))
+    # only the notation the page uses: ⊙ (every network here has a hidden layer's Wᵀδ ⊙ f'(z)), 𝟏 where a bias
+    # gradient sums the batch, 𝟙 where relu's derivative (𝟙[z > 0]) or softmax's Jacobian (𝟙[k = i]) is written
+    steps.append(Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"))
+    if network.bias:
+        steps.append(Row(M("𝟏", r"\mathbf{1}"), "notation_ones", (), shape(("B", 1))))
+    if {"relu", "softmax"} & set(activations):
+        steps.append(Row(M("𝟙[P]", r"\mathbb{1}\left[P\right]"), "notation_indicator"))
 
     # the forward pass: every layer as a whole, then entry by entry, then the loss
     steps += [Heading("heading_forward"), Sentence("forward_names")]
@@ -388,27 +412,30 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     output = activations[-1]
     z1, a1, weight = entry("z", top, 1), entry("a", top, 1), entry("W", top, 1, 1)
     steps += [
+        Heading("heading_backward"),
+        Sentence("backward_intro"),
         Heading("heading_output", _fields(layer=top)),
-        Sentence("chain_path", _fields(W=vector("W", top), weight=weight)),
         *_derivative_statement(output, top),
+        Sentence("chain_path", _fields(W=vector("W", top), weight=weight)),
     ]
     explained.add(output)
     a_k = entry("a", top, "k")
     if output == "softmax":
-        coupled = parenthesised(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z1))))
+        coupled = boxed(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z1))))
         steps.append(Equation((partial(LOSS, weight), product(coupled, partial(z1, weight)))))
     else:
-        steps.append(
-            Equation((partial(LOSS, weight), product(partial(LOSS, a1), partial(a1, z1), partial(z1, weight))))
-        )
+        shared = boxed(product(partial(LOSS, a1), partial(a1, z1)))
+        steps.append(Equation((partial(LOSS, weight), product(shared, partial(z1, weight)))))
     named = equals(entry("delta", top, "i"), partial(LOSS, entry("z", top, "i")))
-    steps.append(Sentence("shared_factor", _fields(i=M("i", "i"), j=M("j", "j"), delta=named)))
+    tutorial = network == TUTORIAL  # only its page names the tutorial's red box
+    key = "shared_factor" if tutorial else "shared_factor_boxed"
+    steps.append(Sentence(key, _fields(i=M("i", "i"), j=M("j", "j"), delta=named)))
     for unit in _shown(sizes[top]):
         a_u, z_u = entry("a", top, unit), entry("z", top, unit)
         if output == "softmax":
-            chain = summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z_u)))
+            chain = boxed(summed("k", sizes[top], product(partial(LOSS, a_k), partial(a_k, z_u))))
         else:
-            chain = product(partial(LOSS, a_u), partial(a_u, z_u))
+            chain = boxed(product(partial(LOSS, a_u), partial(a_u, z_u)))
         steps.append(Equation((entry("delta", top, unit), chain)))
     if page.difference is not None:
         key = "delta_is_difference" if page.difference == "always" else "delta_is_difference_for_probabilities"
@@ -482,6 +509,11 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
             if network.bias:
                 shown.append(partial(LOSS, vector("b", layer)))
         steps += [Equation((name, WILD)) for name in shown]
+    # how the page was checked, at its end
+    steps += [
+        Heading("heading_checked"),
+        Sentence("what_is_derived", _fields(layer_map=WILD, z=M("z", "z"), a=M("a", "a"), delta=_greek("delta"))),
+    ]
     return steps
 
 
@@ -542,21 +574,42 @@ def pattern(step: Step, lang: str, fmt: str) -> tuple[str, str, str | None]:
     sentence = _sentence(table[step.key], fields, fmt)
     meaning = MEANING[lang][step.key]
     if isinstance(step, Heading):
-        heading = {
-            "text": rf"^{sentence}\n-+$",
-            "markdown": rf"^## {sentence}$",
-            "latex": rf"^\\subsection\*\{{{sentence}\}}$",
+        heading = {  # a part (the forward, the backward pass) or a section inside one (a layer)
+            "text": rf"^{sentence}\n(?:=+|-+)$",
+            "markdown": rf"^###? {sentence}$",
+            "latex": rf"^\\(?:sub)?subsection\*\{{{sentence}\}}$",
         }
         return f"heading {step.key}", heading[fmt], meaning
     if isinstance(step, Row):
         symbol = _math(step.symbol, fmt, inline=True)
+        shape = "" if step.shape is None else _math(step.shape, fmt, inline=True)
         row = {
-            "text": rf"^  {symbol} +{sentence}$",
-            "markdown": rf"^\| {symbol} \| {sentence} \|$",
-            "latex": rf"^{symbol} & {sentence} \\\\$",
+            "text": rf"^  {symbol} +{shape + ' +' if shape else ''}{sentence}$",
+            "markdown": rf"^\| {symbol} \| {shape} \| {sentence} \|$",
+            "latex": rf"^{symbol} & {shape} & {sentence} \\\\$",
         }
         return f"notation row {step.key}", row[fmt], meaning
     return f"sentence {step.key}", rf"^{sentence}$", meaning
+
+
+RED = r"{\color{red}"
+
+
+def without_red_errors(latex: str) -> str:
+    """The LaTeX with each red δ written plainly (``{\\color{red}\\delta…}`` → ``\\delta…``), the red box kept:
+    the steps are written in plain notation; tests/test_box.py checks which δ are red."""
+    out, position = [], 0
+    while (start := latex.find(RED, position)) >= 0:
+        depth, end = 1, start + len(RED)
+        while depth:
+            depth += {"{": 1, "}": -1}.get(latex[end], 0)
+            end += 1
+        inner = without_red_errors(latex[start + len(RED) : end - 1])
+        error = inner.lstrip("{").startswith(r"\delta")
+        out += [latex[position:start], inner if error else RED + inner + "}"]
+        position = end
+    out.append(latex[position:])
+    return "".join(out)
 
 
 def render(page: Page, lang: str, fmt: str) -> str:
@@ -564,8 +617,8 @@ def render(page: Page, lang: str, fmt: str) -> str:
     if fmt == "text":
         return derivation.text(values=page.values, lang=lang)
     if fmt == "markdown":
-        return str(derivation.markdown(values=page.values, lang=lang))
-    return derivation.latex(values=page.values, lang=lang)
+        return without_red_errors(str(derivation.markdown(values=page.values, lang=lang)))
+    return without_red_errors(derivation.latex(values=page.values, lang=lang))
 
 
 def assert_steps_in_order(text: str, steps: list[Step], lang: str, fmt: str) -> None:
@@ -638,6 +691,17 @@ def test_the_title_is_a_markdown_heading():
         assert first == f"# {words(lang)['title']}" and MEANING[lang]["title"] in first
 
 
+def _third_side(text: str, first: M, fmt: str) -> str | None:
+    """The third side of the chain that starts with ``first`` (on one row, or one side a row)."""
+    if fmt == "text":
+        found = re.search(r"^  " + re.escape(first.text) + r" = (.*(?:\n {3,}= .*)*)", text, re.MULTILINE)
+        sides = re.split(r"\s+=\s+", found.group(1)) if found else []
+    else:
+        found = re.search(r"(?:^|& )" + re.escape(first.latex) + r" &= (.*?(?: \\\\\n&= .*?)*)(?: \\\\)?$", text, re.M)
+        sides = re.split(r" = | \\\\\n&= ", found.group(1)) if found else []
+    return sides[1] if len(sides) > 1 else None
+
+
 @pytest.mark.parametrize("name", [n for n, p in PAGES.items() if p.network.activations[-1] != "softmax"])
 @pytest.mark.parametrize("fmt", ["text", "latex"])
 def test_the_shared_factor_is_the_error_as_printed(name, fmt):
@@ -646,14 +710,14 @@ def test_the_shared_factor_is_the_error_as_printed(name, fmt):
     top = network.depth
     text = render(Page(network), "en", fmt)
     weight, delta = partial(LOSS, entry("W", top, 1, 1)), entry("delta", top, 1)
-    second = r"\s*=\s*[^\n]*?\n\s*=\s*([^\n]*)" if fmt == "text" else r" &= [^\n]*? \\\\\n&= ([^\n]*?)(?: \\\\)?$"
-    start = _start(fmt)
-    through_weight = re.search(start + _math(weight, fmt, False) + second, text, re.MULTILINE)
-    through_delta = re.search(start + _math(delta, fmt, False) + second, text, re.MULTILINE)
+    through_weight, through_delta = _third_side(text, weight, fmt), _third_side(text, delta, fmt)
     assert through_weight and through_delta, "the output layer's chains are not there"
     input_ = entry("a", top - 1, 1)
     times = " · " if fmt == "text" else r" \cdot "
-    assert through_weight.group(1) == through_delta.group(1) + times + (input_.text if fmt == "text" else input_.latex)
+    shared = boxed(M(through_delta, through_delta))
+    assert through_weight == (shared.text if fmt == "text" else shared.latex) + times + (
+        input_.text if fmt == "text" else input_.latex
+    )
 
 
 def _printed(text: str, name: str) -> str:

@@ -18,7 +18,7 @@ from hypothesis import given
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
 from symbolic._elementwise import BATCH_SIZE
 from symbolic._functions import relu, sigmoid, softplus, step
-from symbolic._printers import Applied, Elementwise, Factors, Indicator, Partial, Prime, Scientific
+from symbolic._printers import Applied, Boxed, Elementwise, Factors, Indicator, Partial, Prime, Scientific, Shown
 from symbolic._render import Chain, Math, Prose, explain
 from tests.latex_reader import PartialOf, Reader, indicator
 from tests.test_steps import networks
@@ -102,6 +102,8 @@ def _meaning(tree, names):
         lambda e: isinstance(e, sympy.Indexed) and all(i.is_Integer for i in e.indices),
         lambda e: names[f"{e.base.label}[{','.join(str(i) for i in e.indices)}]"],
     )
+    tree = tree.replace(Boxed, lambda content: content)
+    tree = tree.replace(Shown, lambda value, digits: value)  # a worked step's number, as rounded
     tree = tree.replace(Factors, lambda *factors: sympy.Mul(*factors))
     tree = tree.replace(Indicator, indicator)
     tree = tree.replace(step, lambda z: sympy.Piecewise((1, z > 0), (0, True)))
