@@ -370,7 +370,8 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     for name in dict.fromkeys(activations):
         layers = [str(index) for index, other in enumerate(activations, start=1) if other == name]
         key = "notation_activation" if len(layers) == 1 else "notation_activation_layers"
-        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=words(lang)["list_separator"].join(layers))))
+        listed = words(lang)["list_separator"].join(layers)
+        steps.append(Row(activation_symbol(name), key, _fields(name=name, layers=listed)))
     # only the notation the page uses: ⊙ (every network here has a hidden layer's Wᵀδ ⊙ f'(z)), 𝟏 where a bias
     # gradient sums the batch, 𝟙 where relu's derivative (𝟙[z > 0]) or softmax's Jacobian (𝟙[k = i]) is written
     steps.append(Row(M("u ⊙ v", r"u \odot v"), "notation_hadamard"))
