@@ -31,9 +31,14 @@ from symbolic._atomic import write_atomically
 from symbolic._errors import ChainruleError
 
 # -O3 and the machine's own vector instructions (the library is built on the machine that runs it, and the
-# machine is in its hash); -fno-math-errno lets sqrt and friends inline (no errno is read). Nothing here
+# machine is in its hash); -fno-math-errno lets sqrt and friends inline (no errno is read); -fopenmp-simd
+# honours the kernel's "omp simd" loops (vectorised, no threads, no OpenMP runtime linked). Nothing here
 # changes IEEE arithmetic: no -ffast-math, so e^-z = inf still gives σ(z) = 0 and the sums keep their order.
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=c99", "-fPIC", "-shared")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c99", "-fPIC", "-shared")
+# libmvec (glibc on x86-64 and AArch64) vectorises the loops that call exp and log: sigmoid, softmax, the logs of
+# the losses, a third of the 16-16-16-16 sigmoid network's time (benchmarks/c_backend.py). Elsewhere (macOS,
+# musl) the link fails and the kernel is built again with the scalar functions.
+VECTOR_MATH = (("-DCHAINRULE_MVEC", "-lmvec"), ())
 COMPILERS = ("cc", "gcc", "clang")  # looked for on PATH when CC is not set
 SUFFIX = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
 _TIMEOUT_S = 300
@@ -86,7 +91,7 @@ def cache_folder() -> Path:
 
 def key(source: str, command: list[str]) -> str:
     """The library's name: the hash of everything that makes its bytes."""
-    parts = [source, *command, _version(tuple(command)), *FLAGS, _machine()]
+    parts = [source, *command, _version(tuple(command)), *FLAGS, *map(" ".join, VECTOR_MATH), _machine()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
@@ -135,16 +140,19 @@ def _compile(source: str, command: list[str]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="chainrule-c-") as folder:
         path, output = os.path.join(folder, "kernel.c"), os.path.join(folder, f"kernel{SUFFIX}")
         Path(path).write_text(source, encoding="utf-8")
-        try:
-            done = subprocess.run(
-                [*command, *FLAGS, "-o", output, path, "-lm"],
-                capture_output=True,
-                text=True,
-                timeout=_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise CCompileError(f"the C compiler {command[0]} did not run: {error}") from None
+        for extra in VECTOR_MATH:  # glibc's vector exp and log where they link, else the plain ones
+            try:
+                done = subprocess.run(
+                    [*command, *FLAGS, "-o", output, path, *extra, "-lm"],
+                    capture_output=True,
+                    text=True,
+                    timeout=_TIMEOUT_S,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise CCompileError(f"the C compiler {command[0]} did not run: {error}") from None
+            if done.returncode == 0:
+                break
         if done.returncode != 0:
             complaint = (done.stderr or done.stdout).strip()[-2000:]
             raise CCompileError(

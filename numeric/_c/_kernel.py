@@ -40,6 +40,7 @@ from symbolic._matrix import MatrixProgram
 from ._printer import KernelPrinter
 
 SUFFIXES = {"float32": "f32", "float64": "f64"}  # one C function per floating type, named by its suffix
+BLOCK = 4  # sums a dense product keeps in flight (samples of the tile, or rows of a weight's gradient)
 ALIGN = 16  # buffers start on a multiple of this many reals (64 bytes for float32): whole cache lines
 
 
@@ -85,7 +86,6 @@ class _Writer:
     tile: list[str] = field(default_factory=list)  # the body of the tile loop
     after: list[str] = field(default_factory=list)  # after the last tile: the batch-level lines, the outputs
     counter: Iterator[int] = field(default_factory=lambda: iter(range(10**9)))
-    widest: int = 1  # the widest layer: the scratch row of the gradient products
     # the lines after the last tile read double totals: printed in double whatever the tile's type
     epilogue_printer: KernelPrinter = field(default_factory=lambda: KernelPrinter("float64"))
     batch: sympy.Symbol = field(default_factory=lambda: sympy.Symbol("batch", positive=True))
@@ -254,67 +254,104 @@ class _Writer:
         return symbol
 
     def product(self, left: sympy.Expr, right: sympy.Expr, out: list[str], bias=None, target=None) -> sympy.Symbol:
-        """W a (forward), Wᵀ δ (backward) into a tile buffer, or δ aᵀ (a weight's gradient) into a total."""
-        real = self.printer.type_name
-        if isinstance(right, transpose):  # δ aᵀ: Σ over the tile's samples, added to the weight's total
-            u = self.materialised(self.lower(left, out), out)
-            v = self.materialised(self.lower(right.args[0], out), out)
-            rows, cols = self.places[u].width, self.places[v].width
+        """W a (forward), Wᵀ δ (backward) into a tile buffer, or δ aᵀ (a weight's gradient) into a total.
+
+        Each is a sum of rows scaled by numbers (``_sum_of_rows``), BLOCK results at a time: BLOCK independent
+        sums in flight rather than one chain of dependent additions, whose latency would bound a narrow layer.
+        """
+        if isinstance(right, transpose):  # δ aᵀ: Σ_t δ[t][i] a[t][:], added to the weight's total, BLOCK rows at once
+            u = self.places[self.materialised(self.lower(left, out), out)]
+            v = self.places[self.materialised(self.lower(right.args[0], out), out)]
+            rows, cols = u.width, v.width
             symbol = self.fresh("total", target)
             self.new_total(symbol, rows * cols, rows, cols)
-            # row by row of the gradient: its row (cols reals) stays in L1 while the tile's samples stream by
-            out += [
-                f"for (int64_t i = 0; i < {rows}; ++i) {{",
-                f"    for (int64_t j = 0; j < {cols}; ++j) scratch[j] = 0;",
-                "    for (int64_t t = 0; t < T; ++t) {",
-                f"        const {real} d = {self.places[u].name}[t*{rows} + i];",
-                f"        const {real} *restrict v = {self.places[v].name} + t*{cols};",
-                f"        for (int64_t j = 0; j < {cols}; ++j) scratch[j] += d*v[j];",
-                "    }",
-                f"    for (int64_t j = 0; j < {cols}; ++j) {symbol.name}[i*{cols} + j] += scratch[j];",
-                "}",
-            ]
-            self.widest = max(self.widest, cols)
+            full, rest = divmod(rows, BLOCK)
+
+            def rows_from(count: int) -> list[str]:
+                return self._sum_of_rows(
+                    count, cols, "0", "t", "T", f"{v.name} + t*{cols}", f"{u.name}[t*{rows} + i + k]",
+                    f"{symbol.name}[(i + k)*{cols} + l] += acc[k][l];",
+                )  # fmt: skip
+
+            if full:
+                out += [f"for (int64_t i = 0; i < {full * BLOCK}; i += {BLOCK}) {{", *_indent(rows_from(BLOCK)), "}"]
+            if rest:
+                out += ["{", f"    const int64_t i = {full * BLOCK};", *_indent(rows_from(rest)), "}"]
             return symbol
-        if isinstance(left, transpose):  # Wᵀ δ: up[t][j] = Σ_i W[i][j] δ[t][i], along W's rows
+        if isinstance(left, transpose):  # Wᵀ δ: up[t][:] = Σ_i δ[t][i] W[i][:], along W's rows
             weights = self.places[left.args[0]]
-            d = self.materialised(self.lower(right, out), out)
+            d = self.places[self.materialised(self.lower(right, out), out)]
             rows, cols = weights.rows, weights.cols
             symbol = self.fresh("u", target)
             self.new_tile(symbol, cols)
-            out += [
-                "for (int64_t t = 0; t < T; ++t) {",
-                f"    {real} *restrict up = {symbol.name} + t*{cols};",
-                f"    for (int64_t j = 0; j < {cols}; ++j) up[j] = 0;",
-                f"    for (int64_t i = 0; i < {rows}; ++i) {{",
-                f"        const {real} d = {self.places[d].name}[t*{rows} + i];",
-                f"        const {real} *restrict w = {weights.name} + i*{cols};",
-                f"        for (int64_t j = 0; j < {cols}; ++j) up[j] += d*w[j];",
-                "    }",
-                "}",
-            ]
+            out += self._per_samples(
+                lambda count: self._sum_of_rows(
+                    count, cols, "0", "i", str(rows), f"{weights.name} + i*{cols}", f"{d.name}[(t + k)*{rows} + i]",
+                    f"{symbol.name}[(t + k)*{cols} + l] = acc[k][l];",
+                )
+            )  # fmt: skip
             return symbol
-        # W a (+ b): z[t][i] = b[i] + Σ_j W[i][j] a[t][j], along the rows of Wᵀ (copied once per call)
+        # W a (+ b): z[t][:] = b + Σ_j a[t][j] Wᵀ[j][:], along the rows of Wᵀ (copied once per call)
         weights = self.places[left]
-        a = self.materialised(self.lower(right, out), out)
+        a = self.places[self.materialised(self.lower(right, out), out)]
         rows, cols = weights.rows, weights.cols
         if weights.name not in self.transposed:
             self.transposed.append(weights.name)
         symbol = self.fresh("u", target)
         self.new_tile(symbol, rows)
-        start = f"{self.places[bias].name}[i]" if bias is not None else "0"
-        out += [
-            "for (int64_t t = 0; t < T; ++t) {",
-            f"    {real} *restrict z = {symbol.name} + t*{rows};",
-            f"    for (int64_t i = 0; i < {rows}; ++i) z[i] = {start};",
-            f"    for (int64_t j = 0; j < {cols}; ++j) {{",
-            f"        const {real} a = {self.places[a].name}[t*{cols} + j];",
-            f"        const {real} *restrict w = {weights.name}_T + j*{rows};",
-            f"        for (int64_t i = 0; i < {rows}; ++i) z[i] += a*w[i];",
+        start = f"{self.places[bias].name}[l]" if bias is not None else "0"
+        out += self._per_samples(
+            lambda count: self._sum_of_rows(
+                count, rows, start, "j", str(cols), f"{weights.name}_T + j*{rows}", f"{a.name}[(t + k)*{cols} + j]",
+                f"{symbol.name}[(t + k)*{rows} + l] = acc[k][l];",
+            )
+        )  # fmt: skip
+        return symbol
+
+    @staticmethod
+    def _per_samples(block) -> list[str]:
+        """``block(count)``'s lines for samples t … t + count − 1: BLOCK at a time, then one at a time."""
+        return [
+            "{",
+            "    int64_t t = 0;",
+            f"    for (; t + {BLOCK} <= T; t += {BLOCK}) {{",
+            *_indent(_indent(block(BLOCK))),
+            "    }",
+            "    for (; t < T; ++t) {",
+            *_indent(_indent(block(1))),
             "    }",
             "}",
         ]
-        return symbol
+
+    def _sum_of_rows(
+        self, count: int, length: int, start: str, index: str, end: str, row: str, scale: str, store: str
+    ) -> list[str]:
+        """acc[k][:] = start + Σ_{index < end} scale(k) · row(index), for k < count, then ``store`` for each k, l.
+
+        The accumulators are a local array the compiler keeps in vector registers when they fit; ``omp simd``
+        asks it to vectorise along the row (-fopenmp-simd: no threads, no OpenMP runtime)."""
+        real = self.printer.type_name
+        return [
+            "{",
+            f"    {real} acc[{count}][{length}];",
+            f"    for (int64_t k = 0; k < {count}; ++k) {{",
+            "        #pragma omp simd",
+            f"        for (int64_t l = 0; l < {length}; ++l) acc[k][l] = {start};",
+            "    }",
+            f"    for (int64_t {index} = 0; {index} < {end}; ++{index}) {{",
+            f"        const {real} *restrict row = {row};",
+            f"        for (int64_t k = 0; k < {count}; ++k) {{",
+            f"            const {real} scale = {scale};",
+            "            #pragma omp simd",
+            f"            for (int64_t l = 0; l < {length}; ++l) acc[k][l] += scale*row[l];",
+            "        }",
+            "    }",
+            f"    for (int64_t k = 0; k < {count}; ++k) {{",
+            "        #pragma omp simd",
+            f"        for (int64_t l = 0; l < {length}; ++l) {store}",
+            "    }",
+            "}",
+        ]
 
     def exp_shifted(self) -> str:
         """e^(z_i − top) in C, for the unit ``zt[i]`` of a sample and its largest unit ``top``."""
@@ -483,13 +520,12 @@ class _Writer:
         return "\n".join(lines)
 
     def allocation(self) -> list[str]:
-        """One block of reals (the tile buffers, the transposed weights, a scratch row), one of double totals
+        """One block of reals (the tile buffers, the transposed weights), one of double totals
         (zeroed), every buffer a pointer into them; then Wᵀ copied for each forward product."""
         real = self.printer.type_name
         lengths = [(buffer, f"T_max*{width}") for buffer, width in self.tile_buffers]
         weights = {place.name: place for place in self.places.values() if place.kind == "weights"}
         lengths += [(f"{name}_T", str(weights[name].rows * weights[name].cols)) for name in self.transposed]
-        lengths.append(("scratch", str(self.widest)))
         size = " + ".join(f"_align({length})" for _, length in lengths)
         lines = [
             f"{real} *const work = malloc(sizeof({real})*({size}));",
@@ -549,9 +585,23 @@ PRELUDE = f"""\
 #include <stdint.h>
 #include <stdlib.h>
 
+#if defined(CHAINRULE_MVEC) && defined(__GLIBC__)
+/* glibc's vector math library (libmvec, linked with -lmvec): e^x and log x a whole vector register at a
+   time, within 4 ulp, where the compiler vectorises a loop calling them (what glibc's own math.h declares
+   under -ffast-math, which the kernel is not built with: it would drop IEEE infinities and reorder sums) */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) double log(double);
+__attribute__((simd("notinbranch"))) float logf(float);
+#endif
+
 /* a buffer's length rounded up to whole cache lines, so that every buffer starts on one */
 static inline int64_t _align(int64_t n) {{ return (n + {ALIGN - 1}) / {ALIGN} * {ALIGN}; }}
 """
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"    {line}" for line in lines]
 
 
 def write_kernel(network: Network, program: MatrixProgram) -> Kernel:
