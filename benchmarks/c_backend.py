@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
 
-from numeric import REFERENCE_LOSSES, compile_gradients, to_torch  # noqa: E402
-from symbolic import TUTORIAL, Network, derive  # noqa: E402
+from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
+from symbolic import TUTORIAL, Network, derive
 
 CASES = (
     ("tutorial 1-2-2 sigmoid", TUTORIAL, 1),
