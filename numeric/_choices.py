@@ -10,3 +10,6 @@ FORMS = ("matrix", "elementwise")  # compile_gradients(form=...): whole tensors,
 # verify(gradcheck=...): finite differences on every entry ("full"), on a random direction and random entries per
 # parameter ("sample"), none ("off"), or full on small networks and sampled on large ones ("auto")
 GRADCHECK_MODES = ("auto", "full", "sample", "off")
+# compile_gradients(backend=...): None, the generated Python as is; "inductor", through torch.compile; "c", one
+# generated C function called through ctypes (numeric._c; the matrix form only)
+BACKENDS = (None, "inductor", "c")

@@ -32,10 +32,9 @@ from symbolic._elementwise import UnitProgram
 from symbolic._matrix import BATCH_SIZE, Role, matrix_symbol, reduction_scale
 
 from ._checks import check_inputs
-from ._choices import FORMS
+from ._choices import BACKENDS, FORMS
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
 
-BACKENDS = (None, "inductor")  # None: the generated Python runs as is; "inductor": through torch.compile
 _ACCEPTED_LIMIT = 64  # input signatures remembered as checked, per compiled function
 # Large CPU batches run in chunks of samples whose intermediates (about three per unit: z, a, δ) fit in
 # this many bytes: every pass after the first reads them from cache, a call holds one chunk's intermediates
@@ -336,7 +335,9 @@ def compile_gradients(
 ) -> CompiledGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
-    ``backend=None`` runs the generated Python as is. ``backend="inductor"`` wraps it in
+    ``backend=None`` runs the generated Python as is. ``backend="c"`` prints the whole program as one C
+    function (``numeric._c``), compiled once per network and kept on disk; without a C compiler it says so and
+    runs the torch backend. ``backend="inductor"`` wraps it in
     ``torch.compile(..., backend="inductor", fullgraph=True)``, which fuses its element-wise passes into
     generated C++ (or Triton) kernels: the first call, and the first with each new shape, pays the
     compilation (seconds; see the README's benchmark table), later calls run faster at large batches.
@@ -353,7 +354,11 @@ def compile_gradients(
     if derivation.wrt and form != "matrix":
         raise InputError(f"gradients with respect to {', '.join(derivation.wrt)} are compiled in the matrix form only")
     if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; allowed: None (plain Python), 'inductor' (torch.compile)")
+        raise InputError(
+            f"unknown backend {backend!r}; allowed: None (plain Python), 'inductor' (torch.compile), 'c' (C kernel)"
+        )
+    if backend == "c" and form != "matrix":
+        raise InputError("backend='c' compiles the matrix program: form='matrix' only")
     if chunk is not None and not (isinstance(chunk, str) and chunk == "auto"):
         try:
             samples = None if isinstance(chunk, bool) else operator.index(chunk)  # numpy integers too
@@ -362,6 +367,13 @@ def compile_gradients(
         if samples is None or samples < 1:
             raise InputError(f"chunk must be 'auto', None or a positive number of samples; got {chunk!r}")
         chunk = samples
+    if backend == "c":
+        from ._c import compile_c  # imported here: the C backend is built on first use
+
+        compiled = compile_c(derivation, chunk)
+        if compiled is not None:
+            return compiled
+        backend = None  # no C compiler (compile_c said so in one line): the torch backend runs instead
     return CompiledGradients(
         derivation, form, _BUILDERS[form](derivation, with_loss=False), backend=backend, chunk=chunk
     )

@@ -1,0 +1,621 @@
+"""The matrix program as one C function: forward, δ recursion, gradient sums, loss and ∂L/∂x, tile by tile.
+
+The function walks the batch in tiles of ``T`` samples (``T`` sized by the caller so that a tile's
+intermediates stay in cache). Inside a tile every intermediate is a buffer with the samples as rows
+(``z1[t*n + i]``: unit i of sample t), so each dense product runs along contiguous memory without a reduction
+in its innermost loop, which the compiler vectorises without reassociating sums. Sums over the batch (the
+gradients, the loss) go into ``double`` accumulators, written out once after the last tile.
+
+Each line of ``derive(net).matrix_program`` is lowered here, in its order: its operations that are not
+element-wise (products, sums over units or samples, softmax and its masks) become loops of their own writing
+into a fresh buffer, and what remains is element-wise, printed by ``KernelPrinter`` from the program's own
+SymPy tree. The loops themselves are C text: a tile loop with a run-time bound and flattened indices reads more
+plainly as C than as ``sympy.codegen.ast`` For/Range nodes, and SymPy has no node for a running maximum.
+Dense products are plain loops, fine for the widths chainrule's networks have in tests and benchmarks; wide
+layers (hundreds of units) would be faster through BLAS (a possible follow-up: the tile layout already is
+the row-major GEMM's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import sympy
+
+from symbolic import Network
+from symbolic._functions import (
+    batch_size,
+    batch_sum,
+    matmul,
+    max_mask,
+    softmax,
+    softmax_without_max,
+    transpose,
+    unit_logsumexp,
+    unit_sum,
+)
+from symbolic._matrix import MatrixProgram
+
+from ._printer import KernelPrinter
+
+SUFFIXES = {"float32": "f32", "float64": "f64"}  # one C function per floating type, named by its suffix
+BLOCK = 4  # sums a dense product keeps in flight (samples of the tile, or rows of a weight's gradient)
+ALIGN = 16  # buffers start on a multiple of this many reals (64 bytes for float32): whole cache lines
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a matrix symbol of the program lives in the kernel.
+
+    ``tile``: [T][width] reals, one row per sample of the tile; ``row``: [T], one value per sample (a sum over
+    units); ``column``: [width], the same for every sample (a bias); ``weights``: [rows][cols], an input;
+    ``total``: [width] doubles summed over the whole batch (``rows`` x ``cols`` for a weight's gradient);
+    ``scalar``: a number (the batch size).
+    """
+
+    kind: str
+    name: str
+    width: int = 1
+    rows: int = 0
+    cols: int = 0
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The C source and what the caller needs to run it."""
+
+    source: str
+    function: dict[str, str]  # torch dtype name ("float64") -> the C function's name
+    inputs: tuple[str, ...]  # x, y, then the parameters, in the order the C function takes their pointers
+    outputs: dict[str, tuple[int, int | None]]  # gradient name -> shape (None: the batch) in the order it writes
+    reals_per_sample: int  # the tile buffers' reals per sample: T × this × the real's size is a tile's memory
+
+
+@dataclass
+class _Writer:
+    """Lowers one program for one floating type (``printer``) into the lines of one C function."""
+
+    network: Network
+    program: MatrixProgram
+    printer: KernelPrinter
+    places: dict[sympy.Symbol, Place] = field(default_factory=dict)
+    tile_buffers: list[tuple[str, int]] = field(default_factory=list)  # name, reals per sample
+    totals: list[tuple[str, int]] = field(default_factory=list)  # name, doubles
+    transposed: list[str] = field(default_factory=list)  # weights whose transposed copy the forward products read
+    tile: list[str] = field(default_factory=list)  # the body of the tile loop
+    after: list[str] = field(default_factory=list)  # after the last tile: the batch-level lines, the outputs
+    counter: Iterator[int] = field(default_factory=lambda: iter(range(10**9)))
+    # the lines after the last tile read double totals: printed in double whatever the tile's type
+    epilogue_printer: KernelPrinter = field(default_factory=lambda: KernelPrinter("float64"))
+    batch: sympy.Symbol = field(default_factory=lambda: sympy.Symbol("batch", positive=True))
+    reals_per_sample: int = 0
+
+    # -- places --------------------------------------------------------------------------------------------
+
+    def fresh(self, prefix: str, target: sympy.Symbol | None = None) -> sympy.Symbol:
+        """``target`` (the program's name for a whole line's result), else a name no program symbol has (the
+        program's are x, y, W1, z1, delta1, grad_W1, mask_z2, ...): a buffer for part of a line."""
+        return target if target is not None else sympy.Symbol(f"{prefix}{next(self.counter)}", real=True)
+
+    def new_tile(self, symbol: sympy.Symbol, width: int) -> Place:
+        place = Place("tile", symbol.name, width)
+        self.tile_buffers.append((symbol.name, width))
+        self.places[symbol] = place
+        return place
+
+    def new_row(self, symbol: sympy.Symbol) -> Place:
+        place = Place("row", symbol.name)
+        self.tile_buffers.append((symbol.name, 1))
+        self.places[symbol] = place
+        return place
+
+    def new_total(self, symbol: sympy.Symbol, width: int, rows: int = 0, cols: int = 0) -> Place:
+        place = Place("total", symbol.name, width, rows, cols)
+        self.totals.append((symbol.name, width))
+        self.places[symbol] = place
+        return place
+
+    def access(self, symbols, index: str = "i", batch: str = "batch") -> dict[sympy.Symbol, str]:
+        """How each symbol is read inside a loop over samples ``t`` and units ``index``."""
+        result = {}
+        for symbol in symbols:
+            place = self.places[symbol]
+            if place.kind == "tile":
+                result[symbol] = f"{place.name}[t*{place.width} + {index}]" if place.width > 1 else f"{place.name}[t]"
+            elif place.kind == "row":
+                result[symbol] = f"{place.name}[t]"
+            elif place.kind == "column":
+                result[symbol] = f"{place.name}[{index}]"
+            elif place.kind == "total":
+                result[symbol] = f"{place.name}[{index}]" if place.width > 1 else f"{place.name}[0]"
+            elif place.kind == "scalar":
+                result[symbol] = batch
+            else:
+                raise NotImplementedError(f"{symbol} ({place.kind}) cannot be read element-wise")
+        return result
+
+    # -- lowering ------------------------------------------------------------------------------------------
+
+    def lower(self, expression: sympy.Expr, out: list[str], target: sympy.Symbol | None = None) -> sympy.Expr:
+        """``expression`` with every operation that is not element-wise computed by loops appended to ``out``
+        and replaced by the symbol of its buffer (``target``, when that operation is the whole line)."""
+        if isinstance(expression, sympy.Symbol):
+            return expression
+        if isinstance(expression, batch_size):
+            return self.batch
+        if not expression.args:
+            return expression
+        if isinstance(expression, matmul):
+            return self.product(*expression.args, out, target=target)
+        if isinstance(expression, unit_sum):
+            return self.unit_sum(self.lower(expression.args[0], out), out, target)
+        if isinstance(expression, batch_sum):
+            return self.batch_sum(self.lower(expression.args[0], out), out, target)
+        if isinstance(expression, (softmax, max_mask, unit_logsumexp)):
+            z = self.materialised(self.lower(expression.args[0], out), out)
+            return self.per_sample(type(expression), z, out, target)
+        if isinstance(expression, softmax_without_max):
+            z, mask = (self.materialised(self.lower(argument, out), out) for argument in expression.args)
+            return self.softmax_without_max(z, mask, out, target)
+        if isinstance(expression, transpose):
+            raise NotImplementedError(f"a transpose outside a product: {expression}")
+        return expression.func(*(self.lower(argument, out) for argument in expression.args))
+
+    def kind_of(self, expression: sympy.Expr) -> tuple[str, int]:
+        """("tile", width), ("row", 1) or ("total", width): the loop an element-wise expression needs."""
+        places = [self.places[symbol] for symbol in expression.free_symbols]
+        totals = [place.width for place in places if place.kind == "total"]
+        tiles = {place.width for place in places if place.kind == "tile"}
+        if totals:
+            if tiles or any(place.kind in ("row", "column") for place in places):
+                raise NotImplementedError(f"{expression} mixes batch totals with per-sample values")
+            return "total", max(totals)
+        tiles |= {place.width for place in places if place.kind == "column"}
+        if len(tiles) > 1:
+            raise NotImplementedError(f"{expression} mixes layers of widths {sorted(tiles)}")
+        if tiles:
+            return "tile", tiles.pop()
+        if any(place.kind == "row" for place in places):
+            return "row", 1
+        raise NotImplementedError(f"{expression} reads no per-sample value")
+
+    def materialised(self, expression: sympy.Expr, out: list[str]) -> sympy.Symbol:
+        """A symbol whose tile buffer holds ``expression``: the symbol itself when it has one."""
+        if isinstance(expression, sympy.Symbol) and self.places[expression].kind == "tile":
+            return expression
+        kind, width = self.kind_of(expression)
+        if kind != "tile":
+            raise NotImplementedError(f"{expression} is not a per-unit value")
+        symbol = self.fresh("u")
+        self.new_tile(symbol, width)
+        self.elementwise(symbol, expression, width, out)
+        return symbol
+
+    def statement(self, target: str, operator: str, expression: sympy.Expr, indent: str, access) -> list[str]:
+        """``target operator expression;`` with its common subexpressions declared first (``access``: symbol ->
+        C text for this loop)."""
+        self.printer.access = access
+        lines, text = self.printer.expression(expression, indent)
+        return [*lines, f"{indent}{target} {operator} {text};"]
+
+    def elementwise(self, target: sympy.Symbol, expression: sympy.Expr, width: int, out: list[str]) -> None:
+        """target[t][i] = expression, for every sample and unit of the tile."""
+        access = self.access(expression.free_symbols)
+        place = self.places[target]
+        lhs = self.access([target])[target]
+        if place.kind == "row":
+            out += ["for (int64_t t = 0; t < T; ++t) {", *self.statement(lhs, "=", expression, "    ", access), "}"]
+            return
+        out += [
+            "for (int64_t t = 0; t < T; ++t) {",
+            f"    for (int64_t i = 0; i < {width}; ++i) {{",
+            *self.statement(lhs, "=", expression, "        ", access),
+            "    }",
+            "}",
+        ]
+
+    def unit_sum(self, expression: sympy.Expr, out: list[str], target=None) -> sympy.Symbol:
+        """A row holding Σ_i expression for each sample of the tile."""
+        kind, width = self.kind_of(expression)
+        symbol = self.fresh("r", target)
+        self.new_row(symbol)
+        if kind != "tile":
+            raise NotImplementedError(f"a sum over units of {expression}, which has none")
+        real = self.printer.type_name
+        out += [
+            "for (int64_t t = 0; t < T; ++t) {",
+            f"    {real} total = 0;",
+            f"    for (int64_t i = 0; i < {width}; ++i) {{",
+            *self.statement("total", "+=", expression, "        ", self.access(expression.free_symbols)),
+            "    }",
+            f"    {symbol.name}[t] = total;",
+            "}",
+        ]
+        return symbol
+
+    def batch_sum(self, expression: sympy.Expr, out: list[str], target=None) -> sympy.Symbol:
+        """A total (doubles, over the whole batch) of expression: one per unit, or one for a row."""
+        kind, width = self.kind_of(expression)
+        symbol = self.fresh("total", target)
+        self.new_total(symbol, width)
+        access = self.access(expression.free_symbols)
+        if kind == "row":
+            sum_up = self.statement(f"{symbol}[0]", "+=", expression, "    ", access)
+            out += ["for (int64_t t = 0; t < T; ++t) {", *sum_up, "}"]
+            return symbol
+        out += [
+            "for (int64_t t = 0; t < T; ++t) {",
+            f"    for (int64_t i = 0; i < {width}; ++i) {{",
+            *self.statement(f"{symbol}[i]", "+=", expression, "        ", access),
+            "    }",
+            "}",
+        ]
+        return symbol
+
+    def product(self, left: sympy.Expr, right: sympy.Expr, out: list[str], bias=None, target=None) -> sympy.Symbol:
+        """W a (forward), Wᵀ δ (backward) into a tile buffer, or δ aᵀ (a weight's gradient) into a total.
+
+        Each is a sum of rows scaled by numbers (``_sum_of_rows``), BLOCK results at a time: BLOCK independent
+        sums in flight rather than one chain of dependent additions, whose latency would bound a narrow layer.
+        """
+        if isinstance(right, transpose):  # δ aᵀ: Σ_t δ[t][i] a[t][:], added to the weight's total, BLOCK rows at once
+            u = self.places[self.materialised(self.lower(left, out), out)]
+            v = self.places[self.materialised(self.lower(right.args[0], out), out)]
+            rows, cols = u.width, v.width
+            symbol = self.fresh("total", target)
+            self.new_total(symbol, rows * cols, rows, cols)
+            full, rest = divmod(rows, BLOCK)
+
+            def rows_from(count: int) -> list[str]:
+                return self._sum_of_rows(
+                    count, cols, "0", "t", "T", f"{v.name} + t*{cols}", f"{u.name}[t*{rows} + i + k]",
+                    f"{symbol.name}[(i + k)*{cols} + l] += acc[k][l];",
+                )  # fmt: skip
+
+            if full:
+                out += [f"for (int64_t i = 0; i < {full * BLOCK}; i += {BLOCK}) {{", *_indent(rows_from(BLOCK)), "}"]
+            if rest:
+                out += ["{", f"    const int64_t i = {full * BLOCK};", *_indent(rows_from(rest)), "}"]
+            return symbol
+        if isinstance(left, transpose):  # Wᵀ δ: up[t][:] = Σ_i δ[t][i] W[i][:], along W's rows
+            weights = self.places[left.args[0]]
+            d = self.places[self.materialised(self.lower(right, out), out)]
+            rows, cols = weights.rows, weights.cols
+            symbol = self.fresh("u", target)
+            self.new_tile(symbol, cols)
+            out += self._per_samples(
+                lambda count: self._sum_of_rows(
+                    count, cols, "0", "i", str(rows), f"{weights.name} + i*{cols}", f"{d.name}[(t + k)*{rows} + i]",
+                    f"{symbol.name}[(t + k)*{cols} + l] = acc[k][l];",
+                )
+            )  # fmt: skip
+            return symbol
+        # W a (+ b): z[t][:] = b + Σ_j a[t][j] Wᵀ[j][:], along the rows of Wᵀ (copied once per call)
+        weights = self.places[left]
+        a = self.places[self.materialised(self.lower(right, out), out)]
+        rows, cols = weights.rows, weights.cols
+        if weights.name not in self.transposed:
+            self.transposed.append(weights.name)
+        symbol = self.fresh("u", target)
+        self.new_tile(symbol, rows)
+        start = f"{self.places[bias].name}[l]" if bias is not None else "0"
+        out += self._per_samples(
+            lambda count: self._sum_of_rows(
+                count, rows, start, "j", str(cols), f"{weights.name}_T + j*{rows}", f"{a.name}[(t + k)*{cols} + j]",
+                f"{symbol.name}[(t + k)*{rows} + l] = acc[k][l];",
+            )
+        )  # fmt: skip
+        return symbol
+
+    @staticmethod
+    def _per_samples(block) -> list[str]:
+        """``block(count)``'s lines for samples t … t + count − 1: BLOCK at a time, then one at a time."""
+        return [
+            "{",
+            "    int64_t t = 0;",
+            f"    for (; t + {BLOCK} <= T; t += {BLOCK}) {{",
+            *_indent(_indent(block(BLOCK))),
+            "    }",
+            "    for (; t < T; ++t) {",
+            *_indent(_indent(block(1))),
+            "    }",
+            "}",
+        ]
+
+    def _sum_of_rows(
+        self, count: int, length: int, start: str, index: str, end: str, row: str, scale: str, store: str
+    ) -> list[str]:
+        """acc[k][:] = start + Σ_{index < end} scale(k) · row(index), for k < count, then ``store`` for each k, l.
+
+        The accumulators are a local array the compiler keeps in vector registers when they fit; ``omp simd``
+        asks it to vectorise along the row (-fopenmp-simd: no threads, no OpenMP runtime)."""
+        real = self.printer.type_name
+        return [
+            "{",
+            f"    {real} acc[{count}][{length}];",
+            f"    for (int64_t k = 0; k < {count}; ++k) {{",
+            "        #pragma omp simd",
+            f"        for (int64_t l = 0; l < {length}; ++l) acc[k][l] = {start};",
+            "    }",
+            f"    for (int64_t {index} = 0; {index} < {end}; ++{index}) {{",
+            f"        const {real} *restrict row = {row};",
+            f"        for (int64_t k = 0; k < {count}; ++k) {{",
+            f"            const {real} scale = {scale};",
+            "            #pragma omp simd",
+            f"            for (int64_t l = 0; l < {length}; ++l) acc[k][l] += scale*row[l];",
+            "        }",
+            "    }",
+            f"    for (int64_t k = 0; k < {count}; ++k) {{",
+            "        #pragma omp simd",
+            f"        for (int64_t l = 0; l < {length}; ++l) {store}",
+            "    }",
+            "}",
+        ]
+
+    def exp_shifted(self) -> str:
+        """e^(z_i − top) in C, for the unit ``zt[i]`` of a sample and its largest unit ``top``."""
+        unit, largest = sympy.Symbol("unit", real=True), sympy.Symbol("top", real=True)
+        self.printer.access = {unit: "zt[i]", largest: "top"}
+        return self.printer.doprint(sympy.exp(unit - largest))
+
+    def per_sample(self, operation: type, z: sympy.Symbol, out: list[str], target=None) -> sympy.Symbol:
+        """softmax(z) and max_mask(z) (tiles), logsumexp(z) (a row), over the units of each sample.
+
+        softmax and logsumexp subtract the sample's largest z first, as torch does: e^z never overflows."""
+        width, printer = self.places[z].width, self.printer
+        real = printer.type_name
+        exp = self.exp_shifted()
+        row = [
+            f"    const {real} *restrict zt = {self.places[z].name} + t*{width};",
+            f"    {real} top = zt[0];",
+            f"    for (int64_t i = 1; i < {width}; ++i) if (zt[i] > top) top = zt[i];",
+        ]
+        if operation is max_mask:  # 1 at the first largest unit (torch's argmax), 0 elsewhere
+            symbol = self.fresh("u", target)
+            self.new_tile(symbol, width)
+            out += [
+                "for (int64_t t = 0; t < T; ++t) {",
+                f"    const {real} *restrict zt = {self.places[z].name} + t*{width};",
+                "    int64_t best = 0;",
+                f"    for (int64_t i = 1; i < {width}; ++i) if (zt[i] > zt[best]) best = i;",
+                f"    for (int64_t i = 0; i < {width}; ++i) {symbol.name}[t*{width} + i] = (i == best);",
+                "}",
+            ]
+            return symbol
+        if operation is unit_logsumexp:
+            symbol = self.fresh("r", target)
+            self.new_row(symbol)
+            total = sympy.Symbol("total", positive=True)
+            printer.access = {total: "total"}
+            log = printer.doprint(sympy.log(total))
+            out += [
+                "for (int64_t t = 0; t < T; ++t) {",
+                *row,
+                f"    {real} total = 0;",
+                f"    for (int64_t i = 0; i < {width}; ++i) total += {exp};",
+                f"    {symbol.name}[t] = top + {log};",
+                "}",
+            ]
+            return symbol
+        symbol = self.fresh("u", target)
+        self.new_tile(symbol, width)
+        out += [
+            "for (int64_t t = 0; t < T; ++t) {",
+            *row,
+            f"    {real} *restrict st = {symbol.name} + t*{width};",
+            f"    {real} total = 0;",
+            f"    for (int64_t i = 0; i < {width}; ++i) total += st[i] = {exp};",
+            f"    for (int64_t i = 0; i < {width}; ++i) st[i] /= total;",
+            "}",
+        ]
+        return symbol
+
+    def softmax_without_max(self, z: sympy.Symbol, mask: sympy.Symbol, out: list[str], target=None) -> sympy.Symbol:
+        """The softmax of each sample's units with the masked unit left out (0 there), as torch.softmax of z
+        with the mask filled by −∞ (the torch backend's line)."""
+        width, printer = self.places[z].width, self.printer
+        real = printer.type_name
+        exp = self.exp_shifted()
+        symbol = self.fresh("u", target)
+        self.new_tile(symbol, width)
+        out += [
+            "for (int64_t t = 0; t < T; ++t) {",
+            f"    const {real} *restrict zt = {self.places[z].name} + t*{width};",
+            f"    const {real} *restrict mt = {self.places[mask].name} + t*{width};",
+            f"    {real} *restrict st = {symbol.name} + t*{width};",
+            f"    {real} top = -INFINITY;",
+            f"    for (int64_t i = 0; i < {width}; ++i) if (mt[i] == 0 && zt[i] > top) top = zt[i];",
+            f"    {real} total = 0;",
+            f"    for (int64_t i = 0; i < {width}; ++i) total += st[i] = mt[i] != 0 ? 0 : {exp};",
+            f"    for (int64_t i = 0; i < {width}; ++i) st[i] /= total;",
+            "}",
+        ]
+        return symbol
+
+    # -- the program ---------------------------------------------------------------------------------------
+
+    def step(self, target: sympy.Symbol, expression: sympy.Expr, out: list[str], after: list[str]) -> None:
+        """One line of the program: its loops into ``out`` (the tile loop) or ``after`` (batch totals)."""
+        out.append(f"/* {target} = {sympy.sstr(expression)} */")
+        products = [term for term in sympy.Add.make_args(expression) if isinstance(term, matmul)]
+        others = [term for term in sympy.Add.make_args(expression) if not isinstance(term, matmul)]
+        if (
+            len(products) == 1
+            and not isinstance(products[0].args[0], transpose)
+            and not isinstance(products[0].args[1], transpose)
+            and all(isinstance(t, sympy.Symbol) and self.places[t].kind == "column" for t in others)
+            and len(others) <= 1
+        ):  # z = W a (+ b): the bias is where the sum starts
+            self.product(*products[0].args, out, bias=others[0] if others else None, target=target)
+            return
+        if len(products) == 1 and not others and isinstance(products[0].args[1], transpose):
+            self.product(*products[0].args, out, target=target)  # a weight's gradient, straight into its total
+            return
+        lowered = self.lower(expression, out, target)
+        if isinstance(lowered, sympy.Symbol):  # a = z (identity), or a product that made its own buffer
+            self.places[target] = self.places[lowered]
+            return
+        kind, width = self.kind_of(lowered)
+        if kind == "total":  # after the last tile, in double: the loss, a bias's gradient, ...
+            self.new_total(target, width)
+            access = self.access(lowered.free_symbols, "k", "((double)B)")
+            saved, self.printer = self.printer, self.epilogue_printer
+            try:
+                after += [
+                    f"for (int64_t k = 0; k < {width}; ++k) {{",
+                    *self.statement(f"{target.name}[k]", "=", lowered, "    ", access),
+                    "}",
+                ]
+            finally:
+                self.printer = saved
+            return
+        if kind == "row":
+            self.new_row(target)
+        else:
+            self.new_tile(target, width)
+        self.elementwise(target, lowered, width, out)
+
+    def write(self, name: str) -> str:
+        """The C function ``name``: allocation, Wᵀ copies, the tile loop, the batch-level lines, the outputs."""
+        network, program = self.network, self.program
+        x, y, *parameters = program.inputs
+        self.places[self.batch] = Place("scalar", "batch")
+        for symbol in parameters:
+            rows, cols = network.parameter_shapes[symbol.name]
+            kind = "column" if symbol.name.startswith("b") else "weights"
+            self.places[symbol] = Place(kind, symbol.name, rows, rows, cols)
+        for symbol, width in ((x, network.sizes[0]), (y, network.sizes[-1])):  # copied in, samples as rows
+            self.places[symbol] = Place("tile", f"tile_{symbol.name}", width)
+            self.tile_buffers.append((f"tile_{symbol.name}", width))
+        body, loss_body, loss_after = [], [], []
+        for step in program.steps:  # the loss's lines run only when the caller asks for it
+            if step.target == program.loss:
+                self.step(step.target, step.expression, loss_body, loss_after)
+            else:
+                self.step(step.target, step.expression, body, self.after)
+        self.reals_per_sample = sum(width for _, width in self.tile_buffers)
+        real = self.printer.type_name
+        pointers = [f"const {real} *restrict {symbol.name}" for symbol in program.inputs]
+        pointers += [f"{real} *restrict out_{gradient}" for gradient in program.gradients] + [
+            f"{real} *restrict out_loss"
+        ]
+        lines = [
+            f"int {name}(int64_t B, int64_t T_max, {', '.join(pointers)}) {{",
+            f"    const {real} batch = ({real})B;",
+            *(f"    {line}" for line in self.allocation()),
+            *(f"    {line}" for line in self.tile_loop(body, loss_body)),
+            *(f"    {line}" for line in self.after),
+            "    if (out_loss != NULL) {",
+            *(f"        {line}" for line in loss_after),
+            f"        out_loss[0] = ({real}){self.places[program.loss].name}[0];",
+            "    }",
+        ]
+        for gradient, symbol in program.gradients.items():  # the totals, in the tensors' type
+            place = self.places[symbol]
+            if place.kind == "total":
+                write = f"out_{gradient}[k] = ({real}){place.name}[k];"
+                lines.append(f"    for (int64_t k = 0; k < {place.width}; ++k) {write}")
+        lines += ["    free(work);", "    free(totals);", "    return 0;", "}"]
+        return "\n".join(lines)
+
+    def allocation(self) -> list[str]:
+        """One block of reals (the tile buffers, the transposed weights), one of double totals
+        (zeroed), every buffer a pointer into them; then Wᵀ copied for each forward product."""
+        real = self.printer.type_name
+        lengths = [(buffer, f"T_max*{width}") for buffer, width in self.tile_buffers]
+        weights = {place.name: place for place in self.places.values() if place.kind == "weights"}
+        lengths += [(f"{name}_T", str(weights[name].rows * weights[name].cols)) for name in self.transposed]
+        size = " + ".join(f"_align({length})" for _, length in lengths)
+        lines = [
+            f"{real} *const work = malloc(sizeof({real})*({size}));",
+            f"double *const totals = calloc({max(1, sum(width for _, width in self.totals))}, sizeof(double));",
+            "if (work == NULL || totals == NULL) {",
+            "    free(work);",
+            "    free(totals);",
+            "    return 1;",
+            "}",
+        ]
+        position = "work"
+        for buffer, length in lengths:
+            lines.append(f"{real} *const {buffer} = {position};")
+            position = f"{buffer} + _align({length})"
+        offset = 0
+        for total, width in self.totals:
+            lines.append(f"double *const {total} = totals + {offset};")
+            offset += width
+        for name in self.transposed:  # Wᵀ, so that the forward product reads along its rows
+            rows, cols = weights[name].rows, weights[name].cols
+            lines += [
+                f"for (int64_t i = 0; i < {rows}; ++i)",
+                f"    for (int64_t j = 0; j < {cols}; ++j) {name}_T[j*{rows} + i] = {name}[i*{cols} + j];",
+            ]
+        return lines
+
+    def tile_loop(self, body: list[str], loss_body: list[str]) -> list[str]:
+        """The loop over tiles of T samples: x and y copied in with samples as rows, the program's lines, the
+        loss's when asked, and ∂L/∂x copied out in x's layout (one column per sample)."""
+        x, y = (self.places[symbol] for symbol in self.program.inputs[:2])
+        lines = [
+            "for (int64_t start = 0; start < B; start += T_max) {",
+            "    const int64_t T = B - start < T_max ? B - start : T_max;",
+            "    /* x and y, read along their rows of B samples, into tiles with the samples as rows */",
+        ]
+        for place, pointer in ((x, "x"), (y, "y")):
+            copy = f"{place.name}[t*{place.width} + i] = {pointer}[i*B + start + t];"
+            lines += [
+                f"    for (int64_t i = 0; i < {place.width}; ++i)",
+                f"        for (int64_t t = 0; t < T; ++t) {copy}",
+            ]
+        lines += [f"    {line}" for line in body]
+        lines += ["    if (out_loss != NULL) {", *(f"        {line}" for line in loss_body), "    }"]
+        for gradient, symbol in self.program.gradients.items():
+            place = self.places[symbol]
+            if place.kind == "tile":
+                copy = f"out_{gradient}[i*B + start + t] = {place.name}[t*{place.width} + i];"
+                lines += [
+                    f"    for (int64_t i = 0; i < {place.width}; ++i)",
+                    f"        for (int64_t t = 0; t < T; ++t) {copy}",
+                ]
+        return [*lines, "}"]
+
+
+PRELUDE = f"""\
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#if defined(CHAINRULE_MVEC) && defined(__GLIBC__)
+/* glibc's vector math library (libmvec, linked with -lmvec): e^x and log x a whole vector register at a
+   time, within 4 ulp, where the compiler vectorises a loop calling them (what glibc's own math.h declares
+   under -ffast-math, which the kernel is not built with: it would drop IEEE infinities and reorder sums) */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) double log(double);
+__attribute__((simd("notinbranch"))) float logf(float);
+#endif
+
+/* a buffer's length rounded up to whole cache lines, so that every buffer starts on one */
+static inline int64_t _align(int64_t n) {{ return (n + {ALIGN - 1}) / {ALIGN} * {ALIGN}; }}
+"""
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"    {line}" for line in lines]
+
+
+def write_kernel(network: Network, program: MatrixProgram) -> Kernel:
+    """The C source of ``program`` (``derive(network).matrix_program``), one function per floating type."""
+    functions, names, per_sample = [], {}, 0
+    for dtype, suffix in SUFFIXES.items():
+        writer = _Writer(network, program, KernelPrinter(dtype))
+        names[dtype] = f"chainrule_gradients_{suffix}"
+        functions.append(writer.write(names[dtype]))
+        per_sample = writer.reals_per_sample
+    header = f"/* chainrule: the gradients of {network.describe()}, from derive(network).matrix_program */\n"
+    source = header + PRELUDE + "\n" + "\n\n".join(functions) + "\n"
+    outputs: dict[str, tuple[int, int | None]] = {}
+    for gradient in program.gradients:
+        outputs[gradient] = (network.sizes[0], None) if gradient == "x" else network.parameter_shapes[gradient]
+    inputs = tuple(symbol.name for symbol in program.inputs)
+    return Kernel(source, names, inputs, outputs, per_sample)
