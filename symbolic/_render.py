@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import sympy
 from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum, Symbol, Transpose
 
+from . import _index as index_facts
 from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
 from ._functions import (
@@ -34,6 +35,7 @@ from ._functions import (
     transpose,
     unit_sum,
 )
+from ._matrix import reduction_scale
 from ._network import Network
 from ._printers import (
     Applied,
@@ -531,7 +533,7 @@ def _forward(w: _Writer) -> list[Block]:
     output = derivation.layers[-1]
     if len(output.z) > TERMS_SHOWN:  # one term a unit: shown as Σ_k, the loss built only when a check asks
         loss: object = Deferred(lambda: derivation.loss_definition)
-        scale = 1 / BATCH_SIZE if derivation.network.reduction == "mean" else sympy.S.One
+        scale = reduction_scale(derivation.network)
         long_sum = True
     else:
         loss = derivation.loss_definition
@@ -569,6 +571,17 @@ def _loss_sentence(w: _Writer) -> Prose:
     return w.say("loss_is", loss=network.loss, per_unit=ell, batch=batch)
 
 
+def _softmax_jacobian_entry(layer: int, k: sympy.Expr, i: sympy.Expr) -> sympy.Expr:
+    """∂a_k/∂z_i of layer ``layer``'s softmax as the page writes it: SymPy's index-form result
+    (``_index.softmax_jacobian``, taken by diff at a symbolic width), on the page's a, with Kronecker's δ_ki
+    written 𝟙[k = i] (δ is the error here). The one written form of the Jacobian; the compiled code's
+    Jacobian-vector product is proved equal to it in ``_index``."""
+    form = index_facts.softmax_jacobian().replace(
+        sympy.KroneckerDelta, lambda *_: Indicator(Eq(index_facts.k, index_facts.i))
+    )
+    return form.xreplace({index_facts.a: _base(f"a{layer}"), index_facts.k: k, index_facts.i: i})
+
+
 def _softmax_jacobian(layer: LayerDerivation) -> sympy.Matrix:
     """∂a_k/∂z_i by sympy.diff of the softmax's definition, [k, i]."""
     n = len(layer.z)
@@ -586,7 +599,7 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
         a, z = _base(f"a{layer.index}"), _base(f"z{layer.index}")
         entries = _entries_of(w.derivation)
         jacobian = Deferred(_softmax_jacobian, layer)
-        right = a[k] * (Indicator(Eq(k, i)) - a[i])
+        right = _softmax_jacobian_entry(layer.index, k, i)
         return [
             w.say("softmax_couples"),
             Chain(
@@ -715,7 +728,9 @@ def _softmax_sum(layer: LayerDerivation, target: Symbol, unit: int) -> Sum:
     a, y = _base(f"a{l_}"), _base("y")
     first = {layer.a[0]: a[INDEX_K], target: y[INDEX_K]}
     upstream = layer.upstream[0].xreplace(first)  # the loss is a sum of per-unit terms: unit 1 stands for k
-    return Sum(Factors(upstream, a[INDEX_K], Indicator(Eq(INDEX_K, index)) - a[index]), (INDEX_K, 1, len(layer.z)))
+    jacobian = sympy.Mul.make_args(_softmax_jacobian_entry(l_, INDEX_K, index))
+    ordered = sorted(jacobian, key=lambda factor: not isinstance(factor, sympy.Indexed))  # a_k, then (𝟙[k = i] − a_i)
+    return Sum(Factors(upstream, *ordered), (INDEX_K, 1, len(layer.z)))
 
 
 def _unit_form(derivation: Derivation, layer: LayerDerivation, unit: int) -> sympy.Expr | None:
