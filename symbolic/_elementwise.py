@@ -218,6 +218,21 @@ def _layer_latex(letter: str, layer: int) -> str:
 
 
 @dataclass(frozen=True, eq=False)
+class _ForwardLayer:
+    """Layer l's forward pass, named: the first fields of its ``LayerDerivation``, before the backward pass."""
+
+    index: int
+    activation: Activation
+    weight: Entries
+    bias: Entries | None
+    inputs: Entries
+    z: Entries
+    z_definition: Entries
+    a: Entries
+    a_definition: Entries
+
+
+@dataclass(frozen=True, eq=False)
 class LayerDerivation:
     """Everything derived for layer l; each field is a column over the layer's units, built on access."""
 
@@ -330,7 +345,7 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
         )
 
     # forward: name every z and a
-    forward = []
+    forward: list[_ForwardLayer] = []
     inputs = symbols["x"]
     for layer in range(1, depth + 1):
         activation = network.activation_rules[layer - 1]
@@ -340,11 +355,11 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
         a = names.vector(f"a{layer}", _layer_latex("a", layer), n)
         z_definition = Entries(n, 1, _z_entry(weight, inputs, bias))
         a_definition = Entries(n, 1, _a_entry(activation, z))
-        forward.append((layer, activation, weight, bias, inputs, z, z_definition, a, a_definition))
+        forward.append(_ForwardLayer(layer, activation, weight, bias, inputs, z, z_definition, a, a_definition))
         inputs = a
 
     loss_rule = network.loss_rule
-    output, target = forward[-1][7], symbols["y"]
+    output, target = forward[-1].a, symbols["y"]
     n_out = sizes[-1]
     scale = reduction_scale(network)  # each sample's share of L: the one definition of the mean's 1/B
     if loss_rule.coupled is None:
@@ -361,33 +376,24 @@ def derive_elementwise(network: Network) -> ElementwiseDerivation:
     else:  # the same derivative, collected (tests/test_steps.py checks it against sympy.diff)
         upstream = Entries(n_out, 1, lambda i, _: scale * loss_rule.coupled.gradient(list(output), list(target), i))
     above: LayerDerivation | None = None  # layer l + 1
-    for layer, activation, weight, bias, inputs, z, z_def, a, a_def in reversed(forward):
-        n = sizes[layer]
+    for f in reversed(forward):
+        n = sizes[f.index]
         if above is not None:
             upstream = Entries(n, 1, _hidden_upstream(above))  # ∂L/∂a_l[j] = Σ_i δ_{l+1}[i] ∂z_{l+1}[i]/∂a_l[j]
-        jacobian = Entries(n, n, _jacobian_entry(activation, z, a))
-        chain = Entries(n, 1, _chain_entry(activation, upstream, jacobian, n))
-        if layer == depth:  # one simplification per form, shared by every unit and the matrix program
-            definition = Entries(n, 1, _simplified_entry(chain, a, z, target, layer, upstream, jacobian))
+        jacobian = Entries(n, n, _jacobian_entry(f.activation, f.z, f.a))
+        chain = Entries(n, 1, _chain_entry(f.activation, upstream, jacobian, n))
+        if f.index == depth:  # one simplification per form, shared by every unit and the matrix program
+            definition = Entries(n, 1, _simplified_entry(chain, f.a, f.z, target, f.index, upstream, jacobian))
         else:
             definition = chain
-        delta = names.vector(f"delta{layer}", _layer_latex(r"\delta", layer), n)
         layers.append(
             LayerDerivation(
-                layer,
-                activation,
-                weight,
-                bias,
-                inputs,
-                z,
-                z_def,
-                a,
-                a_def,
-                upstream,
-                jacobian,
-                delta,
-                chain,
-                definition,
+                **vars(f),
+                upstream=upstream,
+                local_jacobian=jacobian,
+                delta=names.vector(f"delta{f.index}", _layer_latex(r"\delta", f.index), n),
+                delta_chain=chain,
+                delta_definition=definition,
             )
         )
         above = layers[-1]
