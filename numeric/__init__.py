@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "compile_gradients": "._compile",
-    "CompiledGradients": "._compile",
+    "CompiledGradients": "._compiled",
     "FORMS": "._choices",
     "autograd_gradients": "._torch_models",
     "autograd_loss_and_gradients": "._torch_models",
@@ -39,8 +39,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._check_backward import Mistake as Mistake
     from ._check_backward import check_backward as check_backward
     from ._choices import FORMS as FORMS
-    from ._compile import CompiledGradients as CompiledGradients
     from ._compile import compile_gradients as compile_gradients
+    from ._compiled import CompiledGradients as CompiledGradients
     from ._torch_models import REFERENCE_LOSSES as REFERENCE_LOSSES
     from ._torch_models import autograd_gradients as autograd_gradients
     from ._torch_models import autograd_loss_and_gradients as autograd_loss_and_gradients

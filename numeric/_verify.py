@@ -29,7 +29,8 @@ from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values, verify_memory
 from ._choices import GRADCHECK_MODES
-from ._compile import CompiledGradients, compile_gradients
+from ._compile import compile_gradients
+from ._compiled import CompiledGradients
 from ._finite_differences import ProbeResult, plan_probes, sampled_finite_differences
 from ._torch_models import autograd_loss_and_gradients
 

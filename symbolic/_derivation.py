@@ -9,7 +9,7 @@ budget rather than left to hang.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import mpmath
@@ -34,6 +34,22 @@ _EXACT_UP_TO = 64  # a softmax layer up to this width is sized from its simplifi
 
 DEFAULT_CLOSED_FORM_BUDGET = 200_000
 """Largest closed form (in expression-tree nodes, summed over a parameter's entries) built by default."""
+
+
+# The page writers, one per format, registered by the modules that write them (_formats, _html) when the package
+# is imported. They read the derivation (through _render), so the derivation cannot import them without an
+# import circle; it asks this table instead, which ``symbolic/__init__`` fills before anything can be derived.
+_WRITERS: dict[str, Callable[..., str]] = {}
+
+
+def page_writer(format_name: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+    """Register the decorated function as the writer of ``Derivation``'s ``format_name`` page."""
+
+    def register(function: Callable[..., str]) -> Callable[..., str]:
+        _WRITERS[format_name] = function
+        return function
+
+    return register
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,43 +343,33 @@ class Derivation:
             numbers[name] = rows
         return numbers
 
-    # -- explanations (implemented in _render and _formats) -----------------------------------------
+    # -- explanations (written by _formats and _html, which register themselves: see ``page_writer``) -----
 
     def latex(self, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
         """The derivation as LaTeX: a fragment, or a standalone document that pdflatex compiles.
 
         ``lang`` is ``"en"`` or ``"zh"`` (Chinese: the document uses CJKutf8).
         """
-        from ._formats import render_latex
-
-        return render_latex(self, document=document, values=values, lang=lang)
+        return _WRITERS["latex"](self, document=document, values=values, lang=lang)
 
     def markdown(self, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
         """The derivation as Markdown with ``$$`` display math (GitHub, Jupyter).
 
         A ``str`` that a notebook also renders when it is a cell's last value.
         """
-        from ._formats import render_markdown
-
-        return render_markdown(self, values=values, lang=lang)
+        return _WRITERS["markdown"](self, values=values, lang=lang)
 
     def text(self, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
         """The derivation as plain text for a terminal."""
-        from ._formats import render_text
-
-        return render_text(self, values=values, lang=lang)
+        return _WRITERS["text"](self, values=values, lang=lang)
 
     def pdf(self, output, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
         """Write the derivation as a PDF file (pdflatex); returns pdflatex's log."""
-        from ._formats import render_pdf
-
-        return render_pdf(self, output, values=values, lang=lang)
+        return _WRITERS["pdf"](self, output, values=values, lang=lang)
 
     def _repr_latex_(self) -> str:
         """Display math only: notebooks render text/latex with MathJax, which typesets no sections."""
-        from ._formats import render_math
-
-        return render_math(self)
+        return _WRITERS["math"](self)
 
     def _repr_markdown_(self) -> str:
         return str(self.markdown())
@@ -380,15 +386,11 @@ class Derivation:
         ``figure``: ``"network"`` (default) draws the network as the PDF does; SVG text of your own is set
         inline under the title instead; None leaves it out.
         """
-        from ._html import render_html
-
-        return render_html(self, values=values, lang=lang, figure=figure)
+        return _WRITERS["html"](self, values=values, lang=lang, figure=figure)
 
     def _repr_html_(self) -> str:
         """A notebook's rich display: the page as a fragment (its styles scoped, KaTeX inline)."""
-        from ._html import render_html
-
-        return render_html(self, document=False)
+        return _WRITERS["html"](self, document=False)
 
 
 def _kind_lookup(sizes: Mapping[str, int]):

@@ -11,10 +11,11 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._derivation import Derivation
+from ._blocks import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Prose
+from ._derivation import Derivation, page_writer
 from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf, check_output_type
-from ._render import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
+from ._render import explain
 from ._words import words
 
 PAIRED = 36  # equations this short (text characters) are set two to a row
@@ -189,6 +190,7 @@ def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, l
     )
 
 
+@page_writer("latex")
 def render_latex(
     derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
@@ -233,6 +235,7 @@ def render_latex(
     )
 
 
+@page_writer("pdf")
 def render_pdf(
     derivation: Derivation, output: str | Path, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
@@ -248,6 +251,7 @@ def _display(run: Sequence[Chain]) -> str:
     return "\\begin{aligned}\n" + _aligned(run) + "\n\\end{aligned}"
 
 
+@page_writer("markdown")
 def render_markdown(
     derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> MarkdownText:
@@ -275,6 +279,7 @@ def render_markdown(
     return MarkdownText("\n\n".join(parts) + "\n")
 
 
+@page_writer("math")
 def render_math(derivation: Derivation, values: Mapping[str, object] | None = None) -> str:
     """Display math only (what a notebook's MathJax renders for ``_repr_latex_``): the equations in order."""
     runs = [block for block in _runs(explain(derivation, values)) if isinstance(block, list)]
@@ -326,6 +331,7 @@ def _framed(lines: list[str]) -> list[str]:
     )
 
 
+@page_writer("text")
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
     lines: list[str] = []
     framed = 0  # where the framed block starts

@@ -25,13 +25,14 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
-from ._derivation import Derivation
+from ._blocks import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose
+from ._derivation import Derivation, page_writer
 from ._errors import InputError, InputTypeError
 from ._figure import figure_svg, network_figure
 
 # The runs of equations and each equation's rows (one row, or one per side when long) are the PDF's.
 from ._formats import _aligned_rows, _runs
-from ._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
+from ._render import explain
 from ._words import words
 
 KATEX_VERSION = "0.19.1"  # symbolic/assets/katex: `npm pack katex@0.19.1`, dist/ files and the LICENSE
@@ -210,6 +211,7 @@ def _content(blocks: Sequence, lang: str, figure: str | None, caption: str = "")
     return "\n".join(part for part in parts if part)
 
 
+@page_writer("html")
 def render_html(
     derivation: Derivation,
     values: Mapping[str, object] | None = None,

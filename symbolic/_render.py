@@ -17,12 +17,12 @@ import math
 import operator
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import sympy
 from sympy import Eq, HadamardProduct, IndexedBase, MatrixSymbol, OneMatrix, Sum, Symbol, Transpose
 
 from . import _index as index_facts
+from ._blocks import Block, Chain, Deferred, Frame, FrameEnd, Heading, Math, Notation, Prose, Shapes
 from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
 from ._functions import (
@@ -69,94 +69,6 @@ BATCH = 2  # samples in the batch on which the matrix form's sums over samples a
 LOSS = Symbol("L")
 ELLIPSIS = Symbol("…")
 INDEX_I, INDEX_J, INDEX_K = sympy.symbols("i j k", integer=True, positive=True)
-
-
-# --- blocks --------------------------------------------------------------------------------------------
-
-
-class Deferred:
-    """A value computed when asked for: the checks need it, the printed page does not (wide layers stay cheap)."""
-
-    def __init__(self, function, *arguments):
-        self.function, self.arguments = function, arguments
-
-    def compute(self) -> object:
-        return self.function(*self.arguments)
-
-
-@dataclass(frozen=True)
-class Math:
-    """One side of an equation, or math in prose: a SymPy tree printed both ways, and what it stands for.
-
-    ``value`` is None for pure notation (∂L/∂W as a name); otherwise an expression in the derivation's
-    symbols, or a Matrix of them. In a Chain every two consecutive values must be equal.
-    """
-
-    tree: sympy.Basic
-    latex: str
-    text: str
-    stands_for: object = field(default=None, compare=False, repr=False)  # the value, or a Deferred one
-
-    @property
-    def value(self) -> object:
-        value = self.stands_for.compute() if isinstance(self.stands_for, Deferred) else self.stands_for
-        return _matrix(value) if hasattr(value, "as_matrix") else value
-
-
-@dataclass(frozen=True)
-class Heading:
-    """A section's title: level 2 for the page's parts (the forward pass, the backward pass, ...), level 3 for a
-    section inside one (a layer of the backward pass)."""
-
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Prose:
-    parts: tuple[str | Math, ...]
-
-
-@dataclass(frozen=True)
-class Shapes:
-    """The shapes of a matrix equation's factors, in the order they are written: (2×2)(2×B) ⊙ (2×B) → 2×B."""
-
-    latex: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Chain:
-    """``terms[0] = terms[1] = ...``, one displayed equation; ``reason`` says why the sides are equal;
-    ``shapes``, set beside it, the shapes of the last side's factors."""
-
-    terms: tuple[Math, ...]
-    reason: str = "chain rule"
-    shapes: Shapes | None = None
-
-
-@dataclass(frozen=True)
-class Frame:
-    """The start of a framed block (the summary): its title; the blocks up to ``FrameEnd`` are inside."""
-
-    title: str
-
-
-@dataclass(frozen=True)
-class FrameEnd:
-    pass
-
-
-@dataclass(frozen=True)
-class Notation:
-    """The symbols the page uses: each with its shape (None where it has none: a function, an operation) and its
-    meaning."""
-
-    header: tuple[str, str, str]
-    rows: tuple[tuple[Math, Shapes | None, str], ...]
-
-
-Block = Heading | Prose | Chain | Notation | Frame | FrameEnd
 
 
 # --- facts -------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 import symbolic._words
 from numeric.cli import main
 from symbolic import TUTORIAL, TUTORIAL_VALUES, LatexUnavailable, Network, build_pdf, derive, sample_values
-from symbolic._render import Chain, Heading, Math, Notation, Prose, explain
+from symbolic._blocks import Chain, Heading, Math, Notation, Prose
+from symbolic._render import explain
 from symbolic._words import CHINESE, ENGLISH
 
 TERMS = ("正向传播", "反向传播", "链式法则")

@@ -23,8 +23,9 @@ from test_check_backward import NETWORK, student
 from numeric import MISTAKES, check_backward, verify
 from numeric.cli import main
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
+from symbolic._blocks import Chain, Frame, Heading, Math, Notation, Prose
 from symbolic._figure import network_figure
-from symbolic._render import Chain, Frame, Heading, Math, Notation, Prose, explain
+from symbolic._render import explain
 from symbolic._words import CHINESE
 
 CJK = "[\u4e00-\u9fff]"  # the ideographs, not the full-width punctuation, which may touch anything

@@ -137,11 +137,11 @@ def test_inputs_are_checked_again_after_a_call_that_passed():
 
 
 def test_a_repeated_signature_skips_the_full_check(monkeypatch):
-    import numeric._compile
+    import numeric._compiled
 
     calls = []
-    real = numeric._compile.check_inputs
-    monkeypatch.setattr(numeric._compile, "check_inputs", lambda *args: calls.append(1) or real(*args))
+    real = numeric._compiled.check_inputs
+    monkeypatch.setattr(numeric._compiled, "check_inputs", lambda *args: calls.append(1) or real(*args))
     network = Network([2, 3, 2], ["tanh", "sigmoid"], "bce")
     compiled = compile_gradients(derive(network))
     values = random_values(network, 4, 0)

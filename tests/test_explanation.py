@@ -7,7 +7,8 @@ import sympy
 
 from numeric.cli import main
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
-from symbolic._render import Chain, Heading, Notation, explain
+from symbolic._blocks import Chain, Heading, Notation
+from symbolic._render import explain
 from tests.test_steps import read_number, read_vector
 
 

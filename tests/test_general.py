@@ -168,7 +168,7 @@ def test_a_large_cpu_batch_runs_in_chunks_that_add_up_to_autograd():
     compiled._run_gradients = lambda x, *rest: calls.append(x.shape[1]) or generated(x, *rest)
     ours = compiled(values["x"], values["y"], params)
     assert len(calls) > 1 and sum(calls) == 10_000
-    assert max(calls) * 3 * sum(network.sizes) * 8 <= numeric._compile.CHUNK_BYTES
+    assert max(calls) * 3 * sum(network.sizes) * 8 <= numeric._compiled.CHUNK_BYTES
     reference = autograd_gradients(network, values["x"], values["y"], params)
     for name in reference:
         assert _relative_error(ours[name], reference[name]) <= 1e-10, name

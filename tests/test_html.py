@@ -41,7 +41,8 @@ from symbolic import (
     render_html,
     sample_values,
 )
-from symbolic._render import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose, explain
+from symbolic._blocks import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose
+from symbolic._render import explain
 
 # --- a tree of the page, from the standard library's HTML tokenizer ---------------------------------------
 

@@ -12,8 +12,9 @@ import pytest
 import sympy
 
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values, words
+from symbolic._blocks import Chain, Heading, Prose
 from symbolic._printers import Boxed, Factors
-from symbolic._render import Chain, Heading, Prose, explain
+from symbolic._render import explain
 
 NETWORKS = {
     "tutorial": (TUTORIAL, TUTORIAL_VALUES),

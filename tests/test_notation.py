@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive
+from symbolic._blocks import Notation
 from symbolic._html import render_html
-from symbolic._render import Notation, explain
+from symbolic._render import explain
 
 ONES, INDICATOR = "𝟏", "𝟙["
 

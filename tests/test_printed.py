@@ -16,10 +16,11 @@ import sympy
 from hypothesis import given
 
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
+from symbolic._blocks import Chain, Math, Prose
 from symbolic._elementwise import BATCH_SIZE
 from symbolic._functions import relu, sigmoid, softplus, step
 from symbolic._printers import Applied, Boxed, Elementwise, Factors, Indicator, Partial, Prime, Scientific, Shown
-from symbolic._render import Chain, Math, Prose, explain
+from symbolic._render import explain
 from tests.latex_reader import PartialOf, Reader, indicator
 from tests.test_steps import networks
 

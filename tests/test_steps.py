@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symbolic import ACTIVATIONS, LOSSES, TUTORIAL, TUTORIAL_VALUES, Network, derive, sample_values
-from symbolic._render import Chain, explain
+from symbolic._blocks import Chain
+from symbolic._render import explain
 
 NETWORKS = {
     "tutorial": TUTORIAL,

@@ -14,8 +14,9 @@ import re
 import pytest
 
 from symbolic import TUTORIAL, TUTORIAL_VALUES, Network, derive
+from symbolic._blocks import Chain, Frame, FrameEnd, Heading
 from symbolic._html import render_html
-from symbolic._render import Chain, Frame, FrameEnd, Heading, explain
+from symbolic._render import explain
 
 NETWORKS = {
     "tutorial": TUTORIAL,

@@ -32,7 +32,8 @@ def _one_entry_off(compiled: CompiledGradients, name: str, amount: float) -> Com
         loss, *gradients = with_loss(*args)
         return [loss, *shift(gradients)]
 
-    return CompiledGradients(compiled.derivation, compiled.form, lambda *a: shift(gradients_only(*a)), wrong_with_loss)
+    shifted = lambda *a: shift(gradients_only(*a))  # noqa: E731
+    return CompiledGradients(compiled.derivation, compiled.form, shifted, lambda: wrong_with_loss)
 
 
 def test_mnist_sized_network_is_verified_with_sampled_finite_differences():
@@ -164,7 +165,7 @@ def _one_gradient_doubled(compiled: CompiledGradients, name: str) -> CompiledGra
         compiled.derivation,
         compiled.form,
         lambda *a: double(gradients_only(*a)),
-        lambda *a: [(out := with_loss(*a))[0], *double(out[1:])],
+        lambda: lambda *a: [(out := with_loss(*a))[0], *double(out[1:])],
     )
 
 

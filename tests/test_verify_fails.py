@@ -49,7 +49,7 @@ def _with_one_gradient_doubled(compiled: CompiledGradients, name: str) -> Compil
         gradients[position] = 2 * gradients[position]
         return [loss, *gradients]
 
-    return CompiledGradients(compiled.derivation, compiled.form, wrong_gradients, wrong_with_loss)
+    return CompiledGradients(compiled.derivation, compiled.form, wrong_gradients, lambda: wrong_with_loss)
 
 
 def test_a_wrong_input_gradient_is_caught_by_autograd_and_by_finite_differences():

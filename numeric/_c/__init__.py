@@ -14,7 +14,7 @@ import torch
 
 from symbolic import Derivation, InputError, InputTypeError
 
-from .._compile import CompiledGradients
+from .._compiled import CompiledGradients
 from ._build import find_compiler, load
 from ._kernel import Kernel, write_kernel
 
@@ -46,7 +46,7 @@ class CCompiledGradients(CompiledGradients):
             function.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * pointers
             function.restype = ctypes.c_int
             self._functions[dtype] = function
-        super().__init__(derivation, "matrix", self._gradients, self._loss_and_gradients, chunk=None)
+        super().__init__(derivation, "matrix", self._gradients, lambda: self._loss_and_gradients, chunk=None)
         self.backend = "c"
         self.chunk = chunk
         self._run_with_loss = self._loss_and_gradients
