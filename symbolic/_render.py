@@ -301,7 +301,11 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     sizes = ", ".join(map(str, network.sizes))
     # why: gradient descent needs every ∂L/∂W, and backpropagation gets them by reusing δ (the lesson's first words)
     blocks: list[Block] = [
-        w.say("motivation", dW=w.show(Partial(LOSS, _column("W", 1))), delta=w.show(_column("delta", 1))),
+        w.say(
+            "motivation_bias" if network.bias else "motivation",
+            dW=w.show(Partial(LOSS, _column("W", 1))),
+            delta=w.show(_column("delta", 1)),
+        ),
         w.say("network", network=network.describe(lang), sizes=f"[{sizes}]"),
         w.heading("heading_notation"),
         w.heading("heading_forward"),
@@ -327,7 +331,7 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
         w.heading("heading_checked"),
         w.say(
             "what_is_derived",
-            layer_map=w.show(Eq(_column("z", 1), _column("W", 1) * _column("a", 1) + _column("b", 1), evaluate=False)),
+            layer_map=w.show(Eq(_column("z", 1), _layer_map(network.bias), evaluate=False)),
             z=w.show(_column("z", 1)),
             a=w.show(_column("a", 1)),
             delta=w.show(_column("delta", 1)),
@@ -336,6 +340,12 @@ def explain(derivation: Derivation, values: Mapping[str, object] | None = None, 
     where = blocks.index(w.heading("heading_notation")) + 1
     blocks.insert(where, _notation(w, blocks))  # written last: it lists only what the page uses
     return blocks
+
+
+def _layer_map(bias: bool) -> sympy.Expr:
+    """W a + b, or W a for a network without biases: what each layer computes, as the page says it."""
+    product = _column("W", 1) * _column("a", 1)
+    return product + _column("b", 1) if bias else product
 
 
 def _trees(blocks: Sequence[Block]):

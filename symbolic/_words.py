@@ -26,6 +26,9 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "motivation": "Gradient descent needs the gradient {dW} of the loss for every weight W of the network. "
         "Backpropagation gets them all in one backward pass: it works out each layer's error {delta} once and reuses "
         "it, instead of running the chain rule from the loss again for every weight.",
+        "motivation_bias": "Gradient descent needs the gradient {dW} of the loss for every weight W and bias b of "
+        "the network. Backpropagation gets them all in one backward pass: it works out each layer's error {delta} "
+        "once and reuses it, instead of running the chain rule from the loss again for every parameter.",
         "network": "Network {network}, layer sizes {sizes}.",
         "heading_backward": "Backward pass",
         "backward_intro": "The chain rule, applied from the loss back towards the input, one layer at a time.",
@@ -42,7 +45,7 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "heading_notation": "Notation",
         "heading_forward": "Forward pass",
         "heading_output": "Output layer (layer {layer})",
-        "heading_layer": "Layer {layer}",
+        "heading_layer": "Hidden layer (layer {layer})",
         "heading_hidden": "Hidden layers l = {top}, …, 1",
         "heading_matrix": "Gradients in matrix form",
         "heading_closed": "Closed form",
@@ -53,11 +56,12 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "notation_B": "the batch size: the number of samples, one column each",
         "notation_x": "input, a column of length {n}; a batch has one column per sample",
         "notation_y": "target, a column of length {n}",
-        "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of the layer below",
+        "notation_W": "weights of layer l: row i for unit i of layer l, column j for unit j of the previous layer "
+        "(l − 1)",
         "notation_b": "bias of layer l",
         "notation_z": "pre-activation of layer l",
         "notation_a": "output of layer l; layer 0 is the input x, the last layer's output is the prediction",
-        "notation_delta": "error of layer l: the derivative of the loss L by the layer's pre-activation",
+        "notation_delta": "error of layer l: the derivative of the loss L with respect to the layer's pre-activation",
         "notation_activation": "activation function {name} (layer {layers})",
         "notation_activation_layers": "activation function {name} (layers {layers})",
         "notation_hadamard": "element-wise product",
@@ -75,28 +79,31 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "more, one column per sample (not summed over the batch):",
         "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
         "for {weight} (every entry works the same way):",
-        "derivative_through_output": "The derivative of the activation, by SymPy, then written through its output {a}:",
-        "derivative": "The derivative of the activation, by SymPy:",
+        "derivative_through_output": "The derivative of the activation (by SymPy), rewritten in terms of its output "
+        "{a}:",
+        "derivative": "The derivative of the activation (by SymPy):",
         "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
-        "shared_factor": "Everything before the last factor depends on the unit {i} but not on the input {j}. It is "
-        "the shared factor (the tutorial's red box), named the error of the unit, {delta}:",
-        "shared_factor_boxed": "Everything before the last factor depends on the unit {i} but not on the input {j}. "
-        "It is the shared factor (boxed in red), named the error of the unit, {delta}:",
+        "shared_factor": "Everything before the last factor depends only on the weight's row {i} (the unit it feeds), "
+        "not on its column {j} (the input it carries). It is the shared factor (the tutorial's red box), named the "
+        "error of the unit, {delta}:",
+        "shared_factor_boxed": "Everything before the last factor depends only on the weight's row {i} (the unit it "
+        "feeds), not on its column {j} (the input it carries). It is the shared factor (boxed in red), named the "
+        "error of the unit, {delta}:",
         "delta_is_difference": "For this activation and loss function SymPy simplifies the error to {equation}.",
         "delta_is_difference_for_probabilities": "When the target is a probability vector (its entries sum to 1), "
         "SymPy simplifies the error to {equation}.",
-        "error_times_input": "So each gradient entry is an error times an input:",
-        "hidden_collects": "A unit's output feeds every unit of the layer above, so its error collects theirs "
+        "error_times_input": "So each gradient entry is the error of the unit the weight feeds times the input it "
+        "carries:",
+        "hidden_collects": "A unit's output feeds every unit of the next layer, so its error collects theirs "
         "through {W}, reusing {delta}:",
-        "general_step": "Every hidden layer repeats one step. A unit's output feeds every unit of the layer above, "
-        "so its error collects theirs, reusing the error of the layer above: for {range},",
+        "general_step": "Every hidden layer repeats one step. A unit's output feeds every unit of the next layer, "
+        "so its error collects theirs, reusing the error of the next layer: for {range},",
         "general_where": "where {f} is the activation of layer l (see the notation). Entry by entry, shown for {l}:",
         "matrix_outer": "Each entry above is one entry of an outer product, so a whole gradient is one matrix "
         "product. With a batch (one sample per column of x, a and δ) the product also sums over the samples:",
         "matrix_bias": "and a bias gradient sums the errors over the samples:",
         "heading_summary": "Summary: backpropagation in matrix form",
-        "summary_batch": "In matrix form, for a batch of {B} samples (one per column), with the shape of each "
-        "factor beside it:",
+        "summary_batch": "For a batch of {B} samples (one per column), with the shape of each factor beside it:",
         "summary_output_above": "{delta}: the output layer's error, entry by entry as above (its softmax sums over "
         "the units).",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
@@ -107,8 +114,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "(rounded; where a step cancels, its numbers keep more digits, enough for the result's five):",
         "pytorch_title": "Checked with PyTorch",
         "pytorch_intro": "loss.backward() in float32, PyTorch's default, takes the same steps, each rounded to "
-        "float32. Computed so here (chainrule's tests compare these numbers with torch's autograd) and printed as "
-        "PyTorch prints them, beside the exact values.",
+        "float32. This page computes them the same way (chainrule's tests compare these numbers with torch's "
+        "autograd) and prints them as PyTorch does, beside the exact values.",
         "pytorch_line": "{name}.grad = {float32} in float32; exact {exact}",
         "pytorch_reason": "Why the last digit differs: float32 carries about 7 significant digits, and {rest} at "
         "{a} ≈ {value} cancels about {digits} of them.",
@@ -243,16 +250,19 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "tutorial_forward": "正向传播（精确值；教程打印的是 float32，保留 4 位有效数字）",
         "motivation": "梯度下降需要损失函数对网络中每个权重 𝑊 的梯度 {dW}。反向传播在一次反向计算中得到全部梯度："
         "它为每一层只求一次误差项 {delta}，然后重复使用，而不必为每个权重都从损失函数重新应用一遍链式法则。",
+        "motivation_bias": "梯度下降需要损失函数对网络中每个权重 𝑊 和偏置 𝑏 的梯度 {dW}。"
+        "反向传播在一次反向计算中得到全部梯度：它为每一层只求一次误差项 {delta}，然后重复使用，"
+        "而不必为每个参数都从损失函数重新应用一遍链式法则。",
         "network": "网络 {network}，各层大小 {sizes}。",
         "heading_backward": "反向传播",
         "backward_intro": "从损失函数出发，向输入方向逐层应用链式法则。",
-        "heading_checked": "本页如何检查",
+        "heading_checked": "本页的验证方法",
         "describe_bias": "带偏置",
         "describe_mean": "批内取平均",
         "list_separator": "、",  # 顿号: the Chinese enumeration comma
         "what_is_derived": (
             "SymPy 用 sympy.diff 对上面的各个定义（损失函数、每个激活函数、每个 {layer_map}）求导；"
-            "链式法则再通过有名字的中间量 {z}、{a} 和 {delta} 把这些导数串联起来。"
+            "链式法则再通过命名的中间量 {z}、{a} 和 {delta} 把这些导数串联起来。"
             "chainrule 的测试在许多网络（固定的和随机生成的）上验证：推导中每个连等式的相邻两边都相等；"
             "测试还把打印出的每个等式重新解析，与验证过的表达式对比。"
         ),
@@ -266,7 +276,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "heading_numbers": "数值",
         "column_symbol": "符号",
         "column_meaning": "含义",
-        "column_shape": "形状（第 1、2、… 层）",
+        "column_shape": "形状（各层依次列出）",
         "notation_B": "批大小：样本数，每个样本一列",
         "notation_x": "输入，长度为 {n} 的列向量；一批样本中每个样本占一列",
         "notation_y": "目标值，长度为 {n} 的列向量",
@@ -293,14 +303,16 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "derivative_through_output": "激活函数的导数（由 SymPy 求出），再改写成用它的输出 {a} 表示：",
         "derivative": "激活函数的导数（由 SymPy 求出）：",
         "softmax_couples": "softmax 把同一层的各单元耦合在一起，所以链式法则要对该层的每个输出求和：",
-        "shared_factor": "最后一个因子之前的部分只与单元 {i} 有关，与输入 {j} 无关。"
+        "shared_factor": "最后一个因子之前的部分只与权重的行号 {i}（它所连的本层单元）有关，"
+        "与列号 {j}（它所传递的输入）无关。"
         "这就是公共因子（即教程中的红框），称为该单元的误差项 {delta}：",
         "delta_is_difference": "对于这种激活函数与损失函数的组合，SymPy 把误差项化简为 {equation}。",
         "delta_is_difference_for_probabilities": "当目标值是概率向量（各分量之和为 1）时，"
         "SymPy 把误差项化简为 {equation}。",
-        "shared_factor_boxed": "最后一个因子之前的部分只与单元 {i} 有关，与输入 {j} 无关。"
-        "这就是公共因子（图中红框标出），称为该单元的误差项 {delta}：",
-        "error_times_input": "因此，梯度的每个分量都等于误差项乘以输入：",
+        "shared_factor_boxed": "最后一个因子之前的部分只与权重的行号 {i}（它所连的本层单元）有关，"
+        "与列号 {j}（它所传递的输入）无关。"
+        "这就是公共因子（上式中红框标出的部分），称为该单元的误差项 {delta}：",
+        "error_times_input": "因此，梯度的每个分量都等于该权重所连单元的误差项乘以它所传递的输入：",
         "hidden_collects": "本层每个单元的输出都送往后一层的每个单元，因此它的误差项要经由 {W} "
         "收集后一层的误差项，这里直接复用已算出的 {delta}：",
         "general_step": "每个隐藏层都重复同一步：一个单元的输出送往后一层的每个单元，因此它的误差项要收集后一层的"
@@ -310,7 +322,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "对一批样本（𝑥、𝑎 和 δ 的每一列对应一个样本），这次矩阵乘法同时完成了对样本的求和：",
         "matrix_bias": "偏置的梯度则是把误差项对样本求和：",
         "heading_summary": "小结：反向传播的矩阵形式",
-        "summary_batch": "矩阵形式：一批 {B} 个样本（每个样本占一列），每个因子的形状标在旁边：",
+        "summary_batch": "对一批 {B} 个样本（每个样本占一列），各式旁标出了每个因子的形状：",
         "summary_output_above": "{delta}：输出层的误差项，逐个分量的写法见上文（其中 softmax 要对各单元求和）。",
         "closed_intro": "把所有中间量逐一代回，就得到用 𝑥、𝑦 和参数表示的各分量：",
         "numbers_intro": "在下列数值处（按 20 位有效数字计算，显示时四舍五入）：",

@@ -94,3 +94,16 @@ def test_the_tutorial_pdf_has_no_half_empty_page_and_no_colon_at_a_page_s_foot(p
     for height, bottom, last in pages[:-1]:
         assert bottom > 0.6 * height, f"a page filled to {bottom / height:.0%}"
         assert not last.rstrip().endswith((":", "：")), last
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_the_page_names_the_parameters_the_network_has(name):
+    """A network without biases is not told of b: neither in the motivation nor in the checked paragraph's
+    z = W a (+ b)."""
+    network, values = NETWORKS[name]
+    blocks = explain(derive(network), values)
+    motivation, checked = blocks[0], blocks[-1]
+    said = "".join(part if isinstance(part, str) else part.text for part in motivation.parts)
+    layer_map = next(part.text for part in checked.parts if not isinstance(part, str) and "W" in part.text)
+    assert ("bias b" in said) == network.bias, said
+    assert ("+ b" in layer_map) == network.bias, layer_map

@@ -33,6 +33,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
     "en": {
         "title": "Backpropagation",
         "motivation": "Gradient descent",
+        "motivation_bias": "every weight W and bias b",
         "heading_backward": "Backward",
         "backward_intro": "chain rule",
         "heading_checked": "checked",
@@ -59,15 +60,15 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "loss_is_coupled": "couples",
         "heading_output": "Output",
         "chain_path": "path",
-        "derivative_through_output": "through its output",
+        "derivative_through_output": "in terms of its output",
         "derivative": "derivative of the activation",
         "softmax_couples": "softmax couples",
         "shared_factor": "tutorial's red box",
         "shared_factor_boxed": "boxed in red",
         "delta_is_difference": "simplifies",
         "delta_is_difference_for_probabilities": "probability",
-        "error_times_input": "error times an input",
-        "heading_layer": "Layer",
+        "error_times_input": "error of the unit",
+        "heading_layer": "Hidden layer",
         "hidden_collects": "collects",
         "heading_hidden": "Hidden",
         "general_step": "repeats",
@@ -83,9 +84,10 @@ MEANING: Mapping[str, Mapping[str, str]] = {
     "zh": {
         "title": "反向传播",
         "motivation": "梯度下降",
+        "motivation_bias": "和偏置",
         "heading_backward": "反向传播",
         "backward_intro": "链式法则",
-        "heading_checked": "检查",
+        "heading_checked": "验证",
         "network": "各层大小",
         "what_is_derived": "求导",
         "heading_notation": "记号",
@@ -116,7 +118,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "shared_factor_boxed": "红框",
         "delta_is_difference": "化简",
         "delta_is_difference_for_probabilities": "概率",
-        "error_times_input": "误差项乘以输入",
+        "error_times_input": "误差项乘以它所传递的输入",
         "heading_layer": "层",
         "hidden_collects": "收集",
         "heading_hidden": "隐藏层",
@@ -344,7 +346,10 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     network = page.network
     depth, sizes, activations = network.depth, network.sizes, network.activations
     steps: list[Step] = [  # why first: gradient descent needs ∂L/∂W, backpropagation reuses δ
-        Sentence("motivation", _fields(dW=partial(LOSS, M("W", "W")), delta=_greek("delta"))),
+        Sentence(
+            "motivation_bias" if network.bias else "motivation",
+            _fields(dW=partial(LOSS, M("W", "W")), delta=_greek("delta")),
+        ),
         Sentence("network", _fields(network=describe(network, lang), sizes=f"[{', '.join(map(str, sizes))}]")),
     ]
 
