@@ -87,9 +87,13 @@ class Shown(sympy.Expr):
     """A number as a worked step shows it: ``value`` already rounded to ``digits`` significant digits, kept as
     written (a Float would join in SymPy's arithmetic with its neighbours)."""
 
-    def __new__(cls, value: float, digits: int):
+    def __new__(cls, value: float, digits: int, stands_for: sympy.Basic | None = None):
         # the decimal as written, held to 30 digits (a Float of `digits` digits would do its arithmetic that coarsely)
-        return sympy.Expr.__new__(cls, sympy.Float(f"{value:.{digits}g}", 30), sympy.Integer(digits))
+        number = sympy.Float(f"{value:.{digits}g}", 30)
+        if stands_for is None:
+            return sympy.Expr.__new__(cls, number, sympy.Integer(digits))
+        # the symbol it stands for keeps two equal numbers apart: y₂ = 0 and y₃ = 0 are two terms, not 2·0
+        return sympy.Expr.__new__(cls, number, sympy.Integer(digits), stands_for)
 
     def parts(self) -> tuple[bool, str, int | None]:
         """(negative, the digits as written, the power of ten or None): plain from 10⁻³ to 10⁵, else scientific."""

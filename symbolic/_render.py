@@ -49,7 +49,6 @@ from ._printers import (
     Scientific,
     Shown,
     TextNotation,
-    latex_name,
 )
 from ._rules import LOSSES
 from ._tutorial import TUTORIAL
@@ -60,7 +59,7 @@ TERMS_SHOWN = 4  # a sum with more terms is written with Σ
 GENERAL_FROM_DEPTH = 4  # from this depth on, the hidden layers get one general layer-l step
 CLOSED_FORM_NODES = 60  # closed forms shown while this small (estimated nodes per entry) ...
 CLOSED_FORM_SHOWN = 400  # ... and this short (LaTeX characters)
-NUMBERS_SHOWN = (6, 4)  # the largest matrix of numbers printed in full (rows, columns) ...
+NUMBERS_SHOWN = (6, 6)  # the largest matrix of numbers printed in full (rows, columns) ...
 VECTOR_SHOWN = 6  # ... and the longest vector
 # SymPy evaluates the numbers entry by entry with 20 digits: about 0.2 ms a parameter and sample (784-128-10
 # took 24 s, 5000-5000-5000 ran out of memory). Above this many the page says so instead.
@@ -886,6 +885,8 @@ def _numbers(w: _Writer, values: Mapping[str, object]) -> list[Block]:
     blocks: list[Block] = [w.heading("heading_numbers"), w.say("numbers_intro")]
     for name in ("x", "y", *derivation.parameters):
         blocks.append(Chain((w.show(_column(name, 1)), _matrix_of(w, values[name])), "numbers"))
+    if network.reduction == "mean":  # the 1/B of the mean is on the worked lines below: say what B is here
+        blocks.append(Chain((w.show(BATCH_SIZE), w.show(sympy.Integer(samples))), "numbers"))
     for layer in derivation.layers:
         for kind in ("z", "a"):
             blocks.append(
@@ -917,19 +918,19 @@ def torch_style(rows: Sequence[Sequence[float]]) -> str:
     return "[" + ", ".join("[" + ", ".join(row) + "]" for row in cells) + "]"
 
 
-def cancelled_digits(derivation: Derivation, named) -> tuple[LayerDerivation, float, int] | None:
-    """The layer, output and digits of the worst cancellation in 1 − a (σ' = a(1 − a)) or 1 − a² (tanh' = 1 − a²):
-    the digits float32 loses there, of its 7."""
+def cancelled_digits(derivation: Derivation, named) -> tuple[LayerDerivation, int, float, int] | None:
+    """The layer, unit (0-based), output and digits of the worst cancellation in 1 − a (σ' = a(1 − a)) or 1 − a²
+    (tanh' = 1 − a²): the digits float32 loses there, of its 7."""
     worst = None
     for layer in derivation.layers:
-        for row in named[f"a{layer.index}"]:
+        for unit, row in enumerate(named[f"a{layer.index}"]):
             a = float(row[0])
             rest = {"sigmoid": 1 - a, "tanh": 1 - a * a}.get(layer.activation.name)
             if rest is None or rest <= 0:
                 continue
             digits = round(-math.log10(rest))
-            if digits >= 1 and (worst is None or digits > worst[2]):
-                worst = (layer, a, digits)
+            if digits >= 1 and (worst is None or digits > worst[3]):
+                worst = (layer, unit, a, digits)
     return worst
 
 
@@ -955,11 +956,10 @@ def _pytorch(w: _Writer, values, named, result) -> list[Block]:
     if not differ:
         blocks.append(w.say("pytorch_agree"))
     elif worst is not None:
-        layer, a, digits = worst
-        whole = Symbol(f"a{layer.index}", real=True)  # the layer's output as one number, printed as its vector
-        w.latex_names[whole] = latex_name(whole.name)
-        output = w.show(whole)
-        rest = w.show(1 - whole ** (1 if layer.activation.name == "sigmoid" else 2))
+        layer, unit, a, digits = worst
+        entry = layer.a[unit]  # the unit's output, a_k^(l): the entry that cancels, not the layer's vector
+        output = w.expr(entry)
+        rest = w.expr(1 - entry ** (1 if layer.activation.name == "sigmoid" else 2))
         key = "pytorch_reason" if digits < FLOAT32_DIGITS else "pytorch_reason_all"
         value = f"{a:.{max(SHOWN_DIGITS, digits + 1)}g}"  # enough digits to show how close to 1
         blocks.append(w.say(key, rest=rest, a=output, value=value, digits=digits))
@@ -1199,7 +1199,7 @@ def worked_step(expression: sympy.Expr, numbers: Mapping[sympy.Basic, float], re
     ``result`` to the 5 digits shown: where it cancels (1 − a at a ≈ 1), its inputs are shown with more."""
     used = {s: v for s, v in numbers.items() if expression.has(s)}
     for digits in range(SHOWN_DIGITS, 18):
-        shown = {symbol: Shown(value, digits) for symbol, value in used.items()}
+        shown = {symbol: Shown(value, digits, symbol) for symbol, value in used.items()}
         rounded = {symbol: float(number.args[0]) for symbol, number in shown.items()}
         if _five(_numeric(expression, rounded, samples)) == _five(result):
             return expression.xreplace({BATCH_SIZE: sympy.Integer(samples), **shown})
@@ -1222,6 +1222,17 @@ def _sample_numbers(derivation: Derivation, values: Mapping[str, object], named)
     return numbers
 
 
+def _worked_entries(column: Sequence) -> list[int]:
+    """Which entries of a layer's column (its first sample) to work through: all of a small layer; in a wide one
+    the first that is not zero, so that the worked lines show arithmetic (a relu unit that is off has δ = 0 and
+    every gradient through it 0) rather than a row of zeros."""
+    count = len(column)
+    if count <= ENTRIES_SHOWN:
+        return list(range(count))
+    first = [row[0] if isinstance(row, (list, tuple)) else row for row in column]
+    return [next((unit for unit, value in enumerate(first) if float(value) != 0), 0)]
+
+
 def _worked(w: _Writer, values, named, result, samples: int) -> list[Block]:
     """Each δ entry (of the first sample) and, for one sample, each gradient entry, worked from the numbers above."""
     derivation = w.derivation
@@ -1238,7 +1249,8 @@ def _worked(w: _Writer, values, named, result, samples: int) -> list[Block]:
 
     for layer in reversed(derivation.layers):
         above = derivation.layers[layer.index] if layer.index < len(derivation.layers) else None
-        for unit in _shown(len(layer.z)):
+        units = _worked_entries(named[f"delta{layer.index}"])
+        for unit in units:
             value = float(named[f"delta{layer.index}"][unit][0])
             if above is not None and len(above.z) > TERMS_SHOWN:
                 continue
@@ -1248,8 +1260,9 @@ def _worked(w: _Writer, values, named, result, samples: int) -> list[Block]:
                 expression = layer.delta_definition[unit]
             line(layer.delta[unit], expression, value)
         if samples == 1:  # a batch's gradient is a sum over samples: its vector below
-            for i in _shown(len(layer.z)):
-                for j in _shown(len(layer.inputs)):
+            inputs = named[f"a{layer.index - 1}"] if layer.index > 1 else values["x"]
+            for i in units:
+                for j in _worked_entries(inputs):
                     gradient = float(result[f"W{layer.index}"][i][j])
                     line(Partial(LOSS, layer.weight[i, j]), Factors(layer.delta[i], layer.inputs[j]), gradient)
     if not lines:

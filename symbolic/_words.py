@@ -108,10 +108,10 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "the units).",
         "closed_intro": "Substituting every intermediate back gives the entries in x, y and the parameters:",
         "numbers_intro": "At the values below (evaluated with 20 significant digits, shown rounded):",
-        "numbers_worked": "Backward, entry by entry, from the numbers above (rounded; where a step cancels, its "
-        "numbers keep more digits, enough for the result's five):",
+        "numbers_worked": "Backward, entry by entry, from the numbers above (rounded to five digits; where that "
+        "would change a result's fifth digit, the step keeps more):",
         "numbers_worked_first_sample": "Backward, entry by entry, for the first sample, from the numbers above "
-        "(rounded; where a step cancels, its numbers keep more digits, enough for the result's five):",
+        "(rounded to five digits; where that would change a result's fifth digit, the step keeps more):",
         "pytorch_title": "Checked with PyTorch",
         "pytorch_intro": "loss.backward() in float32, PyTorch's default, takes the same steps, each rounded to "
         "float32. This page computes them the same way (chainrule's tests compare these numbers with torch's "
@@ -326,10 +326,10 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "summary_output_above": "{delta}：输出层的误差项，逐个分量的写法见上文（其中 softmax 要对各单元求和）。",
         "closed_intro": "把所有中间量逐一代回，就得到用 𝑥、𝑦 和参数表示的各分量：",
         "numbers_intro": "在下列数值处（按 20 位有效数字计算，显示时四舍五入）：",
-        "numbers_worked": "反向传播逐个分量代入上面的数值计算（显示时已四舍五入；某一步因相减而损失有效数字时，"
-        "该步多保留几位，保证结果有五位有效数字）：",
-        "numbers_worked_first_sample": "反向传播逐个分量代入上面的数值计算，以第一个样本为例（显示时已四舍五入；"
-        "某一步因相减而损失有效数字时，该步多保留几位，保证结果有五位有效数字）：",
+        "numbers_worked": "反向传播：逐个分量代入上面的数值（四舍五入到五位有效数字；若这样会改变结果的第五位，"
+        "该步多保留几位）：",
+        "numbers_worked_first_sample": "反向传播：以第一个样本为例，逐个分量代入上面的数值（四舍五入到五位有效数字；"
+        "若这样会改变结果的第五位，该步多保留几位）：",
         "pytorch_title": "用 PyTorch 核对",
         "pytorch_intro": "loss.backward() 在 float32（PyTorch 的默认类型）下按同样的步骤计算，每一步都舍入到 float32。"
         "本页用同样的方式算出这些值（chainrule 的测试把它们与 torch 的 autograd 对照），按 PyTorch 的格式打印，"

@@ -23,7 +23,7 @@ def test_sections_come_in_teaching_order():
         "Forward pass",
         "Backward pass",
         "Output layer (layer 2)",
-        "Layer 1",
+        "Hidden layer (layer 1)",
         "Gradients in matrix form",
         "Numbers",
         "How this page was checked",

@@ -104,7 +104,7 @@ def _meaning(tree, names):
         lambda e: names[f"{e.base.label}[{','.join(str(i) for i in e.indices)}]"],
     )
     tree = tree.replace(Boxed, lambda content: content)
-    tree = tree.replace(Shown, lambda value, digits: value)  # a worked step's number, as rounded
+    tree = tree.replace(Shown, lambda value, *_: value)  # a worked step's number, as rounded
     tree = tree.replace(Factors, lambda *factors: sympy.Mul(*factors))
     tree = tree.replace(Indicator, indicator)
     tree = tree.replace(step, lambda z: sympy.Piecewise((1, z > 0), (0, True)))
