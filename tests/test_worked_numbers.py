@@ -192,3 +192,30 @@ def test_the_tutorial_s_box_says_what_the_tutorial_printed_and_why():
     a = derive(TUTORIAL).intermediates(TUTORIAL_VALUES)["a2"]
     digits = round(-math.log10(1 - max(row[0] for row in a)))  # the cancellation, computed here
     assert digits == 4 and f"cancels about {digits} of them" in box and "0.99987" in box
+
+
+def test_two_equal_numbers_stay_two_terms():
+    """a·y₂ + a·y₃ at y₂ = y₃ = 0 is worked as two products, as the line above it writes them, not as 2·a·0."""
+    from sympy import Add, symbols
+
+    from symbolic._render import worked_step
+
+    a, y2, y3 = symbols("a y2 y3")
+    tree = worked_step(a * y2 + a * y3, {a: 0.47086, y2: 0.0, y3: 0.0}, 0.0)
+    assert isinstance(tree, Add) and len(tree.args) == 2, tree
+
+
+def test_a_wide_relu_layer_is_worked_through_a_unit_that_is_on():
+    """In a layer too wide to show every unit, the worked δ is one that is not zero (a relu unit that is off gives
+    δ = 0 and a row of zero gradients, which teaches nothing), and it is that unit's exact δ."""
+    network = Network([4, 5, 3], ["relu", "softmax"], "cross_entropy", bias=True, reduction="mean")
+    values = sample_values(network, seed=1)
+    derivation = derive(network)
+    deltas = [float(row[0]) for row in derivation.intermediates(values)["delta1"]]
+    assert deltas[0] == 0 and any(deltas), deltas  # the first unit is off: the case this test is about
+    page = derivation.text(values=values)
+    worked = page.split("entry by entry, from")[1]
+    unit, shown = re.search(r"δ⁽¹⁾\[(\d)\] = [^\n]*\n\s+= ([^\n]+)", worked).groups()
+    assert deltas[int(unit) - 1] != 0, (unit, deltas)
+    assert float(shown) == pytest.approx(deltas[int(unit) - 1], rel=1e-4)
+    assert re.search(r"^\s*B = 1$", page, re.M)  # the mean's B, named where the numbers are
