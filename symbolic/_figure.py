@@ -52,6 +52,7 @@ class Node:
     shape: str | None = None  # "n×B" in the layer graph
     values: tuple[Label, ...] = ()  # forward values, drawn green
     gradients: tuple[Label, ...] = ()  # gradients of the loss, drawn red
+    numbers_below: bool = False  # the numbers under the unit, not over it (the lowest unit of a column)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ def _unit_graph(derivation: Derivation, values: Mapping[str, object] | None, w: 
                     label=label(symbol),
                     values=shown,
                     gradients=errors,
+                    # the lowest unit's numbers go under it: over it they would lie across the arrows that cross
+                    # between the columns and hide their weights (a bias's arrow only passes by, its label far off)
+                    numbers_below=column > 0 and len(symbols) > 1 and i == len(symbols) - 1,
                 )
             )
     loss_values = (_number(float(result["loss"])),) if values is not None else ()
@@ -171,7 +175,7 @@ def _unit_graph(derivation: Derivation, values: Mapping[str, object] | None, w: 
         if network.bias:
             # the bias as the weight of a constant input 1, half a column before the layer and below both columns
             # it sits between (the values are drawn above the units, so below them the arrows cross nothing)
-            lowest = -(max(sizes[layer - 1], sizes[layer]) - 1) / 2 - 1
+            lowest = -(max(sizes[layer - 1], sizes[layer]) - 1) / 2 - (2.5 if one_sample else 1)  # under the numbers
             nodes.append(Node(f"one{layer}", "bias", layer - 0.5, lowest, Label("1", "1")))
         for i in range(sizes[layer]):
             # the labels of the arrows into unit i sit at one place along them, a different place for every i:
@@ -306,7 +310,8 @@ def figure_tikz(figure: Figure) -> str:
         if node.values or node.gradients:
             lines_ = _tikz_line(node.values, "chainruleforward") + _tikz_line(node.gradients, "chainrulegradient")
             stacked = "\\\\".join(lines_)
-            lines.append(rf"\node[numbers] at ({_tikz_name(node.key)}.north) {{{stacked}}};")
+            place = "anchor=north] at ({}.south)" if node.numbers_below else "] at ({}.north)"
+            lines.append(rf"\node[numbers, {place.format(_tikz_name(node.key))} {{{stacked}}};")
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
 
@@ -381,7 +386,10 @@ def figure_svg(figure: Figure) -> str:
         lines = [(", ".join(lab.text for lab in node.values), f"#{FORWARD_COLOUR}")] if node.values else []
         lines += [(", ".join(lab.text for lab in node.gradients), f"#{GRADIENT_COLOUR}")] if node.gradients else []
         for k, (words_, colour) in enumerate(lines):
-            labels.append(_svg_text(x, y - _RADIUS - 4 - 13 * (len(lines) - 1 - k), words_, colour, 11))
+            if node.numbers_below:  # under the unit, first line first (figure_tikz's anchor=north)
+                labels.append(_svg_text(x, y + _RADIUS + 13 + 13 * k, words_, colour, 11))
+            else:
+                labels.append(_svg_text(x, y - _RADIUS - 4 - 13 * (len(lines) - 1 - k), words_, colour, 11))
     out += labels
     out.append("</svg>")
     return "\n".join(out)

@@ -7,6 +7,7 @@ which keeps pages short and stops a page break from falling inside such a run.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -147,8 +148,16 @@ _TEXT_TO_LATEX = {
 }
 
 
+# a number in scientific notation in words (PyTorch's 1.1537e-04): one box, so that LaTeX never breaks the line
+# at its hyphen and leaves "1.1537e-" on one line and "04" on the next
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?e[-+]\d+")
+
+
 def _escape(text: str) -> str:
-    return "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in text)
+    pieces = _SCIENTIFIC.split(text)
+    numbers = [rf"\mbox{{{number}}}" for number in _SCIENTIFIC.findall(text)]
+    escaped = ["".join(_TEXT_TO_LATEX.get(ch, ch) for ch in piece) for piece in pieces]
+    return "".join(part for pair in zip(escaped, [*numbers, ""]) for part in pair)
 
 
 def _latex_prose(block: Prose) -> str:
