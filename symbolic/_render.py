@@ -79,7 +79,8 @@ PROOF_WIDTH = 3
 
 
 def output_error_is_difference(derivation: Derivation) -> str | None:
-    """Whether SymPy proves δ_L = a_L − y: ``"always"``, ``"probability target"`` (given Σ y = 1), or None."""
+    """Whether SymPy proves δ_L = a_L − y (times the reduction's 1/B for the mean): ``"always"``,
+    ``"probability target"`` (given Σ y = 1), or None."""
     network = derivation.network
     if network.sizes[-1] > PROOF_WIDTH or network.depth > 1:
         narrow = Network(
@@ -91,7 +92,8 @@ def output_error_is_difference(derivation: Derivation) -> str | None:
         return output_error_is_difference(derive(narrow))
     layer = derivation.layers[-1]
     y = derivation.symbols["y"]
-    differences = [d - (a - t) for d, a, t in zip(layer.delta_definition, layer.a, y)]
+    scale = reduction_scale(network)
+    differences = [d - scale * (a - t) for d, a, t in zip(layer.delta_definition, layer.a, y)]
     if all(_is_zero(d) for d in differences):
         return "always"
     if not layer.activation.elementwise and len(y) > 1:  # softmax: the entries of a sum to 1 by definition
@@ -618,7 +620,8 @@ def _output_layer(w: _Writer, layer: LayerDerivation) -> list[Block]:
         blocks.append(Chain(_dedupe(terms)))
     fact = output_error_is_difference(derivation)
     if fact is not None:
-        equation = w.show(Eq(_column(f"delta{l_}", n), _column(f"a{l_}", n) - _column("y", n), evaluate=False))
+        difference = reduction_scale(derivation.network) * (_column(f"a{l_}", n) - _column("y", n))
+        equation = w.show(Eq(_column(f"delta{l_}", n), difference, evaluate=False))
         key = "delta_is_difference" if fact == "always" else "delta_is_difference_for_probabilities"
         blocks.append(w.say(key, equation=equation))
     blocks.append(w.say("error_times_input"))

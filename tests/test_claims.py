@@ -59,6 +59,28 @@ def test_delta_is_difference_printed_exactly_where_autograd_agrees(activation, l
         assert "probability vector" in derivation.text()
 
 
+@pytest.mark.parametrize(
+    ("activation", "loss"), [("softmax", "cross_entropy"), ("sigmoid", "bce"), ("tanh", "half_sse")]
+)
+def test_with_the_mean_the_sentence_says_divided_by_b_exactly_where_autograd_agrees(activation, loss):
+    """With reduction mean, δ = (a − y)/B: autograd's ∂L/∂W at x = 1 over a batch of 3 equal samples is 3 · δ of
+    one of them, so it equals a − y (not (a − y)/3) exactly when the sentence may be printed, with its 1/B."""
+    network = Network([1, 3], activation, loss, reduction="mean")
+    generator = torch.Generator().manual_seed(5)
+    weights = torch.randn(3, 1, generator=generator, dtype=torch.float64)
+    target = torch.rand(3, 1, generator=generator, dtype=torch.float64)
+    target = target / target.sum() if activation == "softmax" else target
+    x = torch.ones(1, 3, dtype=torch.float64)
+    batch = target.expand(3, 3).contiguous()
+    gradient = autograd_gradients(network, x, batch, {"W1": weights})["W1"]  # Σ over 3 samples of δ_s · 1
+    prediction = {"softmax": lambda z: torch.softmax(z, dim=0), "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+    true = torch.allclose(gradient, prediction[activation](weights) - target, rtol=1e-12, atol=1e-12)
+    text = derive(network).text()
+    assert any(phrase in text for phrase in DIFFERENCE) == true, (activation, loss)
+    if true:
+        assert "= 1/B (a⁽¹⁾ − y)" in text
+
+
 def test_the_issues_counterexample_has_no_such_sentence():
     """3-4-3 tanh/softmax with half_sse: δ2 ≠ a2 − y (the issue's numbers), so the page must not say it."""
     derivation = derive(Network([3, 4, 3], ["tanh", "softmax"], "half_sse"))
@@ -72,7 +94,7 @@ def test_the_issues_counterexample_has_no_such_sentence():
 )
 def test_written_through_the_output_only_where_such_a_form_exists(activation, has_output_form):
     text = derive(Network([2, 2, 1], [activation, "identity"], "half_sse")).text()
-    assert ("written through its" in text) == has_output_form
+    assert ("in terms of its output" in text) == has_output_form
 
 
 @pytest.mark.parametrize("outputs", [5, 6, 7])
