@@ -262,7 +262,7 @@ class NormFact:
     def truth(self, size: int, index: int | None = None) -> sympy.Expr:
         """The fact at a concrete ``size`` (and ``at`` = ``index``), without ``reduced``: the definition written
         out one plain symbol per entry, each derivative taken by ``diff`` in those symbols."""
-        taken = written_out(self.definition, self._point(size, index))
+        taken = written_out(self.definition, self.point(size, index))
         put_in = {variable: written_out(value, {self.size: size}) for variable, value in self.put_in}
         return taken.xreplace(put_in)
 
@@ -272,11 +272,12 @@ class NormFact:
         for index in range(1, size + 1) if self.at is not None else (None,):
             exact = self.truth(size, index)
             for form in (self.textbook, self.restored()):
-                if not vanishes(written_out(form, self._point(size, index)) - exact):
+                if not vanishes(written_out(form, self.point(size, index)) - exact):
                     return False
         return True
 
-    def _point(self, size: int, index: int | None) -> dict:
+    def point(self, size: int, index: int | None = None) -> dict:
+        """The numbers ``written_out`` puts in: the size and, for an entry, the index ``at``."""
         return {self.size: size} if self.at is None else {self.size: size, self.at: index}
 
 

@@ -95,7 +95,7 @@ def test_a_wrong_textbook_form_fails_both_proofs(layer, mistake):
 
 
 def test_a_wrong_derived_form_fails_its_concrete_proof():
-    """The derived form is checked too (μ and σ̂ put back): a wrong sign in it fails at every size."""
+    """The derived form is checked too (μ and σ̂ put back): a wrong sign in it fails at sizes 2 and 3."""
     fact = norm_facts()["BatchNorm.input_gradient"]
     broken = dataclasses.replace(fact, derived=fact.derived.xreplace({_norm.gamma_c: -_norm.gamma_c}))
     for size in (2, 3):
@@ -112,7 +112,7 @@ def _evaluator(name: str, form: str, size: int):
     fact = norm_facts()[name]
     expression = fact.textbook if form == "textbook" else fact.restored()
     indices = range(1, size + 1) if fact.at is not None else (None,)
-    entries = [written_out(expression, fact._point(size, index)) for index in indices]
+    entries = [written_out(expression, fact.point(size, index)) for index in indices]
     vectors = [[_norm.entry(base, u) for u in range(1, size + 1)] for base in (_norm.x, _norm.g)]
     scale = [_norm.entry(_norm.gamma, u) for u in range(1, size + 1)] if fact.layer == "LayerNorm" else _norm.gamma_c
     return sympy.lambdify([*vectors, scale, _norm.eps], entries, modules="math")
