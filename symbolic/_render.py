@@ -27,6 +27,7 @@ from ._derivation import Derivation, derive
 from ._elementwise import BATCH_SIZE, LayerDerivation
 from ._functions import (
     ActivationBackwardBase,
+    DefinedFunctionBase,
     batch_size,
     batch_sum,
     logsumexp,
@@ -537,11 +538,21 @@ def _derivative_statement(w: _Writer, layer: LayerDerivation) -> list[Block]:
     derivative = sympy.diff(activation.function(z), z)
     through_output = activation.derivative(z, a)
     terms = [w.show(Prime(symbol, z), derivative), w.expr(derivative)]
+    # the activation's own definition first: the page never says what σ or relu is otherwise
+    applied = activation.function(z)
+    if isinstance(applied, DefinedFunctionBase):
+        body = type(applied).definition(z)  # one level down: gelu in erf, silu in σ
+    elif isinstance(applied, sympy.Function):
+        body = applied.rewrite(sympy.exp)  # SymPy's own (tanh): in exponentials, not "tanh(z) = tanh(z)"
+    else:
+        body = applied
+    definition = w.show(Eq(Applied(symbol, z), body, evaluate=False))
     if through_output.has(a) and not through_output.has(z):  # a form in the output alone exists
         terms.append(w.show(through_output, through_output.xreplace({a: activation.function(z)})))
-        prose = w.say("derivative_through_output", a=w.show(Eq(a, Applied(symbol, z), evaluate=False)))
+        output = w.show(Eq(a, Applied(symbol, z), evaluate=False))
+        prose = w.say("derivative_through_output", definition=definition, a=output)
     else:
-        prose = w.say("derivative")
+        prose = w.say("derivative", definition=definition)
     return [prose, Chain(_dedupe(terms), "sympy.diff")]
 
 

@@ -79,9 +79,9 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "more, one column per sample (not summed over the batch):",
         "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
         "for {weight} (every entry works the same way):",
-        "derivative_through_output": "The derivative of the activation (by SymPy), rewritten in terms of its output "
-        "{a}:",
-        "derivative": "The derivative of the activation (by SymPy):",
+        "derivative_through_output": "The activation is {definition}. Its derivative (by SymPy), rewritten in "
+        "terms of its output {a}:",
+        "derivative": "The activation is {definition}. Its derivative (by SymPy):",
         "softmax_couples": "The softmax couples the units of its layer, so the chain rule sums over every output:",
         "shared_factor": "Everything before the last factor depends only on the weight's row {i} (the unit it feeds), "
         "not on its column {j} (the input it carries). It is the shared factor (the tutorial's red box), named the "
@@ -300,8 +300,9 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "input_gradient": "输入的梯度：把第 1 层的误差项再经由该层的权重反向传回一次，每个样本占一列（不对样本求和）：",
         "chain_path": "链式法则沿着从权重到损失的路径，把每一段的导数依次相乘。"
         "以 {W} 的分量 {weight} 为例（其他分量同理）：",
-        "derivative_through_output": "激活函数的导数（由 SymPy 求出），再改写成用它的输出 {a} 表示：",
-        "derivative": "激活函数的导数（由 SymPy 求出）：",
+        "derivative_through_output": "激活函数为 {definition}。"
+        "它的导数（由 SymPy 求出）改写成用其输出 {a} 表示的形式：",
+        "derivative": "激活函数为 {definition}。它的导数（由 SymPy 求出）：",
         "softmax_couples": "softmax 把同一层的各单元耦合在一起，所以链式法则要对该层的每个输出求和：",
         "shared_factor": "最后一个因子之前的部分只与权重的行号 {i}（它所连的本层单元）有关，"
         "与列号 {j}（它所传递的输入）无关。"

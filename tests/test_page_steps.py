@@ -61,7 +61,7 @@ MEANING: Mapping[str, Mapping[str, str]] = {
         "heading_output": "Output",
         "chain_path": "path",
         "derivative_through_output": "in terms of its output",
-        "derivative": "derivative of the activation",
+        "derivative": "Its derivative",
         "softmax_couples": "softmax couples",
         "shared_factor": "tutorial's red box",
         "shared_factor_boxed": "boxed in red",
@@ -299,10 +299,10 @@ def _derivative_statement(name: str, layer: int) -> list[Step]:
     if name in THROUGH_OUTPUT:
         output = equals(M("a", "a"), applied(symbol, z))
         return [
-            Sentence("derivative_through_output", _fields(a=output)),
+            Sentence("derivative_through_output", _fields(definition=WILD, a=output)),
             Equation((applied(symbol, z, prime=True), WILD)),
         ]
-    return [Sentence("derivative"), Equation((applied(symbol, z, prime=True), WILD))]
+    return [Sentence("derivative", _fields(definition=WILD)), Equation((applied(symbol, z, prime=True), WILD))]
 
 
 def _weight_and_bias_chains(network: Network, layer: int) -> list[Step]:

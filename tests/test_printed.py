@@ -98,6 +98,8 @@ def _written_out(total: sympy.Sum) -> sympy.Expr:
 
 def _meaning(tree, names):
     """The checked tree with each notation given its meaning (written here, not taken from the printers)."""
+    if isinstance(tree, sympy.Equality):  # side by side: identity(z) = z must not evaluate to True
+        return sympy.Eq(_meaning(tree.lhs, names), _meaning(tree.rhs, names), evaluate=False)
     tree = tree.replace(sympy.Sum, lambda *args: _written_out(sympy.Sum(*args)))
     tree = tree.replace(
         lambda e: isinstance(e, sympy.Indexed) and all(i.is_Integer for i in e.indices),
