@@ -492,7 +492,8 @@ def _loss_sentence(w: _Writer) -> Prose:
         return w.say("loss_is_coupled", loss=network.loss, batch=batch)
     per_unit = rule.per_unit(Symbol("y_hat"), Symbol("y"), len(w.derivation.layers[-1].a))
     ell = w.show(Eq(Applied(Symbol("ell"), Symbol("y_hat"), Symbol("y")), per_unit, evaluate=False))
-    return w.say("loss_is", loss=network.loss, per_unit=ell, batch=batch)
+    prediction = w.show(Eq(Symbol("y_hat"), _column(f"a{network.depth}", 1), evaluate=False))  # ŷ = a⁽ᴸ⁾
+    return w.say("loss_is", loss=network.loss, per_unit=ell, prediction=prediction, batch=batch)
 
 
 def _softmax_jacobian_entry(layer: int, k: sympy.Expr, i: sympy.Expr) -> sympy.Expr:

@@ -69,7 +69,8 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "notation_indicator": "1 where the condition holds, else 0",
         "forward_names": "Every intermediate gets a name, so that backpropagation can reuse it:",
         "entry_by_entry": "Entry by entry:",
-        "loss_is": "The loss function is {loss}, {per_unit} for each output unit of one sample; {batch}",
+        "loss_is": "The loss function is {loss}, {per_unit} for each output unit of one sample, with {prediction} "
+        "the prediction; {batch}",
         "loss_is_coupled": "The loss function is {loss}: it couples the output units, as written above for one "
         "sample; {batch}",
         "batch_sum": "a batch sums it over its samples, and so its gradients.",
@@ -292,7 +293,7 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "notation_indicator": "示性函数：条件成立时为 1，否则为 0",
         "forward_names": "给每个中间量起一个名字，反向传播时就能直接复用：",
         "entry_by_entry": "逐个分量写出：",
-        "loss_is": "损失函数为 {loss}，单个样本的每个输出单元贡献一项 {per_unit}；{batch}",
+        "loss_is": "损失函数为 {loss}，单个样本的每个输出单元贡献一项 {per_unit}，其中 {prediction} 为预测值；{batch}",
         "loss_is_coupled": "损失函数为 {loss}：它把各输出单元耦合在一起，单个样本的损失见上式；{batch}",
         "batch_sum": "一批样本的损失与梯度都是各样本的总和。",
         "batch_mean": "一批样本的损失取各样本损失的平均（即 reduction 为 mean，PyTorch 的默认设置）："

@@ -411,7 +411,7 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     if network.loss in COUPLED_LOSSES:
         steps.append(Sentence("loss_is_coupled", _fields(loss=network.loss, batch=batch)))
     else:
-        steps.append(Sentence("loss_is", _fields(loss=network.loss, per_unit=WILD, batch=batch)))
+        steps.append(Sentence("loss_is", _fields(loss=network.loss, per_unit=WILD, prediction=WILD, batch=batch)))
 
     # the output layer: the chain rule factor by factor, δ named, each gradient entry an error times an input
     top, explained = depth, set()
