@@ -126,7 +126,9 @@ def _activation_of(symbol):
 
 
 def _same(read, expected) -> bool:
-    if isinstance(expected, sympy.Equality) and isinstance(expected.lhs, sympy.MatrixExpr):
+    if isinstance(expected, sympy.Equality) and sympy.MatrixExpr in (
+        type(expected.lhs).__mro__ + type(expected.rhs).__mro__
+    ):
         return isinstance(read, tuple) and _same(read[1], expected.lhs) and _same(read[2], expected.rhs)
     if isinstance(expected, sympy.Equality):
         return isinstance(read, sympy.Equality) and _same(read.lhs, expected.lhs) and _same(read.rhs, expected.rhs)
