@@ -765,11 +765,12 @@ def _hidden_delta_chain(w: _Writer, layer: LayerDerivation, above: LayerDerivati
 
 def _hidden_layer(w: _Writer, layer: LayerDerivation, above: LayerDerivation) -> list[Block]:
     up = above.index
-    blocks: list[Block] = [
+    # the activation's derivative before the recursion that uses it (f'(z) is in δ = (Wᵀδ) ⊙ f'(z))
+    blocks: list[Block] = _derivative_statement(w, layer)
+    blocks += [
         w.say("hidden_collects", W=w.show(_column(f"W{up}", 1)), delta=w.show(_column(f"delta{up}", 1))),
         _recursion(w, layer, above),
     ]
-    blocks += _derivative_statement(w, layer)
     blocks += [_hidden_delta_chain(w, layer, above, j) for j in _shown(len(layer.z))]
     blocks += _gradient_entries(w, layer)
     return blocks
@@ -780,16 +781,17 @@ def _general_layer(w: _Writer, layers: Sequence[LayerDerivation]) -> list[Block]
     depth = len(layers)
     layer, above = layers[-2], layers[-1]
     l_symbol = Symbol("l")
-    blocks: list[Block] = [
+    blocks: list[Block] = []
+    seen: set[str] = set()
+    for lay in layers[:-1]:  # the hidden activations' derivatives first, as in a hidden layer's own section
+        if lay.activation.name not in seen:
+            seen.add(lay.activation.name)
+            blocks += _derivative_statement(w, lay)
+    blocks += [
         w.say("general_step", range=w.show(Eq(l_symbol, sympy.Tuple(depth - 1, ELLIPSIS, 1), evaluate=False))),
         _recursion(w, layer, above, general=True),
         w.say("general_where", f=w.show(Symbol("f_l")), l=w.show(Eq(l_symbol, layer.index, evaluate=False))),
     ]
-    seen: set[str] = set()
-    for lay in layers[:-1]:
-        if lay.activation.name not in seen:
-            seen.add(lay.activation.name)
-            blocks += _derivative_statement(w, lay)
     blocks.append(_hidden_delta_chain(w, layer, above, 0))
     blocks += _gradient_entries(w, layer)
     return blocks

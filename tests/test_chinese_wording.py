@@ -139,6 +139,12 @@ def test_no_layer_is_above_or_below(pages, reports):
             assert word not in text, (word, text)
 
 
+def _collects(block) -> bool:
+    """The hidden layer's sentence that says its error collects the next layer's (by its key's own words)."""
+    said = "".join(part for part in getattr(block, "parts", ()) if isinstance(part, str))
+    return isinstance(block, Prose) and ("收集" in said)
+
+
 @pytest.mark.parametrize("network", NETWORKS[:4], ids=lambda n: n.describe())
 def test_the_layer_before_and_after_are_the_ones_the_mathematics_uses(network):
     """The notation says W's columns are the units of 前一层, whose output W multiplies (z⁽ˡ⁾ = W⁽ˡ⁾ a⁽ˡ⁻¹⁾); a hidden
@@ -149,7 +155,9 @@ def test_the_layer_before_and_after_are_the_ones_the_mathematics_uses(network):
     assert "前一层" in columns.split("列")[1] and "后一层" not in columns
     for index, block in enumerate(blocks):
         if isinstance(block, Heading) and "隐藏层" in block.text:
-            sentence, recursion = blocks[index + 1], blocks[index + 2]
+            # the activation's derivative may come first; then the sentence that collects, and the recursion
+            after = next(n for n in range(index + 1, len(blocks)) if _collects(blocks[n]))
+            sentence, recursion = blocks[after], blocks[after + 1]
             assert isinstance(sentence, Prose) and isinstance(recursion, Chain)
             words = "".join(part for part in sentence.parts if not isinstance(part, Math))
             assert "后一层" in words and "前一层" not in words, words

@@ -458,29 +458,29 @@ def expected_steps(page: Page, lang: str) -> list[Step]:
     # the hidden layers: one section each, or one general step for a deep network
     if depth >= 4:
         below = depth - 1
+        steps.append(Heading("heading_hidden", _fields(top=below)))
+        for name in activations[:-1]:  # the derivatives before the recursion that uses them
+            if name not in explained:
+                explained.add(name)
+                steps += _derivative_statement(name, 0)
         steps += [
-            Heading("heading_hidden", _fields(top=below)),
             Sentence("general_step", _fields(range=M(f"l = {below}, …, 1", rf"l = {below}, \ldots, 1"))),
             _recursion("l", "l+1", M("f_l", "f_l")),
             Sentence("general_where", _fields(f=M("f_l", "f_l"), l=M(f"l = {below}", f"l = {below}"))),
         ]
-        for name in activations[:-1]:
-            if name not in explained:
-                explained.add(name)
-                steps += _derivative_statement(name, 0)
         steps.append(_hidden_delta_chain(network, below, 1))
         steps += _weight_and_bias_chains(network, below)
     else:
         for layer in range(depth - 1, 0, -1):
             name = activations[layer - 1]
+            steps.append(Heading("heading_layer", _fields(layer=layer)))
+            if name not in explained:  # the derivative before the recursion that uses it
+                explained.add(name)
+                steps += _derivative_statement(name, layer)
             steps += [
-                Heading("heading_layer", _fields(layer=layer)),
                 Sentence("hidden_collects", _fields(W=vector("W", layer + 1), delta=vector("delta", layer + 1))),
                 _recursion(layer, layer + 1, activation_symbol(name)),
             ]
-            if name not in explained:
-                explained.add(name)
-                steps += _derivative_statement(name, layer)
             steps += [_hidden_delta_chain(network, layer, unit) for unit in _shown(sizes[layer])]
             steps += _weight_and_bias_chains(network, layer)
 
