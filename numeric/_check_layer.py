@@ -81,7 +81,12 @@ class _Layer:
 LAYERS: Mapping[str, _Layer] = MappingProxyType(
     {
         "batchnorm": _Layer(
-            "batchnorm", 0, "bn_param", {"mode": "train", "eps": EPS, "momentum": 0.9}, "F.batch_norm", "N"
+            "batchnorm",
+            0,
+            "bn_param",
+            {"mode": "train", "eps": EPS, "momentum": 0.9},
+            "F.batch_norm(training=True)",
+            "N",
         ),
         "layernorm": _Layer("layernorm", 1, "ln_param", {"eps": EPS}, "F.layer_norm", "D"),
     }
@@ -506,10 +511,10 @@ class LayerReport:
         lines = [title, *_error_table({**w, "column_parameter": "output"} if lang == "en" else w, rows, 12)]
         if not self.forward.ok:
             lines.append(
-                f"{spec.forward_name}'s out differs from {spec.reference}'s: the backward's cache may be wrong too"
+                f"{spec.forward_name}'s out differs from {spec.reference}: the backward's cache may be wrong too"
             )
         if self.ok:
-            lines.append(w["verdict"].format(verdict=f"OK, dx, dgamma and dbeta match {spec.reference}'s"))
+            lines.append(w["verdict"].format(verdict="OK, dx, dgamma and dbeta match autograd's"))
             return "\n".join(lines)
         if self.mistakes:
             lines.append(w["diagnosis"])
@@ -581,8 +586,9 @@ def check_layer_backward(
     }
     forward_error = _worst("out", [(d.out, d.reference_out) for d in draws], _tolerance(draws[0].out))
     problems = {name: _problems(name, draws) for name in OUTPUTS}
-    wrong = [name for name in OUTPUTS if not errors[name].ok or problems[name]]
-    skip = {name for name, found in problems.items() if any(kind != "dtype" for kind, _ in found)}
+    wrong = [name for name in OUTPUTS if not errors[name].ok]  # by their numbers (a wrong dtype's may be right)
+    # a named problem says enough: float16's rounding at these draws (about 1e-2) would make "unknown" say nothing
+    skip = {name for name, found in problems.items() if found}
     catalogue = _diagnose(spec, draws, wrong, errors, skip) if wrong else []
     explained = {m.parameter for m in catalogue if m.name != UNKNOWN}
     named = [
