@@ -134,6 +134,7 @@ def _formula(
     forward_eps: bool = True,
     backward_eps: bool = True,
     cached_xhat: bool = False,
+    count_axis: int | None = None,
     mean_path: bool = True,
     variance_path: bool = True,
     gamma_in_dx: bool = True,
@@ -152,10 +153,11 @@ def _formula(
     xhat_b = xhat_f if cached_xhat else centred / sigma_b
     g = dout * gamma if gamma_in_dx else dout
     dx = g
+    count = x.shape[b if count_axis is None else count_axis]  # the M the backward divides by
     if mean_path:
-        dx = dx - g.mean(b, keepdim=True)
+        dx = dx - g.sum(b, keepdim=True) / count
     if variance_path:
-        dx = dx - xhat_b * (g * xhat_b).sum(b, keepdim=True) / (x.shape[b] - backward_ddof)
+        dx = dx - xhat_b * (g * xhat_b).sum(b, keepdim=True) / (count - backward_ddof)
     return {
         "dx": dx / sigma_b,
         "dgamma": (dout * xhat_f if xhat_in_dgamma else dout).sum(dgamma_axis),
@@ -232,6 +234,12 @@ _CATALOGUE: tuple[_Variant, ...] = (
         {"forward_axis": "other"},
     ),
     _Variant(
+        "count_from_other_axis",
+        "the backward pass divides by the size of axis {other} where {M} is the size of axis {axis} "
+        "(x.shape[{other}] for x.shape[{axis}]): right only when N == D",
+        {"count_axis": "other"},
+    ),
+    _Variant(
         "dgamma_missing_xhat",
         "dgamma = Σ dout: the factor x̂ of γ·x̂ is left out (dgamma = Σ dout·x̂)",
         {"xhat_in_dgamma": False},
@@ -247,6 +255,7 @@ MISTAKES: Mapping[str, str] = MappingProxyType(
         "eps_left_out": "ε left out of σ = √(var + ε), in the forward or backward pass",
         "param_sum_axis": "dgamma or dbeta summed over the features (axis 1) instead of the samples (axis 0)",
         "axis_confused": "LayerNorm's axis confused with BatchNorm's, or BatchNorm's with LayerNorm's",
+        "count_from_other_axis": "the backward's count (N for BatchNorm, D for LayerNorm) read from the other axis",
         "dgamma_missing_xhat": "dgamma = Σ dout, without x̂",
         "dx_missing_gamma": "dx without the factor γ",
     }
@@ -447,19 +456,22 @@ def _diagnose(
         id(v): {n for n in OUTPUTS if any(not _agrees(g[n], d.reference[n], float64) for g, d in zip(grads, draws))}
         for v, grads in computed
     }
+    outputs = {id(v): grads for v, grads in computed}
+
+    def reproduces(v: _Variant, name: str) -> bool:
+        return all(_agrees(d.user[name], g[name], tolerance[name]) for d, g in zip(draws, outputs[id(v)]))
+
     mistakes = []
     for name in wrong:
-        found = [
-            v
-            for v, grads in computed
-            if name in changed[id(v)]
-            and all(_agrees(d.user[name], g[name], tolerance[name]) for d, g in zip(draws, grads))
-        ]
+        found = [v for v, _ in computed if name in changed[id(v)] and reproduces(v, name)]
         refuted = [v for v in found if changed[id(v)] - set(wrong)]
+        kept = [v for v in found if v not in refuted]
+        # a variant that gives every output it changes says how the student wrote it better than one that gives
+        # this output only (dx and dgamma both from the forward's N − 1: that one's sentence on both)
+        whole = [v for v in kept if all(reproduces(v, n) for n in changed[id(v)])]
         named = {}  # one line per name: the first variant's explanation
-        for v in found:
-            if v not in refuted:
-                named.setdefault(v.name, _explain(v, layer))
+        for v in whole or kept:
+            named.setdefault(v.name, _explain(v, layer))
         mistakes += [Mistake(name, mistake, explanation) for mistake, explanation in named.items()]
         if named or name in skip:
             continue

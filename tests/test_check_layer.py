@@ -9,6 +9,7 @@ not hold must be ``unknown`` (never a wrong name), and correct code must pass.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ PLANTED = {
     "axis_confused_layer": "axis_confused",
     "dgamma_missing_xhat": "dgamma_missing_xhat",
     "dx_missing_gamma": "dx_missing_gamma",
+    "collision": "count_from_other_axis",  # right only when N == D: see the collision test
 }
 LAYERNORM_ONLY = {"eps_backward_cached": "eps_left_out"}  # the closed form's own way to leave ε out
 
@@ -272,11 +274,49 @@ def test_a_student_right_only_when_n_equals_d_is_caught(tmp_path, layer, monkeyp
     At N == D that is right: a checker drawing a square x would say OK. The checker's sizes do not collide."""
     path = write_student(tmp_path, layer, "collision")
     report = check_file(path, layer)
-    assert not report.ok and "dx" in wrong_outputs(report)
-    assert {m.name for m in report.mistakes} <= {UNKNOWN} | set(MISTAKES)
-    assert all(m.name != "axis_confused" or layer == "layernorm" for m in report.mistakes)
+    assert not report.ok and wrong_outputs(report) == {"dx"}
+    assert [m.name for m in report.mistakes] == ["count_from_other_axis"], str(report)
     monkeypatch.setattr(check_layer, "SIZES", ((5, 5), (8, 8)))  # what a colliding checker would draw
     assert check_file(path, layer).ok  # the false OK the sizes prevent
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_no_two_catalogued_mistakes_give_the_same_output(layer):
+    """Else a student's numbers could get the other one's name: at the draws, any two variants of different names
+    that change the same output differ there by more than float32's tolerance."""
+    generator = torch.Generator().manual_seed(0)
+    draws = [check_layer._draw(generator, *shape) for shape in SIZES]
+    spec = LAYERS[layer]
+    outputs = [(v, [check_layer._variant_outputs(v, spec, d) for d in draws]) for v in check_layer._CATALOGUE]
+    right = [check_layer._reference(spec, d)[1] for d in draws]
+    for (v, ours), (w, theirs) in itertools.combinations(outputs, 2):
+        if v.name == w.name:
+            continue
+        for name in OUTPUTS:
+            changes = [
+                any(not check_layer._agrees(o[name], r[name], 1e-7) for o, r in zip(x, right)) for x in (ours, theirs)
+            ]
+            if all(changes):
+                assert any(not check_layer._agrees(a[name], b[name], 1e-3) for a, b in zip(ours, theirs)), (v, w, name)
+
+
+def test_a_mistake_that_would_change_an_output_the_student_got_right_is_not_named(tmp_path):
+    """The backward recomputes the variance with N − 1 for dx, and takes the cache's x̂ for dgamma: dx equals the
+    forward-N − 1 layer's, but that layer's dgamma is not the student's (right) one, so no name is given."""
+    source = (
+        TEMPLATES["layernorm"]
+        .format(mistake=None, dtype="np.float64")
+        .replace(
+            "    g = dout if MISTAKE",
+            "    var = x.var(axis=1, keepdims=True, ddof=1)\n    std = np.sqrt(var + 1e-5)\n"
+            "    xhat = (x - mu) / std\n    g = dout if MISTAKE",
+        )
+    )
+    path = tmp_path / "layernorm_refuted.py"
+    path.write_text(source)
+    report = check_file(path, "layernorm")
+    assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", UNKNOWN)], str(report)
+    assert "unbiased_variance would give this dx, but it also changes dgamma, which is right" in str(report)
 
 
 def test_float32_students_are_compared_at_float32s_tolerance(tmp_path):
