@@ -190,12 +190,14 @@ _CATALOGUE: tuple[_Variant, ...] = (
     ),
     _Variant(
         "unbiased_variance",
-        "the variance divides by {M} − 1 (np.var(ddof=1), torch.var's default): the layer normalizes by {M}",
+        "the variance divides by {M} − 1 in both passes (np.var(ddof=1), torch.var's default) where the layer's is "
+        "the mean over {M}",
         {"forward_ddof": 1, "backward_ddof": 1},
     ),
     _Variant(
         "unbiased_variance",
-        "the forward pass's variance divides by {M} − 1 (np.var(ddof=1), torch.var's default): it divides by {M}",
+        "the forward pass's variance divides by {M} − 1 (np.var(ddof=1), torch.var's default) where it divides "
+        "by {M}, as the backward pass does",
         {"forward_ddof": 1},
     ),
     _Variant(

@@ -223,6 +223,8 @@ def test_each_planted_mistake_is_named(tmp_path, layer, planted):
     assert names == {expected}, str(report)
     # a mistake is named on exactly the outputs that are wrong
     assert {m.parameter for m in report.mistakes if m.name == expected} == wrong_outputs(report)
+    # one way of making it, said once for every output it explains (the forward's N − 1 changes dx and dgamma)
+    assert len({m.explanation for m in report.mistakes if m.name == expected}) == 1, str(report)
     assert f"{expected} (" in str(report) and "verdict: WRONG" in str(report)
 
 
