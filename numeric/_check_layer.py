@@ -501,6 +501,7 @@ class LayerReport:
     forward: Comparison  # the student's forward out against torch's layer (worst draw)
     mistakes: tuple[Mistake, ...]  # empty when ok; PROBLEMS first, then the catalogue's names or "unknown"
     sizes: tuple[tuple[int, int], ...]  # [N, D] of each draw
+    forward_function: str = ""  # the forward's name ("": the layer's, e.g. batchnorm_forward)
 
     @property
     def ok(self) -> bool:
@@ -512,6 +513,7 @@ class LayerReport:
     def text(self, lang: str = "en") -> str:
         w = words(lang)
         spec = LAYERS[self.layer]
+        forward = self.forward_function or spec.forward_name
         shapes = " and ".join(_shape_text(torch.Size(s)) for s in self.sizes)
         title = (
             f"{self.function}(dout, cache) checked against torch autograd of {spec.reference} in float64, "
@@ -521,12 +523,10 @@ class LayerReport:
         rows = [
             (name, c, w["entry_ok"] if c.ok and name not in flagged else w["wrong"]) for name, c in self.errors.items()
         ]
-        rows.append((f"out ({spec.forward_name})", self.forward, w["entry_ok"] if self.forward.ok else w["wrong"]))
+        rows.append((f"out ({forward})", self.forward, w["entry_ok"] if self.forward.ok else w["wrong"]))
         lines = [title, *_error_table({**w, "column_parameter": "output"} if lang == "en" else w, rows, 12)]
         if not self.forward.ok:
-            lines.append(
-                f"{spec.forward_name}'s out differs from {spec.reference}: the backward's cache may be wrong too"
-            )
+            lines.append(f"{forward}'s out differs from {spec.reference}: the backward's cache may be wrong too")
         if self.ok:
             lines.append(w["verdict"].format(verdict="OK, dx, dgamma and dbeta match autograd's"))
             return "\n".join(lines)
@@ -611,7 +611,7 @@ def check_layer_backward(
         for kind, said in found
         if not (kind == "shape" and name in explained)  # a catalogued mistake that gives this shape says more
     ]
-    return LayerReport(layer, names[1], errors, forward_error, tuple(named + catalogue), SIZES)
+    return LayerReport(layer, names[1], errors, forward_error, tuple(named + catalogue), SIZES, names[0])
 
 
 def _sizes_are_safe() -> None:  # pragma: no cover - a guard on the module's own constant

@@ -392,6 +392,20 @@ def test_shapes_and_nan_are_named_before_numbers():
     assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", "not_finite")], str(report)
 
 
+def test_a_wrong_forward_with_a_right_backward_is_wrong():
+    """The backward is checked through the student's own cache; a wrong out is still a wrong layer."""
+    bn = _right("batchnorm")
+
+    def shifted(x, gamma, beta, bn_param):
+        out, cache = bn["batchnorm_forward"](x, gamma, beta, bn_param)
+        return out + 1.0, cache
+
+    report = check_layer_backward(bn["batchnorm_backward"], "batchnorm", forward=shifted)
+    assert all(c.ok for c in report.errors.values()) and not report.forward.ok
+    assert not report.ok and "verdict: WRONG" in str(report)
+    assert "shifted's out differs from F.batch_norm(training=True)" in str(report)
+
+
 def test_api_errors_are_chainrule_errors():
     bn = _right("batchnorm")
     forward = bn["batchnorm_forward"]
