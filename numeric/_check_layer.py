@@ -24,7 +24,7 @@ The verdict never lies, as check_backward's does not:
 
 Not in the catalogue, on purpose: "BatchNorm without the path through the mean into the variance", i.e. the term
 dvar·(−2/N)·Σ(x − μ) of dμ dropped. Σ(x − μ) over the normalized axis is zero for every x, so that term is zero
-(about 1e-17 at the draws, in float64): a student who drops it is right, and the checker says OK
+(rounding at the draws: about 1e-15 of the rest of dμ): a student who drops it is right, and the checker says OK
 (tests/test_check_layer.py measures the term). The mistakes that the path through the mean and the variance does
 give are catalogued: μ treated as a constant (``mean_path_dropped``) and σ treated as a constant
 (``variance_path_dropped``).
