@@ -35,6 +35,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -333,7 +334,7 @@ def _where(error: BaseException, function: Callable) -> str:
     if not mine:
         return "?"
     frame = mine[-1]
-    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 def _call(function: Callable, what: str, shape: tuple[int, int], *arguments: object) -> object:
@@ -373,7 +374,9 @@ def _as_tensor(value: object, name: str, what: str) -> torch.Tensor:
         if array.dtype.kind not in "biuf":
             raise TypeError(f"dtype {array.dtype}")
         return torch.from_numpy(array)
-    except (TypeError, ValueError, RuntimeError) as error:
+    except MemoryError:
+        raise
+    except Exception as error:  # reading it may run the student's code too (an object's __array__)
         raise InputTypeError(f"{name} returned by {what} is not an array of numbers: {error}") from None
 
 
