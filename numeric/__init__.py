@@ -29,6 +29,8 @@ _EXPORTS = {
     "BackwardReport": "._check_backward",
     "Mistake": "._check_backward",
     "MISTAKES": "._check_backward",
+    "check_layer_backward": "._check_layer",
+    "LayerReport": "._check_layer",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -38,6 +40,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._check_backward import BackwardReport as BackwardReport
     from ._check_backward import Mistake as Mistake
     from ._check_backward import check_backward as check_backward
+    from ._check_layer import LayerReport as LayerReport
+    from ._check_layer import check_layer_backward as check_layer_backward
     from ._choices import FORMS as FORMS
     from ._compile import compile_gradients as compile_gradients
     from ._compiled import CompiledGradients as CompiledGradients

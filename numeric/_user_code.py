@@ -211,6 +211,12 @@ def load_function(target: str, timeout: float = DEFAULT_TIMEOUT) -> Callable:
     The function returned runs the user's function with the same guards (the folder on ``sys.path``, the
     time limit, one ``UserCodeError`` for whatever goes wrong).
     """
+    module, user_file, name = load_module(target, timeout)
+    return guarded_function(module, user_file, name, ("x", "y", "params"), timeout)
+
+
+def load_module(target: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, UserFile, str]:
+    """The module of ``FILE.py`` after running its module-level code (guarded), with the file and the name."""
     import importlib.util
 
     user_file, name = parse_target(target)
@@ -236,32 +242,40 @@ def load_function(target: str, timeout: float = DEFAULT_TIMEOUT) -> Callable:
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
+    return module, user_file, name
+
+
+def guarded_function(
+    module: Any, user_file: UserFile, name: str, arguments: tuple[str, ...], timeout: float = DEFAULT_TIMEOUT
+) -> Callable:
+    """The module's function ``name``, its signature checked against ``arguments``, run under the guards."""
     function = getattr(module, name, None)
     if function is None:
         found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
         raise InputError(f"{user_file.shown} has no function {name!r}; it has: {', '.join(found) or 'none'}")
     if not callable(function):
         raise InputError(f"{user_file.shown}:{name} is a {type(function).__name__}, not a function")
-    _check_signature(function, user_file, name)
+    _check_signature(function, user_file, name, arguments)
+    call = f"{name}({', '.join(arguments)})"
 
     def guarded(*args: Any) -> Any:
-        return run_with_timeout(lambda: function(*args), user_file, timeout, f"the call {name}(x, y, params)")
+        return run_with_timeout(lambda: function(*args), user_file, timeout, f"the call {call}")
 
     guarded.__name__ = guarded.__qualname__ = name
     return guarded
 
 
-def _check_signature(function: Callable, user_file: UserFile, name: str) -> None:
-    """The function must take (x, y, params): said before it runs, with the line where it is defined."""
+def _check_signature(function: Callable, user_file: UserFile, name: str, arguments: tuple[str, ...]) -> None:
+    """The function must take ``arguments`` (x, y, params): said before it runs, with the line where it is defined."""
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # a builtin or an object without a signature: let the call tell
         return
     try:
-        signature.bind(None, None, None)
+        signature.bind(*(None for _ in arguments))
     except TypeError as error:
         code = getattr(function, "__code__", None)
         where = f"{user_file.shown}:{code.co_firstlineno}" if code is not None else user_file.shown
         raise InputError(
-            f"{where}: {name}{signature} cannot be called as {name}(x, y, params): {_one_line(str(error))}"
+            f"{where}: {name}{signature} cannot be called as {name}({', '.join(arguments)}): {_one_line(str(error))}"
         ) from None

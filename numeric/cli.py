@@ -330,6 +330,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"how long the file's module-level code, and then the function, may each run before chainrule "
         f"gives up with exit 2 (default {DEFAULT_TIMEOUT:g})",
     )
+    check_cmd.add_argument(
+        "--layer",
+        choices=("batchnorm", "layernorm"),
+        help="FUNCTION is one layer's backward in CS231n's style, FUNCTION(dout, cache) -> (dx, dgamma, dbeta), its "
+        "cache built by the file's batchnorm_forward(x, gamma, beta, bn_param) or layernorm_forward(x, gamma, beta, "
+        "ln_param); samples are rows (x is [N, D]); no network options",
+    )
     _add_lang_option(check_cmd, argparse.SUPPRESS, "the report")
     check_cmd.set_defaults(handler=_run_check)
     parser.set_defaults(handler=_run_tutorial)
@@ -433,6 +440,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from ._user_code import load_function
 
+    if args.layer is not None:
+        return _run_check_layer(args)
     network = _network(args)  # a bad network option is refused before the user's file runs
     # torch and the check machinery before the user's clock starts: a file that imports torch itself would
     # otherwise be charged its import (seconds on a loaded machine) and time out at a small --timeout
@@ -443,6 +452,29 @@ def _run_check(args: argparse.Namespace) -> int:
     # --batch not given: check_backward chooses (its default), rather than a number repeated here
     batch = {} if args.batch is None else {"batch": args.batch}
     report = check_backward(function, network, seed=args.seed, **batch)
+    _emit(report.text(args.lang) + "\n")
+    return 0 if report.ok else 1
+
+
+def _run_check_layer(args: argparse.Namespace) -> int:
+    """``check FILE.py:FUNCTION --layer NAME``: the file's forward builds the cache, FUNCTION is checked."""
+    from ._check_layer import LAYERS, check_layer_backward
+    from ._user_code import guarded_function, load_module
+
+    given = [f"--{name}" for name in ("sizes", "activation", "loss", "reduction", "batch") if getattr(args, name)]
+    if given or args.bias:
+        raise _UsageError(f"{', '.join(given + ['--bias'] * args.bias)}: not with --layer (it checks one layer)")
+    layer = LAYERS[args.layer]
+    module, user_file, name = load_module(args.target, args.timeout)
+    backward = guarded_function(module, user_file, name, ("dout", "cache"), args.timeout)
+    if not callable(getattr(module, layer.forward_name, None)):
+        raise _UsageError(
+            f"{user_file.shown} has no function {layer.forward_name}(x, gamma, beta, {layer.param_name}): "
+            f"--layer {args.layer} needs it to build {name}'s cache"
+        )
+    arguments = ("x", "gamma", "beta", layer.param_name)
+    forward = guarded_function(module, user_file, layer.forward_name, arguments, args.timeout)
+    report = check_layer_backward(backward, args.layer, forward=forward, seed=args.seed)
     _emit(report.text(args.lang) + "\n")
     return 0 if report.ok else 1
 
