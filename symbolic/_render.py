@@ -928,10 +928,9 @@ PYTORCH_ENTRIES = 8  # a parameter with more entries is left out of the PyTorch 
 
 
 def torch_style(rows: Sequence[Sequence[float]]) -> str:
-    """Numbers as PyTorch prints a small float tensor's: 4 decimals after the first digit; a column flat."""
+    """Numbers as PyTorch prints a small float tensor's: 4 decimals after the first digit, a row in brackets (a
+    column [[a], [b]], as a 2 × 1 weight's .grad prints)."""
     cells = [[f"{float(v):.4e}" for v in row] for row in rows]
-    if all(len(row) == 1 for row in cells):
-        return "[" + ", ".join(row[0] for row in cells) + "]"
     return "[" + ", ".join("[" + ", ".join(row) + "]" for row in cells) + "]"
 
 

@@ -219,3 +219,10 @@ def test_a_wide_relu_layer_is_worked_through_a_unit_that_is_on():
     assert deltas[int(unit) - 1] != 0, (unit, deltas)
     assert float(shown) == pytest.approx(deltas[int(unit) - 1], rel=1e-4)
     assert re.search(r"^\s*B = 1$", page, re.M)  # the mean's B, named where the numbers are
+
+
+def test_the_box_prints_a_gradient_as_torch_prints_it():
+    """torch_style against torch's own printing of the same float32 tensor (its brackets, digits, exponent)."""
+    for key, rows in _torch_float32(TUTORIAL, TUTORIAL_VALUES).items():
+        printed = re.sub(r"\s+", "", str(rows)).removeprefix("tensor(").removesuffix(")")
+        assert torch_style(rows.tolist()).replace(" ", "") == printed, key
