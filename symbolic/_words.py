@@ -73,9 +73,10 @@ ENGLISH: Mapping[str, str] = MappingProxyType(
         "the prediction; {batch}",
         "loss_is_coupled": "The loss function is {loss}: it couples the output units, as written above for one "
         "sample; {batch}",
-        "batch_sum": "a batch sums it over its samples, and so its gradients.",
-        "batch_mean": "a batch takes its mean over the samples (reduction mean, PyTorch's default): each sample's "
-        "loss is divided by the batch size B, and so are its gradients, through the 1/B in the output layer's δ.",
+        "batch_sum": "L above is one sample's loss; a batch sums it over its samples, and so its gradients.",
+        "batch_mean": "a batch takes its mean over the samples (reduction mean, PyTorch's default): L above is one "
+        "sample's share, its loss divided by the batch size B, and the batch's loss is the sum of these shares; so "
+        "are its gradients, through the 1/B in the output layer's δ.",
         "input_gradient": "The input's gradient is the first layer's error carried back through its weights once "
         "more, one column per sample (not summed over the batch):",
         "chain_path": "The chain rule follows the path from a weight to the loss. For an entry of {W}, shown "
@@ -295,9 +296,10 @@ CHINESE: Mapping[str, str] = MappingProxyType(
         "entry_by_entry": "逐个分量写出：",
         "loss_is": "损失函数为 {loss}，单个样本的每个输出单元贡献一项 {per_unit}，其中 {prediction} 为预测值；{batch}",
         "loss_is_coupled": "损失函数为 {loss}：它把各输出单元耦合在一起，单个样本的损失见上式；{batch}",
-        "batch_sum": "一批样本的损失与梯度都是各样本的总和。",
+        "batch_sum": "上面的 𝐿 是单个样本的损失；一批样本的损失与梯度都是各样本的总和。",
         "batch_mean": "一批样本的损失取各样本损失的平均（即 reduction 为 mean，PyTorch 的默认设置）："
-        "每个样本的损失都除以批大小 𝐵，梯度也一样，这个 1/𝐵 体现在输出层的误差项中。",
+        "上面的 𝐿 是单个样本所占的一份，即它的损失除以批大小 𝐵，一批样本的损失是这些份额之和；"
+        "梯度也一样，这个 1/𝐵 体现在输出层的误差项中。",
         "input_gradient": "输入的梯度：把第 1 层的误差项再经由该层的权重反向传回一次，每个样本占一列（不对样本求和）：",
         "chain_path": "链式法则沿着从权重到损失的路径，把每一段的导数依次相乘。"
         "以 {W} 的分量 {weight} 为例（其他分量同理）：",
