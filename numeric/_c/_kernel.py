@@ -561,11 +561,14 @@ class _Writer:
             "    const int64_t T = B - start < T_max ? B - start : T_max;",
             "    /* x and y, read along their rows of B samples, into tiles with the samples as rows */",
         ]
+        # Sample by sample (writing the tile in order, reading the rows as parallel streams): unit by unit,
+        # each store strides a whole sample's row and the copy took a quarter of the kernel (16-16-16-16
+        # sigmoid, B=1e5: 9.3 -> 7.8 ms, benchmarks/c_backend.py's case)
         for place, pointer in ((x, "x"), (y, "y")):
             copy = f"{place.name}[t*{place.width} + i] = {pointer}[i*B + start + t];"
             lines += [
-                f"    for (int64_t i = 0; i < {place.width}; ++i)",
-                f"        for (int64_t t = 0; t < T; ++t) {copy}",
+                "    for (int64_t t = 0; t < T; ++t)",
+                f"        for (int64_t i = 0; i < {place.width}; ++i) {copy}",
             ]
         lines += [f"    {line}" for line in body]
         lines += ["    if (out_loss != NULL) {", *(f"        {line}" for line in loss_body), "    }"]
