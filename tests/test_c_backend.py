@@ -5,6 +5,7 @@ Skipped (not failed) where no C compiler exists, except the fallback test, which
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import subprocess
@@ -21,7 +22,8 @@ from test_saturation import GAPS, PAIRINGS, X, Y, _weights, reference
 
 from numeric import CompiledGradients, autograd_loss_and_gradients, compile_gradients, random_values
 from numeric._c import NoCompilerWarning
-from numeric._c._build import find_compiler
+from numeric._c._build import find_compiler, load
+from numeric._c._kernel import PRELUDE
 from symbolic import InputError, Network, derive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,6 +121,36 @@ def test_softplus_is_exact_where_its_exponential_overflows():
     assert _relative_error(our_loss, loss) <= 1e-14
     for name in reference:
         assert _relative_error(ours[name], reference[name]) <= 1e-14, name
+
+
+@needs_compiler
+def test_the_kernels_float_exponential_is_within_two_ulp_of_the_exact_one():
+    """chainrule_expf (the float kernel's inline e^x) on 400 001 floats from -110 to 95 and the edges, against
+    e^x in float64 rounded once to float (torch): within 2 ulp where that is a normal float, within the
+    smallest subnormal below, inf where it overflows, 0 where it underflows, NaN for NaN."""
+    source = PRELUDE + textwrap.dedent(
+        """
+        void chainrule_test_expf(int64_t n, const float *restrict x, float *restrict out) {
+            for (int64_t i = 0; i < n; ++i) out[i] = chainrule_expf(x[i]);
+        }
+        """
+    )
+    function = load(source, find_compiler()).chainrule_test_expf
+    function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    edges = [float("inf"), -float("inf"), float("nan"), 0.0, -0.0, 1e-30, 88.72283, 88.7229, 89.0, 89.5]
+    edges += [-87.33654, -103.97, -103.98, -104.0, -104.5]  # the last normal result, the last nonzero one, past it
+    x = torch.cat([torch.linspace(-110, 95, 400_001), torch.tensor(edges)])
+    x = x.to(torch.float32).contiguous()
+    ours = torch.empty_like(x)
+    function(x.numel(), x.data_ptr(), ours.data_ptr())
+    exact = torch.exp(x.double()).float()  # correctly rounded float e^x (inf where it overflows)
+    assert torch.equal(torch.isnan(ours), torch.isnan(exact))
+    assert torch.equal(torch.isinf(ours), torch.isinf(exact))
+    finite = torch.isfinite(exact)
+    allowed = torch.maximum(exact.double().abs() * 2.0**-22, torch.tensor(2.0**-149, dtype=torch.float64))  # 2 ulp
+    error = (ours.double() - exact.double()).abs()
+    assert (error[finite] <= allowed[finite]).all(), x[finite][(error[finite] > allowed[finite])][:5]
+    assert (ours[x < -104] == 0).all() and (ours[x > 89] == float("inf")).all()
 
 
 @needs_compiler

@@ -47,9 +47,9 @@ FLAGS = (
     "-fPIC",
     "-shared",
 )
-# libmvec (glibc on x86-64 and AArch64) vectorises the loops that call exp and log: sigmoid, softmax, the logs of
-# the losses, a third of the 16-16-16-16 sigmoid network's time (benchmarks/c_backend.py). Elsewhere (macOS,
-# musl) the link fails and the kernel is built again with the scalar functions.
+# libmvec (glibc on x86-64 and AArch64) vectorises the loops that call exp (double) and log: sigmoid, softmax, the
+# logs of the losses (float's e^x is the kernel's own inline one: _kernel.PRELUDE). Elsewhere (macOS, musl) the
+# link fails and the kernel is built again with the scalar functions.
 VECTOR_MATH = (("-DCHAINRULE_MVEC", "-lmvec"), ())
 COMPILERS = ("cc", "gcc", "clang")  # looked for on PATH when CC is not set
 SUFFIX = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
