@@ -324,7 +324,7 @@ class _Writer:
         ]
 
     def _sum_of_rows(
-        self, count: int, length: int, start: str, index: str, end: str, row: str, scale: str, store: str
+        self, count: int, length: int, start: str, index: str, end: str, row: str, scale: str, store: str | list[str]
     ) -> list[str]:
         """acc[k][:] = start + Σ_{index < end} scale(k) · row(index), for k < count, then ``store`` for each k, l.
 
@@ -348,7 +348,15 @@ class _Writer:
             "    }",
             f"    for (int64_t k = 0; k < {count}; ++k) {{",
             "        #pragma omp simd",
-            f"        for (int64_t l = 0; l < {length}; ++l) {store}",
+            *(
+                [f"        for (int64_t l = 0; l < {length}; ++l) {store}"]
+                if isinstance(store, str)
+                else [
+                    f"        for (int64_t l = 0; l < {length}; ++l) {{",
+                    *(f"            {s}" for s in store),
+                    "        }",
+                ]
+            ),
             "    }",
             "}",
         ]
@@ -435,9 +443,48 @@ class _Writer:
 
     # -- the program ---------------------------------------------------------------------------------------
 
+    def fused_backward(self, target: sympy.Symbol, expression: sympy.Expr, out: list[str]) -> bool:
+        """δ = (Wᵀ δ') ⊙ f'(z) and the like, a line whose one product Wᵀ δ' is wrapped in element-wise work on tiles
+        of its width: that work is done on each sum as it leaves the product's accumulators, with no buffer for
+        Wᵀ δ' and no second sweep over the tile (16-16-16-16 sigmoid B=1e5: 6.8 -> 6.6 ms). False, and nothing
+        written, for any other line."""
+        products = [node for node in sympy.preorder_traversal(expression) if isinstance(node, matmul)]
+        if len(products) != 1 or products[0] == expression:
+            return False
+        (product,) = products
+        left, right = product.args
+        if not (isinstance(left, transpose) and isinstance(left.args[0], sympy.Symbol)):
+            return False
+        weights, d = self.places.get(left.args[0]), self.places.get(right)
+        if weights is None or weights.kind != "weights" or d is None or d.kind != "tile":
+            return False
+        rows, cols = weights.rows, weights.cols
+        sums = sympy.Symbol("product_sum", real=True)  # the product in the rest of the line (no program name)
+        rest = expression.xreplace({product: sums})
+        not_elementwise = (matmul, transpose, unit_sum, batch_sum, batch_size, softmax, max_mask, unit_logsumexp)
+        if any(isinstance(node, (*not_elementwise, softmax_without_max)) for node in sympy.preorder_traversal(rest)):
+            return False
+        others = [self.places[symbol] for symbol in rest.free_symbols - {sums}]
+        if any(place.kind != "tile" or place.width != cols for place in others):
+            return False
+        self.new_tile(target, cols)
+        access = {sums: "acc[k][l]"}
+        access.update(
+            {symbol: f"{self.places[symbol].name}[(t + k)*{cols} + l]" for symbol in rest.free_symbols - {sums}}
+        )
+        store = self.statement(f"{target.name}[(t + k)*{cols} + l]", "=", rest, "", access)
+        out += self._per_samples(
+            lambda count: self._sum_of_rows(
+                count, cols, "0", "i", str(rows), f"{weights.name} + i*{cols}", f"{d.name}[(t + k)*{rows} + i]", store
+            )
+        )
+        return True
+
     def step(self, target: sympy.Symbol, expression: sympy.Expr, out: list[str], after: list[str]) -> None:
         """One line of the program: its loops into ``out`` (the tile loop) or ``after`` (batch totals)."""
         out.append(f"/* {target} = {sympy.sstr(expression)} */")
+        if self.fused_backward(target, expression, out):
+            return
         products = [term for term in sympy.Add.make_args(expression) if isinstance(term, matmul)]
         others = [term for term in sympy.Add.make_args(expression) if not isinstance(term, matmul)]
         if (
