@@ -9,8 +9,10 @@ gradients, the loss) go into ``double`` accumulators, written out once after the
 Each line of ``derive(net).matrix_program`` is lowered here, in its order: its operations that are not
 element-wise (products, sums over units or samples, softmax and its masks) become loops of their own writing
 into a fresh buffer, and what remains is element-wise, printed by ``KernelPrinter`` from the program's own
-SymPy tree. The loops themselves are C text: a tile loop with a run-time bound and flattened indices reads more
-plainly as C than as ``sympy.codegen.ast`` For/Range nodes, and SymPy has no node for a running maximum.
+SymPy tree. One exception (``fused_backward``): in a line δ = (Wᵀ δ') ⊙ f'(z) the element-wise rest is applied
+to each sum of Wᵀ δ' as it leaves the product's accumulators. The loops themselves are C text: a tile loop
+with a run-time bound and flattened indices reads more plainly as C than as ``sympy.codegen.ast`` For/Range
+nodes, and SymPy has no node for a running maximum.
 Dense products are plain loops, fine for the widths chainrule's networks have in tests and benchmarks; wide
 layers (hundreds of units) would be faster through BLAS (a possible follow-up: the tile layout already is
 the row-major GEMM's).
