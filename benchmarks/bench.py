@@ -42,6 +42,7 @@ import torch._inductor.config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
+from numeric._c._build import find_compiler
 from symbolic import TUTORIAL, Network, derive
 from symbolic._simplify import smallest
 
@@ -157,6 +158,15 @@ def chainrule_inductor_step(network: Network, data: Data) -> Callable[[], dict]:
     return lambda: compiled(data.x, data.y, data.params)
 
 
+def chainrule_c_step(network: Network, data: Data) -> Callable[[], dict]:
+    """backend="c": one generated C function, compiled by the system's cc (or loaded from chainrule's disk
+    cache) when the step is made, so its first call compiles nothing."""
+    compiled = compile_gradients(derive(network), backend="c")
+    if compiled.backend != "c":  # no C compiler: the torch backend ran instead, which is not this contestant
+        raise RuntimeError("backend='c' needs a C compiler (CC, or cc, gcc, clang on PATH)")
+    return lambda: compiled(data.x, data.y, data.params)
+
+
 # The fused hand-written recursion: columns, torch's fused backward kernels, results in dead buffers.
 _FORWARD_IN_PLACE = {"sigmoid": torch.sigmoid_, "tanh": torch.tanh_, "relu": torch.relu_}
 _BACKWARD_OUT = {  # g ⊙ f'(z) from a = f(z), written into a
@@ -246,13 +256,21 @@ IMPLEMENTATIONS: dict[str, Callable[[Network, Data], Callable[[], dict]]] = {
     "chainrule": chainrule_step,
     "chainrule one pass": chainrule_one_pass_step,
     "chainrule inductor": chainrule_inductor_step,
+    "chainrule c": chainrule_c_step,
 }
 LOOP_CALLS = 31  # loop_table's calls per implementation
 COMPILING = ("torch.compile(autograd)", "JAX jit(grad)", "chainrule inductor")  # first call compiles
 
 
+def c_compiler_available() -> bool:
+    return find_compiler() is not None
+
+
+OPTIONAL = {"JAX jit(grad)": jax_available, "chainrule c": c_compiler_available}  # left out where they cannot run
+
+
 def implementations() -> list[str]:
-    return [name for name in IMPLEMENTATIONS if name != "JAX jit(grad)" or jax_available()]
+    return [name for name in IMPLEMENTATIONS if name not in OPTIONAL or OPTIONAL[name]()]
 
 
 def as_torch(gradients: dict) -> dict[str, torch.Tensor]:
@@ -590,6 +608,8 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
     names = implementations()
     if "JAX jit(grad)" not in names:
         lines += ["JAX is not installed (`pip install -e '.[bench]'`): its column is left out.", ""]
+    if "chainrule c" not in names:
+        lines += ["No C compiler here (CC, or cc, gcc, clang on PATH): the chainrule c column is left out.", ""]
     results: dict[str, dict[str, Timing]] = {}
     for case in CASES:
         print(f"timing {case.key} ...", file=sys.stderr)
@@ -657,6 +677,17 @@ def gradient_tables(lines: list[str], targets: list[Target], quick: bool) -> Non
     small = {c.key: results[c.key]["chainrule"].median / results[c.key]["autograd"].median for c in CASES}
     for key, limit in (("tutorial 1-2-2 sigmoid, B=1", 0.15), ("16-16-16-16 sigmoid, B=1", 0.2)):
         targets.append((f"{key}: chainrule ÷ autograd (≤ {limit})", f"{small[key]:.3f}×", small[key] <= limit))
+    if "chainrule c" in names:  # closer to the hardware: the generated C kernel
+        tutorial, big = results["tutorial 1-2-2 sigmoid, B=1"], results["16-16-16-16 sigmoid, B=100000"]
+        ratio = tutorial["chainrule c"].median / tutorial["autograd"].median
+        targets.append(("tutorial 1-2-2 sigmoid, B=1: chainrule c ÷ autograd (≤ 0.1)", f"{ratio:.3f}×", ratio <= 0.1))
+        ratio = big["chainrule c"].median / big["autograd"].median
+        label = "16-16-16-16 sigmoid, B=100000: chainrule c ÷ autograd (≤ 0.25)"
+        targets.append((label, f"{ratio:.3f}×", ratio <= 0.25))
+        case = next(case for case in CASES if case.key == "16-16-16-16 sigmoid, B=100000")
+        multiple = big["chainrule c"].median / lower_bound(case, hardware(big))
+        label = "16-16-16-16 sigmoid, B=100000: chainrule c ÷ hardware bound (≤ 2.5)"
+        targets.append((label, f"{multiple:.3f}×", multiple <= 2.5))
     check = check_overhead(rounds)
     targets.append(("input check when shapes, dtypes, devices repeat (≤ 3 µs)", f"{1e6 * check:.1f} µs", check <= 3e-6))
     big = results["16-16-16-16 sigmoid, B=100000"]

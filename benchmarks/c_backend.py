@@ -6,7 +6,9 @@
 One torch thread (the C kernel runs on one), float32, ``time.process_time`` (what the work costs, not how long a
 shared machine made it wait), interleaved rounds: each round times every contender once, so drift and load
 fall on all alike; median and min over the rounds. The load average is printed before and after: on a busy
-machine the medians move, their ratios much less.
+machine the medians move, their ratios much less. For the large batch, the hardware lower bound of bench.py
+(the bytes that must move ÷ copy bandwidth, the products' FLOPs ÷ a 1024³ matmul's rate), its probes timed in
+the same rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file
+
+from bench import Case, hardware, hardware_probes, lower_bound
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
 from symbolic import TUTORIAL, Network, derive
@@ -80,6 +85,13 @@ def time_case(steps: dict[str, Callable], rounds: int, sample_seconds: float) ->
     return samples
 
 
+class _Median:
+    """What bench.hardware reads of a probe's timing."""
+
+    def __init__(self, median: float):
+        self.median = median
+
+
 def show(seconds: float) -> str:
     return f"{seconds * 1e6:9.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
 
@@ -98,13 +110,23 @@ def main() -> int:
         for name, step in steps.items():  # every contender computes the same gradients
             for key, value in step().items():
                 torch.testing.assert_close(value, reference[key], rtol=2e-3, atol=1e-5, msg=f"{name} {key}")
-        samples = time_case(steps, arguments.rounds, arguments.sample_seconds)
-        base = statistics.median(samples["autograd"])
+        probes = hardware_probes() if batch >= 64 else {}
+        samples = time_case({**steps, **probes}, arguments.rounds, arguments.sample_seconds)
+        timings = {name: samples.pop(name) for name in probes}
         print(f"\n{label}, B={batch} ({arguments.rounds} interleaved rounds; load now {os.getloadavg()[0]:.2f})")
         print(f"  {'':16} {'median':>12} {'min':>12}  {'median / autograd':>18}")
+        base = statistics.median(samples["autograd"])
         for name, values in samples.items():
             median = statistics.median(values)
             print(f"  {name:16} {show(median)} {show(min(values))}  {median / base:17.3f}×")
+        if timings:
+            measured = hardware({name: _Median(statistics.median(values)) for name, values in timings.items()})
+            bound = lower_bound(Case(label, network, batch), measured)
+            c = statistics.median(samples["chainrule c"])
+            print(
+                f"  hardware bound {show(bound)} (copy {measured.bandwidth / 1e9:.1f} GB/s, 1024³ matmul "
+                f"{measured.matmul_rate / 1e9:.0f} GFLOP/s): chainrule c at {c / bound:.2f}× the bound"
+            )
     print(f"\nload average after: {os.getloadavg()}")
     return 0
 

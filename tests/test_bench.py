@@ -25,6 +25,7 @@ _SPEC.loader.exec_module(bench)
 
 SMALL = list({case.label: replace(case, batch=5) for case in bench.CASES if max(case.network.sizes) < 1000}.values())
 PLAIN = ["autograd", "torch.func.grad", "fused hand-written", "chainrule", "chainrule one pass"]
+PLAIN += ["chainrule c"] if bench.c_compiler_available() else []  # cc builds it in a second or two a network
 
 
 @pytest.mark.parametrize("case", SMALL, ids=lambda case: case.key)

@@ -5,6 +5,7 @@ Skipped (not failed) where no C compiler exists, except the fallback test, which
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import subprocess
@@ -14,14 +15,15 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from test_general import networks
 from test_saturation import GAPS, PAIRINGS, X, Y, _weights, reference
 
 from numeric import CompiledGradients, autograd_loss_and_gradients, compile_gradients, random_values
 from numeric._c import NoCompilerWarning
-from numeric._c._build import find_compiler
+from numeric._c._build import find_compiler, load
+from numeric._c._kernel import PRELUDE
 from symbolic import InputError, Network, derive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +43,22 @@ def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return (ours.double() - reference).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
+def _cancellation(network: Network, values, params, reference) -> dict[str, float]:
+    """How much each parameter's sum over the batch cancels: the largest Σ_t |g_t| (the samples' own gradients,
+    autograd in float64) over the largest |Σ_t g_t|. A float32 sum keeps about 2⁻²⁴ of its terms' size, so its
+    relative error grows by this factor whatever the order of the additions (torch's happens to lose less,
+    or more, than the kernel's: at -2.6e-8 from two samples of ±6.1e-5 autograd's float32 erred by 4.5e-5,
+    the kernel's by 6.9e-4, both within 2.5 roundings of the terms)."""
+    batch = values["x"].shape[1]
+    scale = 1 / batch if network.reduction == "mean" else 1.0  # one sample alone is its own mean
+    terms = {name: torch.zeros_like(gradient) for name, gradient in reference.items() if name != "x"}
+    for t in range(batch):
+        _, single = autograd_loss_and_gradients(network, values["x"][:, t : t + 1], values["y"][:, t : t + 1], params)
+        for name in terms:
+            terms[name] += single[name].abs() * scale
+    return {name: float(terms[name].max()) / max(float(reference[name].abs().max()), 1e-300) for name in terms}
+
+
 @functools.cache
 def _compiled(network: Network, wrt: tuple[str, ...], chunk) -> CompiledGradients:
     return compile_gradients(derive(network, wrt=wrt), backend="c", chunk=chunk)
@@ -53,6 +71,13 @@ def _compiled(network: Network, wrt: tuple[str, ...], chunk) -> CompiledGradient
     batch=st.integers(1, 9),
     chunk=st.sampled_from(["auto", None, 1, 2, 4]),
     input_gradient=st.booleans(),
+)
+@example(  # W1's sum over the batch cancels to 4e-4 of its terms (_cancellation)
+    network=Network((1, 1, 1, 1, 2), ("sigmoid", "sigmoid", "sigmoid", "softmax"), "cross_entropy"),
+    seed=0,
+    batch=2,
+    chunk="auto",
+    input_gradient=False,
 )
 def test_c_gradients_and_loss_equal_autograd(network, seed, batch, chunk, input_gradient):
     """Every activation, loss, bias and reduction; tiles of 1, 2 or 4 samples (the last one shorter), or the
@@ -69,6 +94,7 @@ def test_c_gradients_and_loss_equal_autograd(network, seed, batch, chunk, input_
     loss32, reference32 = autograd_loss_and_gradients(
         network, singles["x"], singles["y"], {name: singles[name] for name in params}, wrt
     )
+    cancels = _cancellation(network, values, params, reference)
     for dtype in (torch.float64, torch.float32):
         x, y = values["x"].to(dtype), values["y"].to(dtype)
         typed = {name: tensor.to(dtype) for name, tensor in params.items()}
@@ -79,7 +105,8 @@ def test_c_gradients_and_loss_equal_autograd(network, seed, batch, chunk, input_
             if dtype == torch.float64:
                 return 1e-10
             theirs = loss32 if name == "loss" else reference32[name]
-            return max(1e-4, 4 * _relative_error(theirs, loss if name == "loss" else reference[name]))
+            own = 8 * 2.0**-24 * cancels.get(name, 1.0)  # a few roundings of float32, times the sum's cancellation
+            return max(1e-4, own, 4 * _relative_error(theirs, loss if name == "loss" else reference[name]))
 
         assert our_loss.dtype == dtype and our_loss.shape == ()
         assert _relative_error(our_loss, loss) <= tolerance("loss"), dtype
@@ -119,6 +146,51 @@ def test_softplus_is_exact_where_its_exponential_overflows():
     assert _relative_error(our_loss, loss) <= 1e-14
     for name in reference:
         assert _relative_error(ours[name], reference[name]) <= 1e-14, name
+
+
+@needs_compiler
+def test_the_kernels_float_exponential_is_within_two_ulp_of_the_exact_one():
+    """chainrule_expf (the float kernel's inline e^x) on 400 001 floats from -110 to 95 and the edges, against
+    e^x in float64 rounded once to float (torch): within 2 ulp where that is a normal float, within the
+    smallest subnormal below, inf where it overflows, 0 where it underflows, NaN for NaN."""
+    source = PRELUDE + textwrap.dedent(
+        """
+        void chainrule_test_expf(int64_t n, const float *restrict x, float *restrict out) {
+            for (int64_t i = 0; i < n; ++i) out[i] = chainrule_expf(x[i]);
+        }
+        """
+    )
+    function = load(source, find_compiler()).chainrule_test_expf
+    function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    edges = [float("inf"), -float("inf"), float("nan"), 0.0, -0.0, 1e-30, 88.72283, 88.7229, 89.0, 89.5]
+    edges += [-87.33654, -103.97, -103.98, -104.0, -104.5]  # the last normal result, the last nonzero one, past it
+    x = torch.cat([torch.linspace(-110, 95, 400_001), torch.tensor(edges)])
+    x = x.to(torch.float32).contiguous()
+    ours = torch.empty_like(x)
+    function(x.numel(), x.data_ptr(), ours.data_ptr())
+    exact = torch.exp(x.double()).float()  # correctly rounded float e^x (inf where it overflows)
+    assert torch.equal(torch.isnan(ours), torch.isnan(exact))
+    assert torch.equal(torch.isinf(ours), torch.isinf(exact))
+    finite = torch.isfinite(exact)
+    allowed = torch.maximum(exact.double().abs() * 2.0**-22, torch.tensor(2.0**-149, dtype=torch.float64))  # 2 ulp
+    error = (ours.double() - exact.double()).abs()
+    assert (error[finite] <= allowed[finite]).all(), x[finite][(error[finite] > allowed[finite])][:5]
+    assert (ours[x < -104] == 0).all() and (ours[x > 89] == float("inf")).all()
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_longer_than_a_block_of_columns_are_summed_block_by_block(dtype):
+    """Layers of 70 and 40 units: products summed 64 (float) or 32 (double) columns at a time, then the rest
+    (ROW_BYTES), in the forward, backward and gradient products alike; autograd's gradients in float64."""
+    network = Network([70, 40, 3], ["tanh", "softmax"], "cross_entropy", bias=True)
+    values = random_values(network, 7, 0)
+    params = {name: values[name] for name in network.parameter_shapes}
+    _, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params, ("x",))
+    compiled = _compiled(network, ("x",), 3)
+    ours = compiled(values["x"].to(dtype), values["y"].to(dtype), {name: t.to(dtype) for name, t in params.items()})
+    for name in reference:
+        assert _relative_error(ours[name], reference[name]) <= (1e-10 if dtype == torch.float64 else 1e-5), name
 
 
 @needs_compiler

@@ -22,6 +22,12 @@ from ._kernel import Kernel, write_kernel
 # current x86 and ARM cores), leaving room for the weights and the gradient totals. 16-16-16-16 sigmoid, B=1e5,
 # float32: tiles of 64, 256, 627, 2048, 8192 samples took 10.3, 9.8, 10.9, 10.9, 11.2 ms (256 KiB: 292 samples).
 TILE_BYTES = 256 * 2**10
+# ... but never fewer samples than this: a tile reads every weight once and adds every weight's gradient into
+# the totals once, so a wide network's few-sample tiles (7 at 1024-1024-1024: 32 KiB a sample) spent their time
+# there. 1024-1024-1024 tanh B=256: tiles of 7, 32, 64, 128 samples took 202, 90, 94, 69 ms; 784-256-10
+# relu/softmax B=1024: 41, 64, 128 samples 18.4, 13.0, 13.2 ms. The tile's buffers are then larger than the
+# cache (4 MiB at 1024 wide): the cost of a tile is the weights', not the buffers'.
+MIN_TILE = 128
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
@@ -67,7 +73,7 @@ class CCompiledGradients(CompiledGradients):
         if self.chunk is None:
             return max(batch, 1)
         if self.chunk == "auto":
-            return max(1, min(batch, TILE_BYTES // (self.kernel.reals_per_sample * item)))
+            return max(1, min(batch, max(MIN_TILE, TILE_BYTES // (self.kernel.reals_per_sample * item))))
         return self.chunk  # type: ignore[return-value]
 
     def _gradients(self, x: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> list[torch.Tensor]:

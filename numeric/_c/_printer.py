@@ -65,6 +65,11 @@ class KernelPrinter(C99CodePrinter):
         definition = optimize(type(expr).definition(argument), _REWRITES)
         return f"({self._print(definition)})"
 
+    def _print_exp(self, expr):  # float: the kernel's inline e^x (PRELUDE in _kernel: why)
+        if self.dtype == "float32":
+            return f"chainrule_expf({self._print(expr.args[0])})"
+        return super()._print_exp(expr)
+
     def _print_NumberSymbol(self, expr):  # π, e: a literal of the kernel's type, not the double macro M_PI
         return self._print(sympy.Float(expr.evalf(20), 20))
 
