@@ -242,10 +242,39 @@ def _bound_as(expression: sympy.Expr, index: sympy.Symbol) -> sympy.Expr:
     )
 
 
+DENSE_FACTS = ("dz_da", "dL_dW", "dL_db", "dL_db_batch", "delta")
+SOFTMAX_FACTS = ("softmax_jacobian", "softmax_backward", "logsumexp_gradient", "cross_entropy_gradient")
+
+
+class _Facts(Mapping[str, IndexFact]):
+    """The facts by name, each group derived the first time one of its facts is asked for: a network without a
+    softmax never pays for the softmax's derivations (a third of ``chainrule derive``'s time for the tutorial)."""
+
+    def __getitem__(self, name: str) -> IndexFact:
+        if name in DENSE_FACTS:
+            return _dense_facts()[name]
+        if name in SOFTMAX_FACTS:
+            return _softmax_facts()[name]
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter((*DENSE_FACTS, *SOFTMAX_FACTS))
+
+    def __len__(self) -> int:
+        return len(DENSE_FACTS) + len(SOFTMAX_FACTS)
+
+
+_FACTS = _Facts()
+
+
+def layer_facts() -> Mapping[str, IndexFact]:
+    """The index-form facts of a dense layer and of a softmax output, each derived once, when first asked for
+    (they do not depend on the widths)."""
+    return _FACTS
+
+
 @functools.cache
-def layer_facts() -> dict[str, IndexFact]:
-    """The index-form facts of a dense layer and of a softmax output, derived once (they do not depend on
-    the widths)."""
+def _dense_facts() -> dict[str, IndexFact]:
     facts: dict[str, IndexFact] = {}
     w_matrix, am, deltam = MatrixSymbol("W", n, m), MatrixSymbol("a", m, 1), MatrixSymbol("delta", n, 1)
 
@@ -295,6 +324,12 @@ def layer_facts() -> dict[str, IndexFact]:
         {_FPRIME: lambda index: sympy.Derivative(f(z[index]), z[index])},
     )
 
+    return facts
+
+
+@functools.cache
+def _softmax_facts() -> dict[str, IndexFact]:
+    facts: dict[str, IndexFact] = {}
     # softmax and the losses on it: every a below is the softmax's output, a column of n units
     out, target, upstream = MatrixSymbol("a", n, 1), MatrixSymbol("y", n, 1), MatrixSymbol("g", n, 1)
     softmax_values = {a: (out, False), y: (target, False), g: (upstream, False)}

@@ -87,3 +87,24 @@ def test_softmax_jacobian(n):
         fact = _explicit(layer_facts()["softmax_jacobian"].index_form, {_index.n: n, _index.k: k, _index.i: i})
         exact = sympy.diff(outputs[_entry("a", k)], zs[i - 1])
         assert sympy.simplify(fact.xreplace(outputs) - exact) == 0, (k, i)
+
+
+def test_the_lazy_table_names_exactly_the_facts_each_group_derives():
+    from symbolic._index import DENSE_FACTS, SOFTMAX_FACTS, _dense_facts, _softmax_facts
+
+    assert tuple(_dense_facts()) == DENSE_FACTS and tuple(_softmax_facts()) == SOFTMAX_FACTS
+    assert list(layer_facts()) == [*DENSE_FACTS, *SOFTMAX_FACTS]
+
+
+def test_a_network_without_a_softmax_derives_no_softmax_fact():
+    """Run in a fresh process (this one's caches are shared with the other tests)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from symbolic import TUTORIAL, derive; from symbolic._index import _softmax_facts, _dense_facts; "
+        "derive(TUTORIAL).latex(); "
+        "print(_dense_facts.cache_info().currsize, _softmax_facts.cache_info().currsize)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "0"], done.stdout + done.stderr
