@@ -486,11 +486,13 @@ def measure_memory(case: Case, name: str) -> float | None:
             print(f"memory of {name} at {case.key} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             return None
         peak = json.loads(done.stdout.strip().splitlines()[-1])["bytes"]
-        # a call allocates at least its gradients, so a peak of 0 is a failed reading (seen twice in one run
-        # on this shared machine, never when the same child ran alone): measure again
+        # a call allocates at least its gradients, so a peak of 0 is usually a failed reading (seen twice in one
+        # run on this shared machine, never when the same child ran alone): measure again. Three zeros in a row
+        # are a reading: an implementation whose every block is under the mmap threshold (chainrule c on a
+        # narrow network: 1 KiB gradients, its tile buffers from the heap) leaves RSS where it was
         if peak > 0:
             return peak
-    return None
+    return 0.0
 
 
 # --- derive + compile -----------------------------------------------------------------------------------
