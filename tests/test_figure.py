@@ -201,6 +201,7 @@ def test_figure_alone_compiles(pdflatex, tmp_path):
         "\\documentclass{article}\n\\usepackage{tikz}\n\\begin{document}\n" + body + "\n\\end{document}\n",
         tmp_path / "f.pdf",
     )
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")  # build_pdf raises on a failure; a PDF it is
 
 
 def test_preamble_uses_latin_modern():
