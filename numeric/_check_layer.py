@@ -46,7 +46,7 @@ from torch.nn import functional
 from symbolic import ChainruleError, InputError, InputTypeError, words
 
 from ._check_backward import RTOL as _NETWORK_RTOL
-from ._check_backward import UNKNOWN, Mistake, _check_seed, _plain, _shape_text
+from ._check_backward import UNKNOWN, Mistake, _agrees, _check_seed, _plain, _shape_text
 from ._verify import Comparison, _error_table, compare
 
 OUTPUTS = ("dx", "dgamma", "dbeta")
@@ -414,10 +414,6 @@ def _run(layer: _Layer, forward: Callable, backward: Callable, values: _Values, 
 def _tolerance(value: torch.Tensor) -> float:
     """The student's dtype's tolerance; a dtype RTOL does not list is a problem, compared at its own precision."""
     return RTOL.get(value.dtype, _NETWORK_RTOL.get(value.dtype, 1e-4))
-
-
-def _agrees(theirs: torch.Tensor, ours: torch.Tensor, rtol: float) -> bool:
-    return theirs.shape == ours.shape and compare("", theirs, ours, rtol).ok
 
 
 def _worst(name: str, pairs: list[tuple[torch.Tensor, torch.Tensor]], rtol: float) -> Comparison:
