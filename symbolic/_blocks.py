@@ -96,4 +96,15 @@ class Notation:
     rows: tuple[tuple[Math, Shapes | None, str], ...]
 
 
-Block = Heading | Prose | Chain | Notation | Frame | FrameEnd
+@dataclass(frozen=True)
+class Picture:
+    """A drawing between the blocks (a layer's computational graph, ``_model_figure``): TikZ for LaTeX, SVG for
+    the web page and Markdown, one line of text for the terminal, and its caption."""
+
+    tikz: str
+    svg: str
+    text: str
+    caption: str
+
+
+Block = Heading | Prose | Chain | Notation | Frame | FrameEnd | Picture

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._blocks import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Prose
+from ._blocks import Block, Chain, Frame, FrameEnd, Heading, Math, Notation, Picture, Prose
 from ._derivation import Derivation, page_writer
 from ._figure import figure_svg, figure_tikz, network_figure
 from ._pdf import build_pdf, check_output_type
@@ -145,7 +145,17 @@ _TEXT_TO_LATEX = {
         if unicodedata.name(ch, "").startswith("MATHEMATICAL ITALIC")
     },
     "≈": r"$\approx$",
+    # the model pages' words (symbolic/_model_pages.py) name the normalisation's quantities in Greek
+    "γ": r"$\gamma$",
+    "β": r"$\beta$",
+    "μ": r"$\mu$",
+    "σ": r"$\sigma$",
+    "ε": r"$\varepsilon$",
+    "ĝ": r"$\hat{g}$",
+    "→": r"$\to$",
+    "ᵀ": r"$^{\top}$",
 }
+_HATTED = re.compile("(\\w)\u0302")  # x̂: a letter and the combining circumflex, set as \hat{x}
 
 
 # a number in scientific notation in words (PyTorch's 1.1537e-04): one box, so that LaTeX never breaks the line
@@ -154,9 +164,12 @@ _SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?e[-+]\d+")
 
 
 def _escape(text: str) -> str:
+    text = _HATTED.sub(lambda match: f"\x00{match[1]}", text)  # marked, then set as math below
     pieces = _SCIENTIFIC.split(text)
     numbers = [rf"\mbox{{{number}}}" for number in _SCIENTIFIC.findall(text)]
-    escaped = ["".join(_TEXT_TO_LATEX.get(ch, ch) for ch in piece) for piece in pieces]
+    escaped = [
+        re.sub("\x00(.)", r"$\\hat{\1}$", "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in piece)) for piece in pieces
+    ]
     return "".join(part for pair in zip(escaped, [*numbers, ""]) for part in pair)
 
 
@@ -203,9 +216,29 @@ def _latex_figure(derivation: Derivation, values: Mapping[str, object] | None, l
 def render_latex(
     derivation: Derivation, document: bool = False, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> str:
+    body = latex_body(explain(derivation, values, lang))
+    if not document:
+        return body
+    return latex_document(body, lang, words(lang)["title"], _latex_figure(derivation, values, lang))
+
+
+def _latex_picture(block: Picture) -> str:
+    """A layer's graph, centred, its caption under it; kept on one page with its caption (a minipage)."""
+    return (
+        "\\par\\smallskip\\noindent\\begin{minipage}{\\linewidth}\\centering\n"
+        + block.tikz
+        + f"\\\\[2pt]\\parbox{{0.9\\linewidth}}{{\\centering\\footnotesize {_escape(block.caption)}}}"
+        + "\\end{minipage}\\par\\smallskip"
+    )
+
+
+def latex_body(blocks: Sequence[Block]) -> str:
+    """The blocks as LaTeX, without the document around them (what ``render_latex`` returns as a fragment)."""
     parts = []
-    for block in _runs(explain(derivation, values, lang)):
-        if isinstance(block, Heading):
+    for block in _runs(blocks):
+        if isinstance(block, Picture):
+            parts.append(_latex_picture(block))
+        elif isinstance(block, Heading):
             parts.append(f"\\{'sub' * (block.level - 1)}section*{{{_escape(block.text)}}}")
         elif isinstance(block, Prose):
             parts.append(_latex_prose(block))
@@ -226,22 +259,18 @@ def render_latex(
             parts.append("\\end{minipage}}\\par\\smallskip")
         else:
             parts.append(_latex_notation(block))
-    body = "\n\n".join(parts) + "\n"
-    if not document:
-        return body
+    return "\n\n".join(parts) + "\n"
+
+
+def latex_document(body: str, lang: str, title: str, opening: str = "") -> str:
+    """A whole LaTeX article: the preamble (CJK for Chinese), the title, ``opening`` (page 1's figure), ``body``."""
     chinese = lang == "zh"
     preamble = (
         _PREAMBLE.replace("@CJK_PACKAGE@", "\\usepackage{CJKutf8}\n" if chinese else "")
         .replace("@CJK_BEGIN@", "\\begin{CJK}{UTF8}{gbsn}\n" if chinese else "")
-        .replace("@TITLE@", _escape(words(lang)["title"]))
+        .replace("@TITLE@", _escape(title))
     )
-    return (
-        preamble
-        + _latex_figure(derivation, values, lang)
-        + body
-        + ("\\end{CJK}\n" if chinese else "")
-        + "\\end{document}\n"
-    )
+    return preamble + opening + body + ("\\end{CJK}\n" if chinese else "") + "\\end{document}\n"
 
 
 @page_writer("pdf")
@@ -264,11 +293,18 @@ def _display(run: Sequence[Chain]) -> str:
 def render_markdown(
     derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en"
 ) -> MarkdownText:
-    parts = [f"# {words(lang)['title']}"]
     figure = network_figure(derivation, values, lang)
-    parts.append(figure_svg(figure) + f"\n\n*{figure.caption}*")  # inline SVG: notebooks and web pages draw it
-    for block in _runs(explain(derivation, values, lang)):
-        if isinstance(block, Heading):
+    opening = figure_svg(figure) + f"\n\n*{figure.caption}*"  # inline SVG: notebooks and web pages draw it
+    return markdown_page(explain(derivation, values, lang), words(lang)["title"], opening)
+
+
+def markdown_page(blocks: Sequence[Block], title: str, opening: str = "") -> MarkdownText:
+    """The blocks as one Markdown page under ``title``, ``opening`` (page 1's figure) first."""
+    parts = [f"# {title}"] + ([opening] if opening else [])
+    for block in _runs(blocks):
+        if isinstance(block, Picture):  # inline SVG, as the network's figure
+            parts.append(block.svg + f"\n\n*{block.caption}*")
+        elif isinstance(block, Heading):
             parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Prose):
             parts.append("".join(f"${p.latex}$" if isinstance(p, Math) else p for p in block.parts))
@@ -342,9 +378,17 @@ def _framed(lines: list[str]) -> list[str]:
 
 @page_writer("text")
 def render_text(derivation: Derivation, values: Mapping[str, object] | None = None, lang: str = "en") -> str:
+    return text_page(explain(derivation, values, lang))
+
+
+def text_page(blocks: Sequence[Block]) -> str:
+    """The blocks as terminal text."""
     lines: list[str] = []
     framed = 0  # where the framed block starts
-    for block in explain(derivation, values, lang):
+    for block in blocks:
+        if isinstance(block, Picture):  # a drawing the terminal cannot show: its paths in words, its caption
+            lines += [f"  [{block.text}]", f"  {block.caption}"]
+            continue
         if isinstance(block, Frame):
             lines.append("")
             framed = len(lines)

@@ -449,6 +449,160 @@ CHINESE: Mapping[str, str] = MappingProxyType(
     }
 )
 
+# --- the model pages (symbolic/_model_pages.py): LayerNorm, BatchNorm, residual, dropout, flatten ---------------
+_MODEL_ENGLISH = {
+    "model_title": "Backpropagation through a model's layers, by the chain rule",
+    "model_intro": "The model: {layers}; one sample has the shape {shape}.",
+    "model_rows": "A batch holds B samples as rows, as in PyTorch. Each layer's backward pass takes g = ∂L/∂y, the "
+    "gradient of the loss with respect to its output, from the next layer, and gives ∂L/∂x, the gradient with "
+    "respect to its input, to the previous layer. Below, each kind of layer is derived once, in index form.",
+    "model_heading_layers": "The layers",
+    "model_heading_kind": "{kind}",
+    "model_layers_at": "layer {layers}",
+    "model_list_separator": ", ",
+    "model_conv_pending": "The convolution and pooling sections are not written yet; their gradients enter the "
+    "backward pass below all the same.",
+    "model_linear_forward": "A linear layer computes y = x Wᵀ + b; for one sample, output i is:",
+    "model_linear_backward": "SymPy differentiates it (∂y_i/∂x_k = W_ik), and the chain rule sums over the outputs:",
+    "model_linear_batch": "Over a batch, ∂L/∂W and ∂L/∂b add these over the samples; in matrix form ∂L/∂x = g W and "
+    "∂L/∂W = gᵀ x, with one row per sample.",
+    "model_activation_kind": "Activations ({names})",
+    "model_activation": "An activation applies f to each entry on its own, so only the same entry's term is left "
+    "of the chain rule's sum:",
+    "model_flatten": "Flatten reshapes a sample's [C, …] into one row and computes nothing: its backward pass "
+    "reshapes the gradient back to [C, …].",
+    "model_dropout_forward": "Dropout multiplies each entry by its mask m_i (0 or 1, given as an input so that the "
+    "gradients can be reproduced) and scales by 1/(1 − p):",
+    "model_dropout_backward": "The chain rule keeps the same entry's term; the mask routes the gradient exactly as "
+    "it routed the input:",
+    "model_residual_forward": "A residual block adds its input to its block's output: y = x + F(x). Two paths lead "
+    "from x to the sum: the skip and the block.",
+    "model_residual_path_skip": "the skip x → + (orange)",
+    "model_residual_path_block": "the block x → F(x) → + (blue)",
+    "model_residual_caption": "A residual block: the skip and the block meet at the sum.",
+    "model_residual_backward": "The chain rule adds the two paths; the skip passes g on unchanged:",
+    "model_residual_meaning": "The second term is what the block's own layers give as ∂L/∂x when they are fed g: "
+    "so the gradient into a residual block is the gradient out of it plus the block's share.",
+    "model_layernorm_axis": "LayerNorm normalises each sample over its n features, with a γ_i and β_i per "
+    "feature. For one sample x (index form, as SymPy derives it):",
+    "model_batchnorm_axis": "BatchNorm (training mode) normalises each feature c over the batch: x below is that "
+    "feature's N values, one per sample (and per position, after a convolution), and γ_c, β_c are one number each. "
+    "The running statistics do not enter the gradient. In index form, as SymPy derives it:",
+    "model_norm_graph": "x reaches the loss along three paths: directly into x̂, through the mean μ, and through the "
+    "variance σ² (μ feeds σ² too).",
+    "model_graph_direct": "x → x̂ (blue)",
+    "model_graph_mean": "x → μ → x̂, and μ → σ² (orange)",
+    "model_graph_variance": "x → σ² → x̂ (green)",
+    "model_norm_caption": "The computational graph of a normalisation layer: three paths from x into the loss meet "
+    "at x̂.",
+    "model_norm_paths": "With g_i = ∂L/∂y_i from the next layer and {ghat}, the chain rule along each path, each "
+    "local derivative taken by sympy.diff with μ and σ² held as variables:",
+    "model_norm_path_direct": "Directly into x̂ (μ and σ² held fixed):",
+    "model_norm_path_mean": "Through the mean μ:",
+    "model_norm_path_variance": "Through the variance σ²:",
+    "model_norm_variance_mean": "The path from μ on into σ² adds nothing, because:",
+    "model_norm_total": "The three paths add up to the whole gradient (SymPy checks the sum against diff of the "
+    "definition), the form textbooks write:",
+    "model_norm_result": "{layer}: the gradients",
+    "model_layernorm_batch": "Over a batch, each sample is normalised on its own, so ∂L/∂x applies row by row, and "
+    "∂L/∂γ and ∂L/∂β add the samples' terms.",
+    "model_batchnorm_batch": "Each feature c is normalised on its own, so ∂L/∂x applies column by column, the sums "
+    "running over the batch.",
+    "model_heading_order": "The backward pass through the model",
+    "model_order_intro": "The layers are visited from the last to the first. Write {h} for the output of layer l "
+    "(x for the model's input): each layer receives {g} from the next layer and passes the gradient with "
+    "respect to its own input to the previous layer.",
+    "model_order_loss": "The loss ({loss}) gives {g}.",
+    "model_order_layer": "Layer {layer} receives {g} and passes {g_in} to the previous layer.",
+    "model_order_layer_parameters": "Layer {layer} receives {g} and passes {g_in} to the previous layer; on the "
+    "way it gives the gradients of {parameters}.",
+    "model_order_split": "Residual block {layer}: {g} goes two ways, unchanged along the skip and into the "
+    "block's last layer as {g_block}.",
+    "model_order_meet": "The two paths of residual block {layer} meet again at its input: {total}.",
+    "model_heading_numbers": "In numbers: layer {layer}",
+    "model_numbers_batchnorm": "Feature 1 over the batch (N = {n} values), computed by SymPy to 40 digits and "
+    "shown to 5; g comes from the layers after this one (SymPy differentiates the loss).",
+    "model_numbers_layernorm": "Sample 1's n = {n} features, computed by SymPy to 40 digits and shown to 5; g "
+    "comes from the layers after this one (SymPy differentiates the loss).",
+    "model_numbers_worked": "The first entry worked through the textbook's form:",
+    "model_numbers_checked": "The same ∂L/∂x is what SymPy's diff of the loss gives, and what torch's autograd "
+    "gives in float64 (chainrule's tests compare them).",
+    "model_checked": "SymPy differentiated each layer's definition with sympy.diff in index form (the sums over "
+    "symbolic sizes); chainrule's tests check that every side of every equation above equals the next, at the "
+    "sizes 2, 3 and 5, and compare the numbers with torch autograd.",
+}
+
+_MODEL_CHINESE = {
+    "model_title": "用链式法则推导模型各层的反向传播",
+    "model_intro": "模型：{layers}；单个样本的形状为 {shape}。",
+    "model_rows": "与 PyTorch 一致，一批 B 个样本按行排列。每一层的反向传播从后一层接收 g = ∂L/∂y，即损失对该层输出的"
+    "梯度，并把损失对该层输入的梯度 ∂L/∂x 传给前一层。下面对每一种层用下标形式各推导一次。",
+    "model_heading_layers": "各层的推导",
+    "model_heading_kind": "{kind}",
+    "model_layers_at": "第 {layers} 层",
+    "model_list_separator": "、",
+    "model_conv_pending": "卷积层和池化层的推导尚未写出；它们的梯度照样出现在下文的反向传播顺序中。",
+    "model_linear_forward": "线性层计算 y = x Wᵀ + b；对单个样本，第 i 个输出为：",
+    "model_linear_backward": "SymPy 对它求导（∂y_i/∂x_k = W_ik），链式法则再对各输出求和：",
+    "model_linear_batch": "对一批样本，∂L/∂W 和 ∂L/∂b 把各样本的这些项相加；写成矩阵形式即 ∂L/∂x = g W，"
+    "∂L/∂W = gᵀ x，每个样本占一行。",
+    "model_activation_kind": "激活函数（{names}）",
+    "model_activation": "激活函数对每个分量单独作用 f，所以链式法则的求和中只剩下同一分量的那一项：",
+    "model_flatten": "Flatten 只把一个样本的 [C, …] 排成一行，不做任何运算：反向传播时把梯度按原形状还原为 [C, …]。",
+    "model_dropout_forward": "Dropout 把每个分量乘以它的掩码 m_i（取 0 或 1，作为输入给出，以便梯度可以复现），"
+    "再乘以 1/(1 − p)：",
+    "model_dropout_backward": "链式法则只留下同一分量的项；掩码怎样传递输入，就怎样传递梯度：",
+    "model_residual_forward": "残差块把输入加到块的输出上：y = x + F(x)。从 x 到求和处有两条路径：跳跃连接和块本身。",
+    "model_residual_path_skip": "跳跃连接 x → +（橙色）",
+    "model_residual_path_block": "块 x → F(x) → +（蓝色）",
+    "model_residual_caption": "残差块：跳跃连接与块在求和处汇合。",
+    "model_residual_backward": "链式法则把两条路径相加；跳跃连接把 g 原样传回：",
+    "model_residual_meaning": "第二项正是块内各层在接收 g 时算出的 ∂L/∂x：因此流入残差块输入的梯度，等于流出它的梯度"
+    "加上块本身贡献的部分。",
+    "model_layernorm_axis": "LayerNorm 对每个样本的 n 个特征做归一化，每个特征有各自的 γ_i 和 β_i。对单个样本 x"
+    "（下标形式，与 SymPy 的推导一致）：",
+    "model_batchnorm_axis": "BatchNorm（训练模式）对每个特征 c 在整批样本上做归一化：下文的 x 是该特征的 N 个值，"
+    "每个样本一个（卷积层之后还包括每个位置），γ_c 和 β_c 各是一个数。滑动平均的统计量不参与梯度。下标形式，"
+    "与 SymPy 的推导一致：",
+    "model_norm_graph": "x 沿三条路径到达损失：直接进入 x̂，经过均值 μ，以及经过方差 σ²（μ 也进入 σ²）。",
+    "model_graph_direct": "x → x̂（蓝色）",
+    "model_graph_mean": "x → μ → x̂，以及 μ → σ²（橙色）",
+    "model_graph_variance": "x → σ² → x̂（绿色）",
+    "model_norm_caption": "归一化层的计算图：从 x 到损失的三条路径在 x̂ 处汇合。",
+    "model_norm_paths": "记后一层传来的 g_i = ∂L/∂y_i，以及 {ghat}。沿每条路径应用链式法则，其中每个局部导数都由 "
+    "sympy.diff 求出（把 μ 和 σ² 当作变量）：",
+    "model_norm_path_direct": "直接进入 x̂（μ 和 σ² 保持不变）：",
+    "model_norm_path_mean": "经过均值 μ：",
+    "model_norm_path_variance": "经过方差 σ²：",
+    "model_norm_variance_mean": "从 μ 再进入 σ² 的路径贡献为零，因为：",
+    "model_norm_total": "三条路径之和就是完整的梯度（SymPy 把这个和与直接对定义求导的结果作了比对），"
+    "即教科书中的形式：",
+    "model_norm_result": "{layer}：梯度",
+    "model_layernorm_batch": "对一批样本，每个样本各自归一化，所以 ∂L/∂x 逐行适用；∂L/∂γ 和 ∂L/∂β 把各样本的项相加。",
+    "model_batchnorm_batch": "每个特征 c 各自归一化，所以 ∂L/∂x 逐列适用，求和遍历整批样本。",
+    "model_heading_order": "整个模型的反向传播",
+    "model_order_intro": "各层按从最后一层到第一层的顺序处理。记 {h} 为第 l 层的输出（模型的输入记为 x）：每一层从后"
+    "一层接收 {g}，并把损失对自身输入的梯度传给前一层。",
+    "model_order_loss": "损失函数（{loss}）给出 {g}。",
+    "model_order_layer": "第 {layer} 层接收 {g}，并把 {g_in} 传给前一层。",
+    "model_order_layer_parameters": "第 {layer} 层接收 {g}，并把 {g_in} 传给前一层；同时给出 {parameters} 的梯度。",
+    "model_order_split": "残差块 {layer}：{g} 分成两路，沿跳跃连接原样传回，同时作为 {g_block} 进入块的最后一层。",
+    "model_order_meet": "残差块 {layer} 的两条路径在其输入处重新汇合：{total}。",
+    "model_heading_numbers": "代入数值：第 {layer} 层",
+    "model_numbers_batchnorm": "特征 1 在整批上的 N = {n} 个值，由 SymPy 以 40 位有效数字计算，显示 5 位；g 来自"
+    "其后各层（由 SymPy 对损失求导得到）。",
+    "model_numbers_layernorm": "样本 1 的 n = {n} 个特征，由 SymPy 以 40 位有效数字计算，显示 5 位；g 来自其后各层"
+    "（由 SymPy 对损失求导得到）。",
+    "model_numbers_worked": "按教科书的公式算出第一个分量：",
+    "model_numbers_checked": "SymPy 对损失直接求导得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下也给出相同的值"
+    "（chainrule 的测试对二者作了比对）。",
+    "model_checked": "SymPy 用 sympy.diff 以下标形式（对符号大小求和）对每一层的定义求导；chainrule 的测试在大小为 "
+    "2、3、5 时检查上面每个等式的各边依次相等，并把数值与 torch 的 autograd 作比对。",
+}
+
+ENGLISH = MappingProxyType({**ENGLISH, **_MODEL_ENGLISH})
+CHINESE = MappingProxyType({**CHINESE, **_MODEL_CHINESE})
+
 WORDS: Mapping[str, Mapping[str, str]] = MappingProxyType({"en": ENGLISH, "zh": CHINESE})
 
 
