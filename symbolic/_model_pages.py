@@ -166,7 +166,7 @@ def sides_equal(left: object, right: object) -> bool:
                 elif not _norm.vanishes(difference):
                     return False
         return True
-    if isinstance(left, sympy.Basic) and isinstance(right, sympy.Basic):
+    if isinstance(left, (sympy.Basic, sympy.MatrixBase)) and isinstance(right, (sympy.Basic, sympy.MatrixBase)):
         a, b = (sympy.Matrix(v) if isinstance(v, sympy.MatrixBase) else sympy.Matrix([v]) for v in (left, right))
         return a.shape == b.shape and all(
             abs(float(u - v)) <= NUMBER_TOLERANCE * max(abs(float(u)), 1e-12) for u, v in zip(a, b, strict=True)
@@ -327,7 +327,10 @@ def _linear(w: _ModelWriter, model: Model) -> list[Block]:
             (w.show(z[i], DenseValue(_index.z_entry())), w.show(_index.z_entry(), DenseValue(_index.z_entry()))),
             "definition",
         ),
-        w.say("model_linear_backward"),
+        w.say(
+            "model_linear_backward",
+            jacobian=w.show(Eq(Partial(z[i], a[k]), jacobian.index_form, evaluate=False)),
+        ),
         Chain(
             (
                 w.show(Partial(LOSS, a[k]), DenseValue(upstream_through)),
@@ -359,20 +362,20 @@ def _linear(w: _ModelWriter, model: Model) -> list[Block]:
 
 
 def _activation(w: _ModelWriter, model: Model) -> list[Block]:
-    """a = f(z) entry by entry: ∂L/∂z_k = Σ_i g_i ∂f(z_i)/∂z_k = g_k f'(z_k)."""
+    """a = f(z) entry by entry: ∂L/∂z_p = Σ_i g_i ∂f(z_i)/∂z_p = g_p f'(z_p) (p: an index of the outputs' range)."""
     names = sorted({q.layer.name for q in model.placed if isinstance(q.layer, Act) and q.layer.rule.elementwise})
     f, z, delta = _index.f, PREACTIVATION, _index.delta
-    asked = Sum(delta[i] * sympy.Derivative(f(z[i]), z[k]), (i, 1, _index.n))
-    result = delta[k] * sympy.Derivative(f(z[k]), z[k])
+    asked = Sum(delta[i] * sympy.Derivative(f(z[i]), z[p]), (i, 1, _index.n))
+    result = delta[p] * sympy.Derivative(f(z[p]), z[p])
     f_name = Symbol("f")
     return [
         w.heading("model_heading_kind", 3, kind=w.w("model_activation_kind", names=", ".join(names))),
         w.say("model_activation"),
         Chain(
             (
-                w.show(Partial(LOSS, z[k]), DenseValue(asked)),
-                w.show(Sum(delta[i] * Partial(Applied(f_name, z[i]), z[k]), (i, 1, _index.n)), DenseValue(asked)),
-                w.show(Factors(delta[k], Prime(f_name, z[k])), DenseValue(result)),
+                w.show(Partial(LOSS, z[p]), DenseValue(asked)),
+                w.show(Sum(delta[i] * Partial(Applied(f_name, z[i]), z[p]), (i, 1, _index.n)), DenseValue(asked)),
+                w.show(Factors(delta[p], Prime(f_name, z[p])), DenseValue(result)),
             )
         ),
     ]
@@ -476,7 +479,7 @@ def _meaning(tree: sympy.Expr, layer: _norm.Normalization) -> sympy.Expr:
             return _norm.output(layer, u)
         return e
 
-    meant = tree.replace(lambda e: isinstance(e, Factors), lambda *factors: sympy.Mul(*factors))
+    meant = tree.replace(lambda e: isinstance(e, Factors), lambda e: sympy.Mul(*e.args))
     meant = meant.replace(lambda e: isinstance(e, sympy.Indexed), indexed)
     return meant.xreplace({SIGMA2: _norm.variance(size)})
 
@@ -735,8 +738,11 @@ class NormNumbers:
 
 
 class ModelNumbers:
-    """The model's forward pass on ``values`` in 40-digit SymPy numbers, and ∂L/∂ of any layer's input or output by
-    ``diff`` (that layer's entries made symbols, the rest of the forward pass run on them)."""
+    """The model's forward pass on ``values`` in 40-digit SymPy numbers, and ∂L/∂ of any layer's input or output in
+    forward mode: one entry at a time carries a tangent (``Dual``) through the rest of the forward definitions, the
+    activations' and the loss's derivatives taken by ``sympy.diff``. (Making every entry a symbol and ``diff``-ing
+    the loss is the same derivative, but the expression through a LayerNorm and the layers after it grows past
+    minutes for a 3 × 4 batch.)"""
 
     def __init__(self, model: Model, values: Mapping[str, object]):
         if not isinstance(values, Mapping):
@@ -771,21 +777,18 @@ class ModelNumbers:
             columns = shape[0]
             bias = self.parameters.get(f"b{placed.number}", [0] * layer.out)
             return [
-                [
-                    sympy.Add(*(weight[o * columns + c] * row[c] for c in range(columns))) + bias[o]
-                    for o in range(layer.out)
-                ]
+                [_total(weight[o * columns + c] * row[c] for c in range(columns)) + bias[o] for o in range(layer.out)]
                 for row in batch
             ]
         if isinstance(layer, Act):
-            return [list(layer.rule.outputs(row)) for row in batch]
+            return [_activated(layer.rule, row) for row in batch]
         if isinstance(layer, LayerNorm):
             gamma_, beta_ = self.parameters[f"gamma{placed.number}"], self.parameters[f"beta{placed.number}"]
             out = []
             for row in batch:
-                centre = sympy.Add(*row) / len(row)
-                spread = sympy.Add(*((v - centre) ** 2 for v in row)) / len(row)
-                root = sympy.sqrt(spread + _float(layer.eps))
+                centre = _total(row) / len(row)
+                spread = _total((v - centre) ** 2 for v in row) / len(row)
+                root = _root(spread + _float(layer.eps))
                 out.append([gamma_[u] * (row[u] - centre) / root + beta_[u] for u in range(len(row))])
             return out
         if isinstance(layer, BatchNorm):
@@ -795,9 +798,9 @@ class ModelNumbers:
             for c in range(channels):
                 entries = [(b_, c * per + s) for b_ in range(len(batch)) for s in range(per)]
                 column = [batch[b_][e] for b_, e in entries]
-                centre = sympy.Add(*column) / len(column)
-                spread = sympy.Add(*((v - centre) ** 2 for v in column)) / len(column)
-                root = sympy.sqrt(spread + _float(layer.eps))
+                centre = _total(column) / len(column)
+                spread = _total((v - centre) ** 2 for v in column) / len(column)
+                root = _root(spread + _float(layer.eps))
                 for b_, e in entries:
                     out[b_][e] = gamma_[c] * (batch[b_][e] - centre) / root + beta_[c]
             return out
@@ -828,9 +831,9 @@ class ModelNumbers:
                 batch = _perturbed(batch, perturb[1])
         return batch
 
-    def loss(self, output) -> sympy.Expr:
+    def loss(self, output) -> sympy.Expr | Dual:
         rule = self.model.loss_rule
-        total = sympy.Add(*(rule.per_sample(row, target) for row, target in zip(output, self.y, strict=True)))
+        total = _total(_per_sample(rule, row, target) for row, target in zip(output, self.y, strict=True))
         return total / self.batch if self.model.reduction == "mean" else total
 
     @functools.cached_property
@@ -842,19 +845,19 @@ class ModelNumbers:
         return self._seen
 
     def gradient(self, position: str, side: str) -> list[list[sympy.Float]]:
-        """∂L/∂ (the input, ``side`` "in", or the output, "out") of the layer at ``position``, by diff."""
+        """∂L/∂ (the input, ``side`` "in", or the output, "out") of the layer at ``position``, entry by entry."""
         placed = next(q for q in self.model.placed if q.position == position)
-        shape = placed.shape_in if side == "in" else placed.shape_out
-        count = math.prod(shape)
-        symbols = [[Symbol(f"e_{b_}_{u}") for u in range(count)] for b_ in range(self.batch)]
+        count = math.prod(placed.shape_in if side == "in" else placed.shape_out)
         self.forward  # noqa: B018 - the numbers before the perturbation
         top = [q for q in self.model.placed if not q.inside]
-        loss = self.loss(self._run(top, [list(row) for row in self.x], ((position, side), symbols)))
-        zero = {s: 0 for row in symbols for s in row}
-        return [
-            [sympy.Float(sympy.diff(loss, s).xreplace(zero).evalf(PRECISION), PRECISION) for s in row]
-            for row in symbols
-        ]
+        found = []
+        for sample in range(self.batch):
+            row = []
+            for entry in range(count):
+                loss = self.loss(self._run(top, [list(r) for r in self.x], ((position, side), (sample, entry))))
+                row.append(sympy.Float(loss.tangent if isinstance(loss, Dual) else 0, PRECISION))
+            found.append(row)
+        return found
 
     def norm(self, position: str) -> NormNumbers:
         placed = next(q for q in self.model.placed if q.position == position)
@@ -869,8 +872,8 @@ class ModelNumbers:
             entries = [(0, u) for u in range(math.prod(placed.shape_in))]
             scale = scale_all
         xs = [inputs[b_][e] for b_, e in entries]
-        centre = sympy.Add(*xs) / len(xs)
-        spread = sympy.Add(*((v - centre) ** 2 for v in xs)) / len(xs)
+        centre = _total(xs) / len(xs)
+        spread = _total((v - centre) ** 2 for v in xs) / len(xs)
         root = sympy.sqrt(spread + _float(placed.layer.eps))
         evaluated = functools.partial(lambda v: sympy.Float(sympy.N(v, PRECISION), PRECISION))
         return NormNumbers(
@@ -886,8 +889,95 @@ class ModelNumbers:
         )
 
 
-def _perturbed(batch, symbols):
-    return [[v + e for v, e in zip(row, srow, strict=True)] for row, srow in zip(batch, symbols, strict=True)]
+def _perturbed(batch, at: tuple[int, int]):
+    """The batch with entry ``at`` (sample, entry) carrying the tangent 1: the direction ∂L/∂ that entry is taken in."""
+    sample, entry = at
+    batch = [list(row) for row in batch]
+    batch[sample][entry] = Dual(batch[sample][entry], sympy.Float(1, PRECISION))
+    return batch
+
+
+class Dual:
+    """A number and its derivative in one direction (forward-mode differentiation): the arithmetic of the forward
+    definitions, and ``_root``, ``_activated``, ``_per_sample`` for what they apply."""
+
+    __slots__ = ("tangent", "value")
+
+    def __init__(self, value, tangent):
+        self.value, self.tangent = value, tangent
+
+    @staticmethod
+    def _of(other) -> Dual:
+        return other if isinstance(other, Dual) else Dual(other, 0)
+
+    def __add__(self, other):
+        other = Dual._of(other)
+        return Dual(self.value + other.value, self.tangent + other.tangent)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Dual(-self.value, -self.tangent)
+
+    def __sub__(self, other):
+        return self + (-Dual._of(other))
+
+    def __rsub__(self, other):
+        return Dual._of(other) + (-self)
+
+    def __mul__(self, other):
+        other = Dual._of(other)
+        return Dual(self.value * other.value, self.tangent * other.value + self.value * other.tangent)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        other = Dual._of(other)
+        return Dual(
+            self.value / other.value, (self.tangent * other.value - self.value * other.tangent) / other.value**2
+        )
+
+    def __rtruediv__(self, other):
+        return Dual._of(other) / self
+
+    def __pow__(self, exponent: int):
+        return Dual(self.value**exponent, exponent * self.value ** (exponent - 1) * self.tangent)
+
+
+def _total(terms) -> sympy.Expr | Dual:
+    return sum(terms, sympy.Integer(0))
+
+
+def _root(value):
+    if isinstance(value, Dual):
+        root = sympy.sqrt(value.value)
+        return Dual(root, value.tangent / (2 * root))
+    return sympy.sqrt(value)
+
+
+def _through(expressions: Sequence[sympy.Expr], variables: Sequence[Symbol], given: Sequence) -> list:
+    """``expressions`` (in ``variables``) at the numbers ``given``, with their tangents when any is a Dual: the
+    derivatives by ``sympy.diff``, the tangent Σ_v ∂e/∂v · v′."""
+    numbers = {v: (g_.value if isinstance(g_, Dual) else g_) for v, g_ in zip(variables, given, strict=True)}
+    values = [sympy.Float(e.xreplace(numbers).evalf(PRECISION), PRECISION) for e in expressions]
+    if not any(isinstance(g_, Dual) for g_ in given):
+        return values
+    tangents = {v: g_.tangent for v, g_ in zip(variables, given, strict=True) if isinstance(g_, Dual)}
+    return [
+        Dual(value, _total(sympy.diff(e, v).xreplace(numbers).evalf(PRECISION) * t for v, t in tangents.items()))
+        for value, e in zip(values, expressions, strict=True)
+    ]
+
+
+def _activated(rule, row: Sequence) -> list:
+    variables = [Symbol(f"z_{u}", real=True) for u in range(len(row))]
+    return _through(rule.outputs(variables), variables, row)
+
+
+def _per_sample(rule, row: Sequence, target: Sequence) -> sympy.Expr | Dual:
+    variables = [Symbol(f"y_hat_{u}", real=True) for u in range(len(row))]
+    (value,) = _through([rule.per_sample(variables, list(target))], variables, row)
+    return value
 
 
 def _shown(value: sympy.Expr, symbol: sympy.Basic | None = None) -> Shown:
@@ -919,9 +1009,8 @@ def _numbers(w: _ModelWriter, model: Model, numbers: ModelNumbers) -> list[Block
         textbook_first = (ghat[0] - mean_ghat - found.xhat[0] * mean_both) / found.sigma_hat
 
         def vector(name: sympy.Basic, entries: Sequence[sympy.Expr]) -> Chain:
-            return Chain(
-                (w.show(name, sympy.Matrix([list(entries)])), w.show(_row(entries), sympy.Matrix([list(entries)])))
-            )
+            row = _row(entries)
+            return Chain((w.show(name, sympy.Matrix([list(entries)])), w.show(row, row.applyfunc(_value_of))))
 
         variance = found.sigma_hat**2 - _float(placed.layer.eps)
         squares = ((_shown(v, Symbol(f"x{u}")) - _shown(found.mu, mu)) ** 2 for u, v in enumerate(found.x))
@@ -1000,8 +1089,8 @@ def one(size: int) -> sympy.Rational:
 
 def _value_of(tree: sympy.Expr) -> sympy.Expr:
     """A worked tree's number: each Shown as the decimal it shows, Factors multiplied."""
-    value = tree.replace(lambda e: isinstance(e, Factors), lambda *factors: sympy.Mul(*factors))
-    return value.replace(lambda e: isinstance(e, Shown), lambda *args: args[0])
+    value = tree.replace(lambda e: isinstance(e, Factors), lambda e: sympy.Mul(*e.args))
+    return value.replace(lambda e: isinstance(e, Shown), lambda e: e.args[0])
 
 
 def example_values(model: Model, batch: int = 4, seed: int = 0) -> dict[str, list]:

@@ -463,7 +463,7 @@ _MODEL_ENGLISH = {
     "model_conv_pending": "The convolution and pooling sections are not written yet; their gradients enter the "
     "backward pass below all the same.",
     "model_linear_forward": "A linear layer computes y = x Wᵀ + b; for one sample, output i is:",
-    "model_linear_backward": "SymPy differentiates it (∂y_i/∂x_k = W_ik), and the chain rule sums over the outputs:",
+    "model_linear_backward": "SymPy differentiates it ({jacobian}), and the chain rule sums over the outputs:",
     "model_linear_batch": "Over a batch, ∂L/∂W and ∂L/∂b add these over the samples; in matrix form ∂L/∂x = g W and "
     "∂L/∂W = gᵀ x, with one row per sample.",
     "model_activation_kind": "Activations ({names})",
@@ -543,7 +543,7 @@ _MODEL_CHINESE = {
     "model_list_separator": "、",
     "model_conv_pending": "卷积层和池化层的推导尚未写出；它们的梯度照样出现在下文的反向传播顺序中。",
     "model_linear_forward": "线性层计算 y = x Wᵀ + b；对单个样本，第 i 个输出为：",
-    "model_linear_backward": "SymPy 对它求导（∂y_i/∂x_k = W_ik），链式法则再对各输出求和：",
+    "model_linear_backward": "SymPy 对它求导（{jacobian}），链式法则再对各输出求和：",
     "model_linear_batch": "对一批样本，∂L/∂W 和 ∂L/∂b 把各样本的这些项相加；写成矩阵形式即 ∂L/∂x = g W，"
     "∂L/∂W = gᵀ x，每个样本占一行。",
     "model_activation_kind": "激活函数（{names}）",
