@@ -46,7 +46,7 @@ import sympy
 from sympy import IndexedBase, KroneckerDelta, Sum
 from sympy.concrete.expr_with_limits import ExprWithLimits
 
-from ._norm import differentiated, entry, written_out
+from ._norm import differentiated, written_out
 
 Point = tuple[tuple[sympy.Symbol, int], ...]  # a concrete size: each size symbol and its number
 
@@ -94,7 +94,11 @@ class WindowMax(ExprWithLimits):
     has them: SymPy's Max takes its arguments one by one, so it cannot stand at a symbolic kernel size.
     ``written_out`` combines the terms at a concrete size with ``combine``."""
 
-    combine = sympy.Max
+    @staticmethod
+    def combine(*terms: sympy.Expr) -> sympy.Expr:
+        """The terms' Max left unevaluated: SymPy's Max of symbols compares them pairwise, which is slow and
+        settles nothing here; the max is taken once numbers are put in (``xreplace`` evaluates it)."""
+        return sympy.Max(*terms, evaluate=False)
 
     def _latex(self, printer) -> str:
         window = r",\ ".join(
@@ -318,7 +322,7 @@ class LayerFact:
         return lambda **values: evaluate(*(values[name] for name in names))
 
 
-def _proved_derived(name, forward, loss, wrt, textbook, names, ranges, sizes, symbolic=True, draws=0) -> LayerFact:
+def make_fact(name, forward, loss, wrt, textbook, names, ranges, sizes, symbolic=True, draws=0) -> LayerFact:
     """A fact with diff's result summed at the symbolic sizes (``symbolic``) or left to the concrete ones."""
     derived = summed(differentiated(sympy.Derivative(loss, wrt)), dict(ranges)) if symbolic else None
     return LayerFact(name, forward, loss, wrt, textbook, derived, names, tuple(ranges), tuple(sizes), draws)
@@ -388,7 +392,7 @@ def padded_input(along: tuple[Axis, ...], x: IndexedBase, channel: sympy.Symbol,
 
 # -- convolution -------------------------------------------------------------------------------------------
 
-C, O = size("C"), size("O")  # input and output channels
+C_in, C_out = size("C"), size("O")  # input and output channels, printed C and O
 c, o = index("c"), index("o")
 x, W, b, g = IndexedBase("x"), IndexedBase("W"), IndexedBase("b"), IndexedBase("g")
 x_padded = IndexedBase("xtilde")  # printed x̃
@@ -404,7 +408,7 @@ def convolution(along: tuple[Axis, ...], out: sympy.Symbol, channel: sympy.Symbo
     """y[out, ts] = b[out] + Σ_channel Σ_ks W[out, channel, ks] x̃[channel, s t + k] (x̃ by its name)."""
     taps = x_padded[(channel, *(axis.stride * t + k for axis, t, k in zip(along, ts, ks, strict=True)))]
     kernel = limits(ks, [axis.kernel for axis in along])
-    return b[out] + Sum(W[(out, channel, *ks)] * taps, (channel, 0, C - 1), *kernel)
+    return b[out] + Sum(W[(out, channel, *ks)] * taps, (channel, 0, C_in - 1), *kernel)
 
 
 def conv_facts_for(dimensions: int, textbook_kernel: Callable | None = None, stride_of=None) -> list[LayerFact]:
@@ -434,14 +438,14 @@ def conv_facts_for(dimensions: int, textbook_kernel: Callable | None = None, str
     o_, c_, ts_, ks_ = primed(o), primed(c), [primed(t) for t in ts], [primed(k) for k in ks]
     loss = Sum(
         g[(o_, *ts_)] * expanded(convolution(along, o_, c_, ts_, ks_), names),
-        (o_, 0, O - 1),
+        (o_, 0, C_out - 1),
         *limits(ts_, [axis.outputs for axis in along]),
     )
     sizes = [point(along, shapes, C=channels, O=outs) for channels, outs, shapes in CONV_SIZES[dimensions]]
     input_gradient = Sum(
         g_spread[(o, *(axis.position + axis.padding + axis.offset for axis in along))]
         * W[(o, c, *(flip(axis) for axis in along))],
-        (o, 0, O - 1),
+        (o, 0, C_out - 1),
         *limits(ks, [axis.kernel for axis in along]),
     )
     weight_gradient = Sum(
@@ -453,18 +457,18 @@ def conv_facts_for(dimensions: int, textbook_kernel: Callable | None = None, str
             "input_gradient",
             x[(c, *positions)],
             input_gradient,
-            [(c, C), *((p, a.length) for p, a in zip(positions, along))],
+            [(c, C_in), *((p, a.length) for p, a in zip(positions, along))],
         ),
         (
             "weight_gradient",
             W[(o, c, *ks)],
             weight_gradient,
-            [(o, O), (c, C), *((k, a.kernel) for k, a in zip(ks, along))],
+            [(o, C_out), (c, C_in), *((k, a.kernel) for k, a in zip(ks, along))],
         ),
-        ("bias_gradient", b[o], Sum(g[(o, *ts)], *outputs_), [(o, O)]),
+        ("bias_gradient", b[o], Sum(g[(o, *ts)], *outputs_), [(o, C_out)]),
     )
     return [
-        _proved_derived(f"{layer}.{key}", forward, loss, wrt, textbook, names, ranges, sizes)
+        make_fact(f"{layer}.{key}", forward, loss, wrt, textbook, names, ranges, sizes)
         for key, wrt, textbook, ranges in asked
     ]
 
