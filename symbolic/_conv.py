@@ -308,18 +308,37 @@ class LayerFact:
         return dict(zip(symbols, map(sympy.Integer, values), strict=True))
 
     def evaluator(self, form: str = "textbook", functions: Mapping | None = None) -> Callable:
-        """The ``form`` ("textbook" or "derived") as a Python function (``lambdify`` of the index form, its
-        sums as loops): called with keyword arguments, each IndexedBase's name an array, each size, free
-        index or parameter a number. ``functions`` gives each undefined function (σ) a SymPy one (tanh)."""
-        expression = expanded(self.textbook, self.names) if form == "textbook" else self.derived
-        for function, value in (functions or {}).items():
-            expression = expression.replace(function, value)
-        expression = differentiated(expression)
-        bases = sorted(expression.atoms(IndexedBase), key=str)
-        scalars = sorted((s for s in expression.free_symbols if type(s) is sympy.Symbol), key=str)
-        evaluate = sympy.lambdify([*bases, *scalars], expression, modules="math")
-        names = [str(argument) for argument in (*bases, *scalars)]
-        return lambda **values: evaluate(*(values[name] for name in names))
+        """The ``form`` ("textbook", "derived" or "forward", the right side of y's definition) as a Python
+        function: see ``lambdified``."""
+        expression = {"textbook": self.textbook, "derived": self.derived, "forward": self.forward.rhs}[form]
+        return lambdified(expanded(expression, self.names), functions)
+
+
+def lambdified(expression: sympy.Expr, functions: Mapping | None = None) -> Callable:
+    """``expression`` in index form as a Python function (``lambdify``; its sums, Kronecker deltas and window
+    maxima as loops and conditionals), called with keyword arguments: each IndexedBase's name an array, each
+    size, index or parameter a number. ``functions`` gives each undefined function (σ) a SymPy one (tanh)."""
+    for function, value in (functions or {}).items():
+        expression = expression.replace(function, value)
+    expression = differentiated(expression).replace(_guarded_by_indicator, _guarded)
+    bases = sorted(expression.atoms(IndexedBase), key=str)
+    labels = {base.label for base in bases}  # an Indexed's free symbols hold its base's label too
+    scalars = sorted((s for s in expression.free_symbols if type(s) is sympy.Symbol and s not in labels), key=str)
+    evaluate = sympy.lambdify([*bases, *scalars], expression, modules="math")
+    names = [str(argument) for argument in (*bases, *scalars)]
+    return lambda **values: evaluate(*(values[name] for name in names))
+
+
+def _guarded_by_indicator(expression: sympy.Expr) -> bool:
+    return isinstance(expression, sympy.Mul) and any(isinstance(factor, Indicator) for factor in expression.args)
+
+
+def _guarded(product: sympy.Mul) -> sympy.Piecewise:
+    """𝟙[c] · rest as (rest if c else 0): the rest is not evaluated where c fails, where its indices (W[o, c,
+    i + P − s t]) can lie outside the arrays."""
+    conditions = [factor.args[0] for factor in product.args if isinstance(factor, Indicator)]
+    rest = [factor for factor in product.args if not isinstance(factor, Indicator)]
+    return sympy.Piecewise((sympy.Mul(*rest), sympy.And(*conditions)), (0, True))
 
 
 def make_fact(name, forward, loss, wrt, textbook, names, ranges, sizes, symbolic=True, draws=0) -> LayerFact:
