@@ -294,8 +294,9 @@ def _dropout_case(width: int, probability: float, seed: int):
     generator = torch.Generator().manual_seed(seed)
     x = (_random(generator, width).abs() + 0.1).requires_grad_()
     upstream = _random(generator, width)
-    torch.manual_seed(seed)
-    y = functional.dropout(x, probability, training=True)
+    with torch.random.fork_rng():  # torch's global generator draws the mask: seeded here, left as it was after
+        torch.manual_seed(seed)
+        y = functional.dropout(x, probability, training=True)
     (y * upstream).sum().backward()
     mask = (y != 0).to(torch.float64)
     return ((_pool.n, width),), dict(x=x, g=upstream, m=mask, p=probability), y, x.grad
