@@ -155,7 +155,8 @@ _TEXT_TO_LATEX = {
     "→": r"$\to$",
     "ᵀ": r"$^{\top}$",
 }
-_HATTED = re.compile("(\\w)\u0302")  # x̂: a letter and the combining circumflex, set as \hat{x}
+_ACCENTED = re.compile("(\\w)([\u0302\u0303])")  # x̂, x̃: a letter and a combining accent, set as \hat{x}, \tilde{x}
+_ACCENTS = {"\x00": "hat", "\x01": "tilde"}  # the marks the accents become until the text is escaped
 
 
 # a number in scientific notation in words (PyTorch's 1.1537e-04): one box, so that LaTeX never breaks the line
@@ -164,11 +165,16 @@ _SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?e[-+]\d+")
 
 
 def _escape(text: str) -> str:
-    text = _HATTED.sub(lambda match: f"\x00{match[1]}", text)  # marked, then set as math below
+    text = _ACCENTED.sub(lambda match: ("\x00" if match[2] == "\u0302" else "\x01") + match[1], text)
     pieces = _SCIENTIFIC.split(text)
     numbers = [rf"\mbox{{{number}}}" for number in _SCIENTIFIC.findall(text)]
     escaped = [
-        re.sub("\x00(.)", r"$\\hat{\1}$", "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in piece)) for piece in pieces
+        re.sub(
+            "([\x00\x01])(.)",
+            lambda m: f"$\\{_ACCENTS[m[1]]}{{{m[2]}}}$",
+            "".join(_TEXT_TO_LATEX.get(ch, ch) for ch in piece),
+        )
+        for piece in pieces
     ]
     return "".join(part for pair in zip(escaped, [*numbers, ""]) for part in pair)
 

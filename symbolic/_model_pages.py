@@ -69,6 +69,8 @@ PATH_NAMES = {
 _LATEX = {
     Symbol("xhat"): r"\hat{x}",
     Symbol("ghat"): r"\hat{g}",
+    Symbol("xtilde"): r"\tilde{x}",
+    Symbol("max"): r"\max",
     Symbol("gamma"): r"\gamma",
     Symbol("beta"): r"\beta",
     Symbol("F"): "F",
@@ -92,6 +94,7 @@ _LATEX = {
 _TEXT = {
     Symbol("xhat"): "x̂",
     Symbol("ghat"): "ĝ",
+    Symbol("xtilde"): "x̃",
     Symbol("gamma"): "γ",
     Symbol("beta"): "β",
     mu: "μ",
@@ -154,6 +157,10 @@ def sides_equal(left: object, right: object) -> bool:
     index (``_norm.vanishes``, or ``expand`` where an undefined function's derivative stands), dense facts by
     ``_index.same`` at symbolic sizes, numbers to ``NUMBER_TOLERANCE`` relative (a worked side's inputs are shown
     to 5 digits)."""
+    if isinstance(left, FactValue) and isinstance(right, FactValue):
+        if left.expression is not None and left.expression == right.expression:  # a definition and its display
+            return True
+        return left.fact.name == right.fact.name and _facts_equal(left, right)
     if isinstance(left, DenseValue) and isinstance(right, DenseValue):
         return _index.same(_index._taken(left.expression), _index._taken(right.expression))
     if isinstance(left, (IndexValue, ConcreteValue)) and isinstance(right, (IndexValue, ConcreteValue)):
@@ -289,8 +296,8 @@ def explain_model(model: Model, values: Mapping[str, object] | None = None, lang
         "dropout": _dropout,
         "flatten": _flatten,
         "residual": _residual,
-        "conv": _not_yet,
-        "pool": _not_yet,
+        "conv": _conv_section,
+        "pool": _pool_section,
     }
     for kind in kinds:
         if kind in sections:
@@ -305,11 +312,6 @@ def explain_model(model: Model, values: Mapping[str, object] | None = None, lang
 def _positions(model: Model, kind: type, lang: str) -> str:
     found = [_shown_position(q.position) for q in model.placed if isinstance(q.layer, kind)]
     return words(lang)["model_list_separator"].join(found)
-
-
-def _not_yet(w: _ModelWriter, model: Model) -> list[Block]:
-    kinds = sorted({_layer_name(q.layer, w.lang) for q in model.placed if isinstance(q.layer, (Conv, Pool))})
-    return [w.heading("model_heading_kind", 3, kind=", ".join(kinds)), w.say("model_conv_pending")]
 
 
 def _linear(w: _ModelWriter, model: Model) -> list[Block]:
@@ -459,6 +461,153 @@ def _residual(w: _ModelWriter, model: Model) -> list[Block]:
         ),
         w.say("model_residual_meaning"),
     ]
+
+
+# --- convolution and pooling: the facts of ``_conv`` and ``_pool`` --------------------------------------------
+
+
+@dataclass(frozen=True)
+class FactValue:
+    """A side of a ``_conv``/``_pool`` fact: ``expression`` in the fact's index symbols (its named entries x̃, ĝ, y
+    put back by ``_conv.expanded``), or None for what was asked of diff, ∂L/∂wrt of the fact's loss."""
+
+    fact: object  # a _conv.LayerFact
+    expression: sympy.Expr | None
+
+
+def _facts_equal(left: FactValue, right: FactValue) -> bool:
+    """At each of the fact's concrete sizes and entries (on its draws of distinct values, for a max), as
+    ``LayerFact.proves_at`` checks the textbook form: the two sides written out and compared."""
+    from ._conv import expanded
+
+    fact = left.fact
+    for point in fact.sizes:
+        at = dict(point)
+        loss = _norm.written_out(fact.loss, at)
+        draws = [fact._distinct_values(point, seed) for seed in range(fact.draws)] or [{}]
+        for indices in fact.entries(point):
+            here = {**at, **indices}
+
+            def side(value: FactValue, here=here, loss=loss) -> sympy.Expr:
+                if value.expression is None:
+                    return sympy.diff(loss, _norm.written_out(fact.wrt, here))
+                return _norm.written_out(expanded(value.expression, value.fact.names), here)
+
+            difference = side(left) - side(right)
+            if any(sympy.expand(difference.xreplace(values)) != 0 for values in draws):
+                return False
+    return True
+
+
+def _displayed(expression: sympy.Expr) -> sympy.Expr:
+    """A fact's form as the page prints it: a window's max as max(…) (the prose names the window), each Kronecker
+    delta δ(a, b) and ``_conv``'s 𝟙 as the pages' 𝟙[a = b] (δ is the pages' error)."""
+    from ._conv import Indicator as FactIndicator
+    from ._conv import WindowMax
+    from ._printers import Indicator
+
+    shown = expression.replace(lambda e: isinstance(e, WindowMax), lambda e: Applied(Symbol("max"), e.function))
+    shown = shown.replace(
+        lambda e: isinstance(e, sympy.KroneckerDelta), lambda e: Indicator(Eq(e.args[0], e.args[1], evaluate=False))
+    )
+    return shown.replace(lambda e: isinstance(e, FactIndicator), lambda e: Indicator(e.args[0]))
+
+
+def _fact_chains(w: _ModelWriter, facts: Sequence) -> list[Block]:
+    """The forward definition (once), each name it uses (x̃, ĝ), and each fact: ∂L/∂wrt = its textbook form."""
+    first = facts[0]
+    blocks: list[Block] = [
+        Chain(
+            (
+                w.show(first.forward.lhs, FactValue(first, first.forward.rhs)),
+                w.show(_displayed(first.forward.rhs), FactValue(first, first.forward.rhs)),
+            ),
+            "definition",
+        )
+    ]
+    defined = {name.base: name for fact in facts for name in fact.names if name.base != first.forward.lhs.base}
+    for name in defined.values():
+        entry = name.base[name.placeholders]
+        blocks.append(
+            Chain(
+                (
+                    w.show(entry, FactValue(first, name.definition)),
+                    w.show(_displayed(name.definition), FactValue(first, name.definition)),
+                ),
+                "definition",
+            )
+        )
+    blocks.append(w.say("model_fact_gradients"))
+    for fact in facts:
+        blocks.append(
+            Chain(
+                (
+                    w.show(Partial(LOSS, fact.wrt), FactValue(fact, None)),
+                    w.show(_displayed(fact.textbook), FactValue(fact, fact.textbook)),
+                )
+            )
+        )
+    return blocks
+
+
+def _window_graph(
+    w: _ModelWriter, inputs: int, kernel: int, stride: int, caption: str, paths: tuple[str, ...]
+) -> Graph:
+    """Inputs x₀ … in a column, outputs y₀ … beside them, an arrow from each input to each window it lies in;
+    the arrows of the middle input in colour: one entry feeding several outputs, whose gradients it sums."""
+    outputs = (inputs - kernel) // stride + 1
+    middle = inputs // 2
+    nodes = [GraphNode(f"x{u}", f"x_{{{u}}}", f"x{u}", 0, (inputs - 1) / 2 - u) for u in range(inputs)]
+    nodes += [GraphNode(f"y{t}", f"y_{{{t}}}", f"y{t}", 2, (outputs - 1) / 2 - t) for t in range(outputs)]
+    edges = [
+        GraphEdge(f"x{stride * t + offset}", f"y{t}", 0 if stride * t + offset == middle else None)
+        for t in range(outputs)
+        for offset in range(kernel)
+    ]
+    return Graph(tuple(nodes), tuple(edges), paths, caption, column_step=1.6, row_step=0.7)
+
+
+def _conv_section(w: _ModelWriter, model: Model) -> list[Block]:
+    from ._conv import conv_facts
+
+    blocks: list[Block] = []
+    for dims in sorted({q.layer.dims for q in model.placed if isinstance(q.layer, Conv)}):
+        layers = [q for q in model.placed if isinstance(q.layer, Conv) and q.layer.dims == dims]
+        at = w.words["model_list_separator"].join(_shown_position(q.position) for q in layers)
+        facts = [conv_facts()[f"Conv{dims}d.{key}"] for key in ("input_gradient", "weight_gradient", "bias_gradient")]
+        graph = _window_graph(w, 5, 3, 1, w.w("model_conv_caption"), (w.w("model_conv_path"),))
+        blocks += [
+            w.heading("model_heading_kind", 3, kind=f"Conv{dims}d ({w.w('model_layers_at', layers=at)})"),
+            w.say("model_conv_forward"),
+            *_fact_chains(w, facts)[:3],
+            picture(graph),
+            *_fact_chains(w, facts)[3:],
+            w.say("model_conv_meaning"),
+        ]
+    return blocks
+
+
+def _pool_section(w: _ModelWriter, model: Model) -> list[Block]:
+    from ._pool import pool_facts
+
+    blocks: list[Block] = []
+    kinds = dict.fromkeys(_layer_name(q.layer, w.lang) for q in model.placed if isinstance(q.layer, Pool))
+    for kind in kinds:
+        layers = [q for q in model.placed if _layer_name(q.layer, w.lang) == kind]
+        at = w.words["model_list_separator"].join(_shown_position(q.position) for q in layers)
+        fact = pool_facts()[f"{kind}.input_gradient"]
+        maximum = kind.startswith("Max")
+        graph = _window_graph(w, 4, 2, 2, w.w("model_pool_caption"), (w.w("model_pool_path"),))
+        chains = _fact_chains(w, [fact])
+        blocks += [
+            w.heading("model_heading_kind", 3, kind=f"{kind} ({w.w('model_layers_at', layers=at)})"),
+            w.say("model_maxpool_forward" if maximum else "model_avgpool_forward"),
+            *chains[:-2],
+            picture(graph),
+            *chains[-2:],
+            w.say("model_maxpool_meaning" if maximum else "model_avgpool_meaning"),
+        ]
+    return blocks
 
 
 # --- LayerNorm and BatchNorm -----------------------------------------------------------------------------

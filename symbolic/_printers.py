@@ -298,9 +298,13 @@ class LatexNotation(LatexPrinter):
         return ", ".join(self._print(item) for item in expr.args)
 
     def _print_Sum(self, expr):
-        (variable, low, high) = expr.limits[0]
+        # one Σ per limit, the outermost (SymPy's last) first: a sum over several indices (the conv facts') too
         body = self.parenthesize(expr.function, PRECEDENCE["Mul"], strict=True)
-        return rf"\sum_{{{self._print(variable)}={self._print(low)}}}^{{{self._print(high)}}} {body}"
+        signs = [
+            rf"\sum_{{{self._print(variable)}={self._print(low)}}}^{{{self._print(high)}}}"
+            for variable, low, high in reversed(expr.limits)
+        ]
+        return " ".join(signs) + f" {body}"
 
 
 class TextNotation(StrPrinter):
@@ -406,9 +410,10 @@ class TextNotation(StrPrinter):
         return " ".join(printed).removeprefix("+ ")
 
     def _print_Sum(self, expr):
-        (variable, low, high) = expr.limits[0]
-        body = self.parenthesize(expr.function, PRECEDENCE["Mul"], strict=True)
-        return f"Σ[{self._print(variable)}={self._print(low)}..{self._print(high)}] {body}"
+        body = self.parenthesize(expr.function, PRECEDENCE["Mul"], strict=True)  # one Σ per limit, as in LaTeX
+        limits = reversed(expr.limits)
+        signs = [f"Σ[{self._print(v)}={self._print(low)}..{self._print(high)}]" for v, low, high in limits]
+        return " ".join(signs) + f" {body}"
 
     def _print_Scientific(self, expr):
         mantissa, exponent = expr.args

@@ -460,8 +460,25 @@ _MODEL_ENGLISH = {
     "model_heading_kind": "{kind}",
     "model_layers_at": "layer {layers}",
     "model_list_separator": ", ",
-    "model_conv_pending": "The convolution and pooling sections are not written yet; their gradients enter the "
-    "backward pass below all the same.",
+    "model_fact_gradients": "SymPy differentiates L = Σ g·y by each entry (index form, 0-based as in torch) and "
+    "sums the Kronecker deltas; the form a textbook writes, proved equal to it:",
+    "model_conv_forward": "A convolution (torch's cross-correlation) slides the kernel W over the input zero-padded "
+    "by P, x̃, moving by the stride s; output t of channel o is:",
+    "model_conv_caption": "Kernel 3, stride 1: each input entry feeds every output whose window covers it (the "
+    "coloured arrows of x2), so its gradient sums theirs.",
+    "model_conv_path": "x2 → y0, y1, y2 (blue)",
+    "model_conv_meaning": "ĝ is g with s − 1 zeros between its entries and K − 1 zeros around it: the input "
+    "gradient is the correlation of ĝ with the kernel flipped (W[o, c, K − 1 − k]), a transposed convolution; the "
+    "weight gradient is the correlation of the padded input with g.",
+    "model_maxpool_forward": "Max pooling keeps the largest entry of each window of K, the windows moved by the "
+    "stride s:",
+    "model_avgpool_forward": "Average pooling takes the mean of each window of K (the padding counted in K, as "
+    "torch does):",
+    "model_pool_caption": "Kernel 2, stride 2: each entry lies in one window.",
+    "model_pool_path": "x2 → y1 (blue)",
+    "model_maxpool_meaning": "Each g of a window goes to the entry that was its maximum and to no other: the gradient "
+    "is routed to the arg-max (values distinct; SymPy's proof is at draws of distinct values).",
+    "model_avgpool_meaning": "Each g of a window is shared equally, g/K to each of its entries.",
     "model_linear_forward": "A linear layer computes y = x Wᵀ + b; for one sample, output i is:",
     "model_linear_backward": "SymPy differentiates it ({jacobian}), and the chain rule sums over the outputs:",
     "model_linear_batch": "Over a batch, ∂L/∂W and ∂L/∂b add these over the samples; in matrix form ∂L/∂x = g W and "
@@ -541,7 +558,22 @@ _MODEL_CHINESE = {
     "model_heading_kind": "{kind}",
     "model_layers_at": "第 {layers} 层",
     "model_list_separator": "、",
-    "model_conv_pending": "卷积层和池化层的推导尚未写出；它们的梯度照样出现在下文的反向传播顺序中。",
+    "model_fact_gradients": "SymPy 对 L = Σ g·y 按每个分量求导（下标形式，与 torch 一样从 0 开始），再对 Kronecker δ "
+    "求和；教科书的形式经证明与之相等：",
+    "model_conv_forward": "卷积（torch 的互相关）让卷积核 W 在两侧各补 P 个零的输入 x̃ 上滑动，每次移动步长 s；"
+    "通道 o 的第 t 个输出为：",
+    "model_conv_caption": "卷积核大小 3、步长 1：每个输入分量进入所有覆盖它的窗口对应的输出（x2 的彩色箭头），"
+    "所以它的梯度是这些输出梯度之和。",
+    "model_conv_path": "x2 → y0、y1、y2（蓝色）",
+    "model_conv_meaning": "ĝ 是在 g 的分量之间插入 s − 1 个零、四周补 K − 1 个零得到的：输入的梯度是 ĝ 与翻转后的卷积核"
+    "（W[o, c, K − 1 − k]）的互相关，即转置卷积；权重的梯度是补零后的输入与 g 的互相关。",
+    "model_maxpool_forward": "最大池化保留每个大小为 K 的窗口中最大的分量，窗口每次移动步长 s：",
+    "model_avgpool_forward": "平均池化取每个大小为 K 的窗口的平均值（与 torch 一样，补的零也计入 K）：",
+    "model_pool_caption": "窗口大小 2、步长 2：每个分量只属于一个窗口。",
+    "model_pool_path": "x2 → y1（蓝色）",
+    "model_maxpool_meaning": "每个窗口的 g 只传给该窗口中取得最大值的分量：梯度被路由到最大值所在的位置"
+    "（各值互不相同时；SymPy 的证明在若干组互不相同的取值上进行）。",
+    "model_avgpool_meaning": "每个窗口的 g 平均分给窗口中的每个分量，各得 g/K。",
     "model_linear_forward": "线性层计算 y = x Wᵀ + b；对单个样本，第 i 个输出为：",
     "model_linear_backward": "SymPy 对它求导（{jacobian}），链式法则再对各输出求和：",
     "model_linear_batch": "对一批样本，∂L/∂W 和 ∂L/∂b 把各样本的这些项相加；写成矩阵形式即 ∂L/∂x = g W，"
