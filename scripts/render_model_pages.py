@@ -33,7 +33,7 @@ from symbolic._model_pages import example_values, render_model  # noqa: E402
 EXAMPLES = {
     # (the model, the batch its numbers are worked on; None: no numbers)
     "residual-layernorm": (
-        Model((4,), (Linear(4), Residual((LayerNorm(), Linear(4), Act("relu"), Dropout(0.25))), Linear(2)), "half_sse"),
+        Model((4,), (Linear(4), Residual((LayerNorm(), Linear(4), Act("tanh"), Dropout(0.25))), Linear(2)), "half_sse"),
         2,
     ),
     "batchnorm": (Model((3,), (BatchNorm(), Linear(2), Act("sigmoid")), "half_sse"), 4),

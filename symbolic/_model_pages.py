@@ -884,6 +884,7 @@ class NormNumbers:
     g: tuple[sympy.Float, ...]
     scale: tuple[sympy.Float, ...]
     dx: tuple[sympy.Float, ...]
+    sample: int = 0  # LayerNorm: which sample (0-based) the vector is
 
 
 class ModelNumbers:
@@ -1018,7 +1019,9 @@ class ModelNumbers:
             entries = [(b_, s) for b_ in range(self.batch) for s in range(per)]
             scale = [scale_all[0]] * len(entries)
         else:
-            entries = [(0, u) for u in range(math.prod(placed.shape_in))]
+            # the first sample whose upstream g is not all 0 (a relu that is off, a dropped entry: nothing to work)
+            sample = next((b_ for b_, row in enumerate(upstream) if any(v != 0 for v in row)), 0)
+            entries = [(sample, u) for u in range(math.prod(placed.shape_in))]
             scale = scale_all
         xs = [inputs[b_][e] for b_, e in entries]
         centre = _total(xs) / len(xs)
@@ -1035,6 +1038,7 @@ class ModelNumbers:
             tuple(upstream[b_][e] for b_, e in entries),
             tuple(scale),
             tuple(dx[b_][e] for b_, e in entries),
+            entries[0][0] if isinstance(placed.layer, LayerNorm) else 0,
         )
 
 
@@ -1149,7 +1153,11 @@ def _numbers(w: _ModelWriter, model: Model, numbers: ModelNumbers) -> list[Block
         size = len(found.x)
         blocks += [
             w.heading("model_heading_numbers", 3, layer=f"{_shown_position(placed.position)} ({found.layer})"),
-            w.say("model_numbers_batchnorm" if found.layer == "BatchNorm" else "model_numbers_layernorm", n=size),
+            w.say(
+                "model_numbers_batchnorm" if found.layer == "BatchNorm" else "model_numbers_layernorm",
+                n=size,
+                sample=found.sample + 1,
+            ),
         ]
         mean_x = sympy.Add(*found.x) / size
         ghat = [s_ * g_ for s_, g_ in zip(found.scale, found.g, strict=True)]

@@ -538,12 +538,12 @@ _MODEL_ENGLISH = {
     "model_order_meet": "The two paths of residual block {layer} meet again at its input: {total}.",
     "model_heading_numbers": "In numbers: layer {layer}",
     "model_numbers_batchnorm": "Feature 1 over the batch (N = {n} values), computed by SymPy to 40 digits and "
-    "shown to 5; g comes from the layers after this one (SymPy differentiates the loss).",
-    "model_numbers_layernorm": "Sample 1's n = {n} features, computed by SymPy to 40 digits and shown to 5; g "
-    "comes from the layers after this one (SymPy differentiates the loss).",
+    "shown to 5; g comes from the layers after this one (the chain rule through them, in numbers).",
+    "model_numbers_layernorm": "Sample {sample}'s n = {n} features, computed by SymPy to 40 digits and shown to 5; g "
+    "comes from the layers after this one (the chain rule through them, in numbers).",
     "model_numbers_worked": "The first entry worked through the textbook's form:",
-    "model_numbers_checked": "The same ∂L/∂x is what SymPy's diff of the loss gives, and what torch's autograd "
-    "gives in float64 (chainrule's tests compare them).",
+    "model_numbers_checked": "The same ∂L/∂x is what the chain rule through the whole model gives, entry by entry, "
+    "and what torch's autograd gives in float64 (chainrule's tests compare them).",
     "model_checked": "SymPy differentiated each layer's definition with sympy.diff in index form (the sums over "
     "symbolic sizes); chainrule's tests check that every side of every equation above equals the next, at the "
     "sizes 2, 3 and 5, and compare the numbers with torch autograd.",
@@ -622,12 +622,12 @@ _MODEL_CHINESE = {
     "model_order_meet": "残差块 {layer} 的两条路径在其输入处重新汇合：{total}。",
     "model_heading_numbers": "代入数值：第 {layer} 层",
     "model_numbers_batchnorm": "特征 1 在整批上的 N = {n} 个值，由 SymPy 以 40 位有效数字计算，显示 5 位；g 来自"
-    "其后各层（由 SymPy 对损失求导得到）。",
-    "model_numbers_layernorm": "样本 1 的 n = {n} 个特征，由 SymPy 以 40 位有效数字计算，显示 5 位；g 来自其后各层"
-    "（由 SymPy 对损失求导得到）。",
+    "其后各层（沿这些层用数值应用链式法则得到）。",
+    "model_numbers_layernorm": "样本 {sample} 的 n = {n} 个特征，由 SymPy 以 40 位有效数字计算，显示 5 位；"
+    "g 来自其后各层（沿这些层用数值应用链式法则得到）。",
     "model_numbers_worked": "按教科书的公式算出第一个分量：",
-    "model_numbers_checked": "SymPy 对损失直接求导得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下也给出相同的值"
-    "（chainrule 的测试对二者作了比对）。",
+    "model_numbers_checked": "沿整个模型逐个分量应用链式法则得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下"
+    "也给出相同的值（chainrule 的测试对二者作了比对）。",
     "model_checked": "SymPy 用 sympy.diff 以下标形式（对符号大小求和）对每一层的定义求导；chainrule 的测试在大小为 "
     "2、3、5 时检查上面每个等式的各边依次相等，并把数值与 torch 的 autograd 作比对。",
 }
