@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
-from ._blocks import Chain, Frame, FrameEnd, Heading, Math, Notation, Prose
+from ._blocks import Chain, Frame, FrameEnd, Heading, Math, Notation, Picture, Prose
 from ._derivation import Derivation, page_writer
 from ._errors import InputError, InputTypeError
 from ._figure import figure_svg, network_figure
@@ -163,7 +163,9 @@ def _aligned(run: Sequence[Chain]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-def _block(block: Heading | Prose | Notation | Frame | FrameEnd | list[Chain]) -> str:
+def _block(block: Heading | Prose | Notation | Frame | FrameEnd | Picture | list[Chain]) -> str:
+    if isinstance(block, Picture):  # a layer's graph (the model pages): inline SVG, as the network's figure
+        return _figure(block.svg, block.caption)
     if isinstance(block, Frame):  # the summary's box: a framed <section> holding the blocks up to FrameEnd
         return f'<section class="cr-frame">\n<p class="cr-frame-title">{_escape(block.title)}</p>'
     if isinstance(block, FrameEnd):
@@ -205,8 +207,8 @@ def _figure(svg: str | None, caption: str = "") -> str:
     return f'<figure class="cr-figure">{svg}{shown}</figure>'
 
 
-def _content(blocks: Sequence, lang: str, figure: str | None, caption: str = "") -> str:
-    parts = [f"<h1>{_escape(words(lang)['title'])}</h1>", _figure(figure, caption)]
+def _content(blocks: Sequence, lang: str, figure: str | None, caption: str = "", title: str | None = None) -> str:
+    parts = [f"<h1>{_escape(title or words(lang)['title'])}</h1>", _figure(figure, caption)]
     parts += [_block(block) for block in _runs(blocks)]
     return "\n".join(part for part in parts if part)
 
@@ -234,6 +236,11 @@ def render_html(
         drawn = network_figure(derivation, values, lang)
         figure, caption = figure_svg(drawn), drawn.caption
     content = _content(explain(derivation, values, lang), lang, figure, caption)
+    return html_document(content, lang, w["title"], document)
+
+
+def html_document(content: str, lang: str, title: str, document: bool = True) -> str:
+    """``content`` (``_content``'s) with KaTeX and the styles: a whole page, or a notebook's fragment."""
     styles = f"<style>{katex_css()}</style>\n<style>{STYLE}</style>"
     scripts = f"<script>{katex_script()}</script>\n<script>{RENDER_SCRIPT}</script>"
     if not document:
@@ -243,6 +250,6 @@ def render_html(
         f'<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_escape(content_security_policy())}">\n'
-        f"<title>{_escape(w['title'])}</title>\n{styles}\n</head>\n<body>\n"
+        f"<title>{_escape(title)}</title>\n{styles}\n</head>\n<body>\n"
         f'<main class="chainrule">\n{content}\n</main>\n{scripts}\n</body>\n</html>\n'
     )

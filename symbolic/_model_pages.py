@@ -34,6 +34,7 @@ from . import _index, _norm
 from ._blocks import Block, Chain, Frame, FrameEnd, Math
 from ._errors import InputError, NetworkError, NetworkTypeError
 from ._formats import latex_body, latex_document, markdown_page, text_page
+from ._html import _content, html_document
 from ._model import Act, BatchNorm, Conv, Dropout, Flatten, LayerNorm, Linear, Model, Placed, Pool, Residual
 from ._model_figure import Graph, GraphEdge, GraphNode, picture
 from ._pdf import build_pdf, check_output_type
@@ -322,7 +323,11 @@ def _linear(w: _ModelWriter, model: Model) -> list[Block]:
     upstream_through = Sum(delta[i] * jacobian.derivative, (i, 1, _index.n))  # Σ_i g_i ∂y_i/∂x_k
     blocks: list[Block] = [
         w.heading(
-            "model_heading_kind", 3, kind=f"Linear ({w.w('model_layers_at', layers=_positions(model, Linear, w.lang))})"
+            "model_heading_kind",
+            3,
+            kind=w.w(
+                "model_named", name="Linear", detail=w.w("model_layers_at", layers=_positions(model, Linear, w.lang))
+            ),
         ),
         w.say("model_linear_forward"),
         Chain(
@@ -394,7 +399,9 @@ def _dropout(w: _ModelWriter, model: Model) -> list[Block]:
         w.heading(
             "model_heading_kind",
             3,
-            kind=f"Dropout ({w.w('model_layers_at', layers=_positions(model, Dropout, w.lang))})",
+            kind=w.w(
+                "model_named", name="Dropout", detail=w.w("model_layers_at", layers=_positions(model, Dropout, w.lang))
+            ),
         ),
         w.say("model_dropout_forward"),
         Chain(
@@ -447,7 +454,11 @@ def _residual(w: _ModelWriter, model: Model) -> list[Block]:
         w.heading(
             "model_heading_kind",
             3,
-            kind=f"Residual ({w.w('model_layers_at', layers=_positions(model, Residual, w.lang))})",
+            kind=w.w(
+                "model_named",
+                name="Residual",
+                detail=w.w("model_layers_at", layers=_positions(model, Residual, w.lang)),
+            ),
         ),
         w.say("model_residual_forward"),
         picture(graph),
@@ -577,7 +588,11 @@ def _conv_section(w: _ModelWriter, model: Model) -> list[Block]:
         facts = [conv_facts()[f"Conv{dims}d.{key}"] for key in ("input_gradient", "weight_gradient", "bias_gradient")]
         graph = _window_graph(w, 5, 3, 1, w.w("model_conv_caption"), (w.w("model_conv_path"),))
         blocks += [
-            w.heading("model_heading_kind", 3, kind=f"Conv{dims}d ({w.w('model_layers_at', layers=at)})"),
+            w.heading(
+                "model_heading_kind",
+                3,
+                kind=w.w("model_named", name=f"Conv{dims}d", detail=w.w("model_layers_at", layers=at)),
+            ),
             w.say("model_conv_forward"),
             *_fact_chains(w, facts)[:3],
             picture(graph),
@@ -600,7 +615,9 @@ def _pool_section(w: _ModelWriter, model: Model) -> list[Block]:
         graph = _window_graph(w, 4, 2, 2, w.w("model_pool_caption"), (w.w("model_pool_path"),))
         chains = _fact_chains(w, [fact])
         blocks += [
-            w.heading("model_heading_kind", 3, kind=f"{kind} ({w.w('model_layers_at', layers=at)})"),
+            w.heading(
+                "model_heading_kind", 3, kind=w.w("model_named", name=kind, detail=w.w("model_layers_at", layers=at))
+            ),
             w.say("model_maxpool_forward" if maximum else "model_avgpool_forward"),
             *chains[:-2],
             picture(graph),
@@ -718,7 +735,9 @@ def _norm_section(w: _ModelWriter, model: Model, layer: _norm.Normalization) -> 
         w.heading(
             "model_heading_kind",
             3,
-            kind=f"{layer.name} ({w.w('model_layers_at', layers=_positions(model, kind, w.lang))})",
+            kind=w.w(
+                "model_named", name=layer.name, detail=w.w("model_layers_at", layers=_positions(model, kind, w.lang))
+            ),
         ),
         w.say("model_layernorm_axis" if per_entry else "model_batchnorm_axis"),
         Chain((side(mu, None), side(mean_of(x[i]), None)), "definition"),
@@ -827,7 +846,7 @@ def _backward_order(w: _ModelWriter, model: Model) -> list[Block]:
 
     def walk(members: Sequence[Placed]) -> None:
         for placed in reversed(members):
-            name = f"{_shown_position(placed.position)} ({_layer_name(placed.layer, w.lang)})"
+            name = w.w("model_named", name=_shown_position(placed.position), detail=_layer_name(placed.layer, w.lang))
             source = _input_position(model, placed)
             if isinstance(placed.layer, Residual):
                 inner = [q for q in model.placed if q.inside and q.inside[-1] == placed.position]
@@ -1152,7 +1171,11 @@ def _numbers(w: _ModelWriter, model: Model, numbers: ModelNumbers) -> list[Block
         found = numbers.norm(placed.position)
         size = len(found.x)
         blocks += [
-            w.heading("model_heading_numbers", 3, layer=f"{_shown_position(placed.position)} ({found.layer})"),
+            w.heading(
+                "model_heading_numbers",
+                3,
+                layer=w.w("model_named", name=_shown_position(placed.position), detail=found.layer),
+            ),
             w.say(
                 "model_numbers_batchnorm" if found.layer == "BatchNorm" else "model_numbers_layernorm",
                 n=size,
@@ -1275,7 +1298,7 @@ def example_values(model: Model, batch: int = 4, seed: int = 0) -> dict[str, lis
 
 # --- the whole page in each format --------------------------------------------------------------------------
 
-FORMATS = ("text", "latex", "markdown", "pdf")
+FORMATS = ("text", "latex", "markdown", "html", "pdf")
 
 
 def render_model(
@@ -1285,7 +1308,8 @@ def render_model(
     values: Mapping[str, object] | None = None,
     output: str | Path | None = None,
 ) -> str:
-    """The model's page as text, LaTeX, Markdown or a PDF file (``output``; returns pdflatex's log)."""
+    """The model's page as text, LaTeX, Markdown, a web page (HTML) or a PDF file (``output``; returns pdflatex's
+    log)."""
     if format not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     title = words(lang)["model_title"]
@@ -1294,6 +1318,8 @@ def render_model(
         return text_page(blocks)
     if format == "markdown":
         return markdown_page(blocks, title)
+    if format == "html":  # one self-contained page, KaTeX inside it, as the dense pages' (``_html``)
+        return html_document(_content(blocks, lang, None, title=title), lang, title)
     document = latex_document(latex_body(blocks), lang, title)
     if format == "latex":
         return document

@@ -460,6 +460,7 @@ _MODEL_ENGLISH = {
     "model_heading_kind": "{kind}",
     "model_layers_at": "layer {layers}",
     "model_list_separator": ", ",
+    "model_named": "{name} ({detail})",  # a layer and where it stands, or a position and its layer's kind
     "model_fact_gradients": "SymPy differentiates L = Σ g·y by each entry (index form, 0-based as in torch) and "
     "sums the Kronecker deltas; the form a textbook writes, proved equal to it:",
     "model_conv_forward": "A convolution (torch's cross-correlation) slides the kernel W over the input zero-padded "
@@ -538,9 +539,9 @@ _MODEL_ENGLISH = {
     "model_order_meet": "The two paths of residual block {layer} meet again at its input: {total}.",
     "model_heading_numbers": "In numbers: layer {layer}",
     "model_numbers_batchnorm": "Feature 1 over the batch (N = {n} values), computed by SymPy to 40 digits and "
-    "shown to 5; g comes from the layers after this one (the chain rule through them, in numbers).",
+    "shown to 5; g comes from the layers after this one (the chain rule through them, in numbers):",
     "model_numbers_layernorm": "Sample {sample}'s n = {n} features, computed by SymPy to 40 digits and shown to 5; g "
-    "comes from the layers after this one (the chain rule through them, in numbers).",
+    "comes from the layers after this one (the chain rule through them, in numbers):",
     "model_numbers_worked": "The first entry worked through the textbook's form:",
     "model_numbers_checked": "The same ∂L/∂x is what the chain rule through the whole model gives, entry by entry, "
     "and what torch's autograd gives in float64 (chainrule's tests compare them).",
@@ -558,6 +559,7 @@ _MODEL_CHINESE = {
     "model_heading_kind": "{kind}",
     "model_layers_at": "第 {layers} 层",
     "model_list_separator": "、",
+    "model_named": "{name}（{detail}）",
     "model_fact_gradients": "SymPy 对 L = Σ g·y 按每个分量求导（下标形式，与 torch 一样从 0 开始），再对 Kronecker δ "
     "求和；教科书的形式经证明与之相等：",
     "model_conv_forward": "卷积（torch 的互相关）让卷积核 W 在两侧各补 P 个零的输入 x̃ 上滑动，每次移动步长 s；"
@@ -622,9 +624,9 @@ _MODEL_CHINESE = {
     "model_order_meet": "残差块 {layer} 的两条路径在其输入处重新汇合：{total}。",
     "model_heading_numbers": "代入数值：第 {layer} 层",
     "model_numbers_batchnorm": "特征 1 在整批上的 N = {n} 个值，由 SymPy 以 40 位有效数字计算，显示 5 位；g 来自"
-    "其后各层（沿这些层用数值应用链式法则得到）。",
+    "其后各层（沿这些层用数值应用链式法则得到）：",
     "model_numbers_layernorm": "样本 {sample} 的 n = {n} 个特征，由 SymPy 以 40 位有效数字计算，显示 5 位；"
-    "g 来自其后各层（沿这些层用数值应用链式法则得到）。",
+    "g 来自其后各层（沿这些层用数值应用链式法则得到）：",
     "model_numbers_worked": "按教科书的公式算出第一个分量：",
     "model_numbers_checked": "沿整个模型逐个分量应用链式法则得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下"
     "也给出相同的值（chainrule 的测试对二者作了比对）。",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from symbolic import _model_pages as pages
-from symbolic._blocks import Chain, Picture, Prose
+from symbolic._blocks import Chain, Picture
 from symbolic._errors import ChainruleError, InputError, NetworkTypeError
 from symbolic._model import (
     Act,
@@ -308,8 +308,10 @@ def test_text_and_markdown_render(lang):
     values = pages.example_values(RESIDUAL, 3, seed=1)
     text = pages.render_model(RESIDUAL, "text", lang, values)
     markdown = pages.render_model(RESIDUAL, "markdown", lang, values)
+    page = pages.render_model(RESIDUAL, "html", lang, values)
     assert "LayerNorm" in text and "<svg" in markdown and "$$" in markdown
-    assert all(isinstance(block, (Prose, Chain)) or not isinstance(block, str) for block in _page("residual"))
+    assert page.startswith("<!DOCTYPE html>") and "data-tex" in page
+    assert page.count('<figure class="cr-figure"><svg') == 2  # the residual block's graph and LayerNorm's
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
