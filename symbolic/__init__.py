@@ -40,6 +40,7 @@ from ._functions import (
 from ._html import render_html
 from ._index import IndexFact, layer_facts
 from ._matrix import MatrixProgram, MatrixStep
+from ._model_pages import explain_model, render_model
 from ._network import MAX_WIDTH, Network
 from ._pdf import LatexFailed, LatexUnavailable, build_pdf, pdflatex_path
 from ._render import NUMBERS_LIMIT
@@ -86,6 +87,7 @@ __all__ = [
     "derive",
     "display_width",
     "elu",
+    "explain_model",
     "gelu",
     "layer_facts",
     "leaky_relu",
@@ -98,6 +100,7 @@ __all__ = [
     "render_html",
     "render_latex",
     "render_markdown",
+    "render_model",
     "render_pdf",
     "render_text",
     "sample_arrays",
