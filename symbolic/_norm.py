@@ -281,9 +281,9 @@ class NormFact:
         return {self.size: size} if self.at is None else {self.size: size, self.at: index}
 
 
-def entry(base: IndexedBase, index: int) -> sympy.Symbol:
-    """The plain symbol for base[index] at a concrete size (real, as the layer's values are)."""
-    return sympy.Symbol(f"{base}_{index}", real=True)
+def entry(base: IndexedBase, *index: int) -> sympy.Symbol:
+    """The plain symbol for base[index] (one index or several) at a concrete size (real, as values are)."""
+    return sympy.Symbol(f"{base}_{'_'.join(map(str, index))}", real=True)
 
 
 def written_out(expression: sympy.Expr, point: dict) -> sympy.Expr:
@@ -292,12 +292,13 @@ def written_out(expression: sympy.Expr, point: dict) -> sympy.Expr:
     by hand rather than ``subs(...).doit()`` because subs cannot reach a Derivative's variable (x[j]) and
     doit would differentiate the Indexed entries before they are plain symbols."""
     if isinstance(expression, sympy.Indexed):
-        (index,) = expression.indices
-        return entry(expression.base, int(written_out(index, point)))
-    if isinstance(expression, Sum):
-        ((variable, low, high),) = expression.limits
+        return entry(expression.base, *(int(written_out(index, point)) for index in expression.indices))
+    if isinstance(expression, Sum) or hasattr(expression, "combine"):  # or a reduction that says how it combines
+        *inner, (variable, low, high) = expression.limits  # the outermost limit; the inner ones stay a reduction
+        body = expression.func(expression.function, *inner) if inner else expression.function
         low, high = (int(written_out(bound, point)) for bound in (low, high))
-        return sympy.Add(*(written_out(expression.function, {**point, variable: u}) for u in range(low, high + 1)))
+        combine = getattr(expression, "combine", sympy.Add)
+        return combine(*(written_out(body, {**point, variable: u}) for u in range(low, high + 1)))
     if isinstance(expression, sympy.Derivative):
         variables = [written_out(variable, point) for variable, _ in expression.variable_count]
         return sympy.diff(written_out(expression.expr, point), *variables)
