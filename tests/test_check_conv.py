@@ -576,3 +576,10 @@ def test_cli_bad_input_is_one_line_with_exit_2(tmp_path, capsys, case):
     assert code == 2, (out, err)
     assert err.count("\n") == 1 and err.startswith("chainrule: error: ") and "Traceback" not in err
     assert message in err, err
+
+
+def test_the_example_student_makes_one_catalogued_mistake():
+    example = Path(__file__).resolve().parent.parent / "examples" / "student_conv.py"
+    module, _, _ = load_module(f"{example}:conv_backward_naive")
+    report = check_layer_backward(module.conv_backward_naive, "conv")
+    assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", "kernel_not_flipped")], str(report)
