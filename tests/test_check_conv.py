@@ -195,6 +195,8 @@ def residual_backward(dout, cache):
     dw = dz.T @ x if MISTAKE == "dw_transposed" else x.T @ dz
     db = dz.mean(axis=0) if MISTAKE == "db_mean" else dz.sum(axis=0)
     branch = dz @ w if MISTAKE == "w_not_transposed" else dz @ w.T
+    if MISTAKE == "no_mask_in_dx":  # relu's derivative left out of dx only: dw and db have it
+        branch = dout @ w.T
     if MISTAKE == "skip_dropped":
         dx = branch
     elif MISTAKE == "branch_dropped":
@@ -432,7 +434,15 @@ def test_a_student_right_only_at_stride_1_and_pad_0_is_caught(tmp_path, monkeypa
     assert check_layer_backward(module.conv_backward_naive, "conv").ok  # the false OK the first draw prevents
 
 
-def test_a_mistake_that_would_change_an_output_the_student_got_right_is_not_named(tmp_path):
+def test_a_mistake_that_would_change_outputs_the_student_got_right_is_not_named(tmp_path):
+    """relu's derivative left out of dx only: relu_mask_missing gives this dx, but it would change dw and db too,
+    which the student has right: not that mistake, so unknown, saying why."""
+    report = check_file(write_student(tmp_path, "residual", "no_mask_in_dx"), "residual")
+    assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", UNKNOWN)], str(report)
+    assert "relu_mask_missing would give this dx, but it also changes db, dw, which is right" in str(report)
+
+
+def test_the_variant_that_changes_only_the_wrong_output_is_the_one_named(tmp_path):
     """dx from the windows stepped by 1 (stride ignored), dw with the stride: only the dx-only variant explains it;
     the variant for both would change dw, which is right."""
     report = check_file(write_student(tmp_path, "conv", "stride_dx"), "conv")
