@@ -1,4 +1,8 @@
-"""check_layer_backward: a hand-written BatchNorm or LayerNorm backward, in CS231n's style, checked and diagnosed.
+"""check_layer_backward: a hand-written layer backward, in CS231n's style, checked and diagnosed.
+
+This module runs the student's functions and gives the verdict for every layer (``ALL_LAYERS``), and holds
+BatchNorm and LayerNorm; the convolution, max-pooling and the residual block, with their draws and catalogues,
+are in numeric/_check_conv.py (``_LayerSpec``: the same interface as ``_Layer`` here, ``_Spec``).
 
 The student writes, in one file, the forward and backward of one layer with the signatures of CS231n's second
 assignment (samples are ROWS here, as there: x is [N, D]; γ and β are [D])::
@@ -113,6 +117,10 @@ class _Layer:
 
     def variants(self, values: _Values) -> list[tuple[str, str, dict[str, torch.Tensor]]]:
         return [(v.name, _explain(v, self), _variant_outputs(v, self, values)) for v in _CATALOGUE]
+
+    @property
+    def mistakes(self) -> Mapping[str, str]:
+        return MISTAKES
 
     def title(self, function: str, sizes: tuple[str, ...]) -> str:
         return (
@@ -447,7 +455,11 @@ def _run(
     out, cache = _unpack(result, 2, forward_name, "out, cache")
     result = _call(backward, backward_name, at, _given(values.dout, arrays), cache)
     # max_pool_backward_naive returns dx alone, as CS231n's does
-    gradients = (result,) if len(layer.outputs) == 1 else _unpack(result, 3, backward_name, ", ".join(layer.outputs))
+    gradients = (
+        (result,)
+        if len(layer.outputs) == 1
+        else _unpack(result, len(layer.outputs), backward_name, ", ".join(layer.outputs))
+    )
     user = {name: _as_tensor(value, name, backward_name) for name, value in zip(layer.outputs, gradients)}
     reference_out, reference = layer.reference_of(values)
     return _Draw(values, _as_tensor(out, "out", forward_name), user, reference_out, reference)
@@ -659,9 +671,9 @@ def check_layer_backward(
     they are) and compared with torch autograd of torch's own layer in float64: relative tolerance 1e-7 for a
     float64 result, 1e-4 for a float32 one (``RTOL``); any other dtype is WRONG.
 
-    The report's ``mistakes`` lists ``(output, name, explanation)``: names are ``MISTAKES`` keys (BatchNorm,
-    LayerNorm) or the layer's ``_check_conv`` catalogue's, ``"unknown"`` (with the largest difference), or one
-    of ``PROBLEMS``.
+    The report's ``mistakes`` lists ``(output, name, explanation)``: names are keys of the layer's catalogue,
+    ``ALL_LAYERS[layer].mistakes`` (``MISTAKES`` for BatchNorm and LayerNorm), ``"unknown"`` (with the largest
+    difference), or one of ``PROBLEMS``.
     """
     if not callable(function):
         raise InputTypeError(f"check_layer_backward takes the backward function first; got {type(function).__name__}")

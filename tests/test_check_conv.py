@@ -402,7 +402,9 @@ def test_each_planted_mistake_is_named(tmp_path, layer, planted):
 
 
 def test_every_catalogue_name_is_planted():
+    assert check_layer.ALL_LAYERS["batchnorm"].mistakes == check_layer.MISTAKES
     for layer, spec in LAYERS.items():
+        assert check_layer.ALL_LAYERS[layer].mistakes == spec.mistakes
         planted = set(PLANTED[layer].values())
         if layer == "conv":
             planted.add("kernel_not_flipped")  # planted in the textbook's student, above
