@@ -277,6 +277,12 @@ _CONV_CATALOGUE = (
         lambda c: _cropped(c, 2 * c.param["pad"]),
     ),
     _Variant(
+        "padding_cropped_wrong",
+        "dx is cropped as dx_pad[:, :, pad:-pad, pad:-pad], which is empty when pad is 0 (-0 is 0): right is "
+        "dx_pad[:, :, pad:pad + H, pad:pad + W]",
+        lambda c: {"dx": _padded_dx(c)[:, :, c.param["pad"] : -c.param["pad"], c.param["pad"] : -c.param["pad"]]},
+    ),
+    _Variant(
         "dw_not_summed",
         "dw is not summed over the samples: one kernel gradient per sample, shape [N, F, C, HH, WW]",
         lambda c: {"dw": _per_sample_dw(c)},

@@ -549,7 +549,8 @@ def _diagnose(
         if refuted:
             also = ", ".join(sorted(changed[refuted[0]] - set(wrong)))
             names = ", ".join(dict.fromkeys(computed[k].name for k in refuted))
-            explanation = f"{names} would give this {name}, but it also changes {also}, which is right ({largest})"
+            which = "which are right" if "," in also else "which is right"
+            explanation = f"{names} would give this {name}, but it also changes {also}, {which} ({largest})"
         else:
             explanation = f"wrong, and none of the catalogued mistakes gives this {name} ({largest})"
         mistakes.append(Mistake(name, UNKNOWN, explanation))

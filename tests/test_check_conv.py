@@ -78,6 +78,8 @@ def conv_backward_naive(dout, cache):
     db = dout.sum(axis=axes)
     if MISTAKE == "pad_kept":
         dx = dx_pad
+    elif MISTAKE == "pad_negative_slice":  # right at pad 1, empty at pad 0
+        dx = dx_pad[:, :, pad:-pad, pad:-pad]
     elif MISTAKE == "pad_cropped_top_left":
         dx = dx_pad[:, :, :H, :W]
     else:
@@ -221,6 +223,7 @@ PLANTED = {
         "stride_dw": "stride_ignored",
         "pad_kept": "padding_not_cropped",
         "pad_cropped_top_left": "padding_cropped_wrong",
+        "pad_negative_slice": "padding_cropped_wrong",
         "dw_per_sample": "dw_not_summed",
         "dw_last_sample": "dw_not_summed",
     },
@@ -441,7 +444,7 @@ def test_a_mistake_that_would_change_outputs_the_student_got_right_is_not_named(
     which the student has right: not that mistake, so unknown, saying why."""
     report = check_file(write_student(tmp_path, "residual", "no_mask_in_dx"), "residual")
     assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", UNKNOWN)], str(report)
-    assert "relu_mask_missing would give this dx, but it also changes db, dw, which is right" in str(report)
+    assert "relu_mask_missing would give this dx, but it also changes db, dw, which are right" in str(report)
 
 
 def test_the_variant_that_changes_only_the_wrong_output_is_the_one_named(tmp_path):
@@ -476,6 +479,29 @@ def test_torch_students_given_tensors_pass_and_their_mistakes_are_named():
 
     report = check_layer_backward(unflipped, "conv", forward=conv_forward_naive, arrays="torch")
     assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", "kernel_not_flipped")], str(report)
+
+    def max_pool_forward_naive(x, pool_param):
+        kernel, stride = (pool_param["pool_height"], pool_param["pool_width"]), pool_param["stride"]
+        out, index = functional.max_pool2d(x, kernel, stride, return_indices=True)
+        return out, (x, index, kernel, stride)
+
+    def max_pool_backward_naive(dout, cache):  # each window's dout at its largest entry, summed where they overlap
+        x, _, kernel, stride = cache
+        n, c = x.shape[:2]
+        windows = functional.unfold(x, kernel, stride=stride).reshape(n, c, kernel[0] * kernel[1], -1)
+        spread = (windows == windows.amax(2, keepdim=True)) * dout.reshape(n, c, 1, -1)
+        return functional.fold(spread.reshape(n, -1, spread.shape[-1]), x.shape[2:], kernel, stride=stride)
+
+    assert check_layer_backward(max_pool_backward_naive, "maxpool", forward=max_pool_forward_naive, arrays="torch").ok
+
+    def unpooled(dout, cache):
+        x, index, kernel, stride = cache
+        return functional.max_unpool2d(dout, index, kernel, stride, output_size=x.shape[2:])
+
+    report = check_layer_backward(unpooled, "maxpool", forward=max_pool_forward_naive, arrays="torch")
+    # max_unpool2d writes each window's dout at its arg-max, so overlapping windows overwrite: right only where
+    # windows do not overlap (the second draw), and the checker names it
+    assert [(m.parameter, m.name) for m in report.mistakes] == [("dx", "overlap_overwritten")], str(report)
 
     def residual_forward(x, w, b):
         z = x @ w + b
