@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional
 
+from ._check_backward import _shape_text
+
 
 @dataclass(frozen=True)
 class _Case:
@@ -119,10 +121,6 @@ class _LayerSpec:
         )
 
 
-def _shape(*sizes: int) -> str:
-    return "[" + ", ".join(str(n) for n in sizes) + "]"
-
-
 def _normal(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
@@ -159,7 +157,7 @@ def _conv_case(generator: torch.Generator, s: Mapping[str, int]) -> _Case:
 
 
 def _conv_describe(s: Mapping[str, int]) -> str:
-    x, w = _shape(s["N"], s["C"], s["H"], s["W"]), _shape(s["F"], s["C"], s["HH"], s["WW"])
+    x, w = _shape_text((s["N"], s["C"], s["H"], s["W"])), _shape_text((s["F"], s["C"], s["HH"], s["WW"]))
     return f"x {x}, w {w}, stride {s['stride']}, pad {s['pad']}"
 
 
@@ -338,7 +336,7 @@ def _pool_case(generator: torch.Generator, s: Mapping[str, int]) -> _Case:
 
 def _pool_describe(s: Mapping[str, int]) -> str:
     windows = f"{s['pool_height']}×{s['pool_width']} windows"
-    return f"x {_shape(s['N'], s['C'], s['H'], s['W'])}, {windows}, stride {s['stride']}"
+    return f"x {_shape_text((s['N'], s['C'], s['H'], s['W']))}, {windows}, stride {s['stride']}"
 
 
 def _windows(case: _Case) -> torch.Tensor:
@@ -375,7 +373,9 @@ def _to_entry(case: _Case, pick: str) -> Outputs:
 
 def _overwritten(case: _Case, whole_window: bool) -> Outputs:
     """dx written window by window in row-major order with = where += is right: a later window's write replaces
-    an earlier one's where they share entries (the max entry only, or the whole window with its zeros)."""
+    an earlier one's where they share entries (the max entry only, or the whole window with its zeros). A loop,
+    as the student's: fold and index_add sum where windows meet, and index_put's order with repeated indices is
+    not defined."""
     ph, pw, stride = _pool_param(case)
     x, dout = case.x, case.dout
     dx = torch.zeros_like(x)
@@ -591,7 +591,7 @@ LAYERS: Mapping[str, _LayerSpec] = MappingProxyType(
             ({"N": 7, "D": 5}, {"N": 6, "D": 11}),
             _residual_case,
             _RESIDUAL_CATALOGUE,
-            lambda s: f"x {_shape(s['N'], s['D'])}",
+            lambda s: f"x {_shape_text((s['N'], s['D']))}",
             RESIDUAL_MISTAKES,
         ),
     }
