@@ -324,6 +324,8 @@ def from_torch(
     if not isinstance(loss, Loss) and loss not in LOSSES:
         raise NetworkError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     network = Network(sizes, activations=activations, loss=loss, bias=biases == {True}, reduction=reduction)
+    if input_shape is not None and input_shape not in ((sizes[0],), [sizes[0]], sizes[0]):
+        raise UnsupportedModule(f"input_shape {input_shape!r} does not fit the first nn.Linear's ({sizes[0]},)")
     return network, params
 
 
@@ -341,8 +343,8 @@ def network_from_torch(module: nn.Module, loss: str | Loss | nn.Module, what: st
 def _dense_stack(module: object) -> bool:
     """Whether ``module`` is what from_torch read before Model: a flat nn.Sequential of nn.Linear and
     activation modules (nn.Identity included) with one bias choice; its own refusals then stand as they were."""
-    if not isinstance(module, nn.Sequential):
-        return False
+    if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
+        return False  # a subclass with a forward of its own computes more than its layers: fx reads that
     linears = [child for child in module if isinstance(child, nn.Linear)]
     activations = [child for child in module if type(child).__name__ in _MODULE_NAMES]
     return len(linears) + len(activations) == len(module) and len({c.bias is None for c in linears}) <= 1

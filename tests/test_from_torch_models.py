@@ -28,11 +28,12 @@ from symbolic._model import (
     Flatten,
     LayerNorm,
     Linear,
+    MaxPool1d,
     MaxPool2d,
     Model,
     Residual,
 )
-from symbolic._rules import elu_activation
+from symbolic._rules import elu_activation, leaky_relu_activation
 from tests.model_forward import model_forward
 
 # -- residual blocks written as ordinary modules, the add spelled each way people spell it ----------------------
@@ -105,6 +106,23 @@ class TwoSkips(nn.Module):
         return x + h
 
 
+class Functional(nn.Module):
+    """Every activation in its functional or method spelling, between three Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Linear(3, 4)
+        self.g = nn.Linear(4, 4)
+        self.h = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = F.leaky_relu(F.elu(F.gelu(F.silu(self.f(x))), alpha=0.7), 0.2)
+        x = torch.sigmoid(F.softplus(x))
+        x = F.tanh(self.g(x)).sigmoid()
+        x = self.h(torch.relu(F.relu(x.relu())).tanh())
+        return F.softmax(F.sigmoid(torch.tanh(x)), dim=-1)
+
+
 def _residual_block(eps: float = 1e-5) -> Residual:
     return Residual((LayerNorm(eps), Act("relu"), Linear(6)))
 
@@ -168,19 +186,20 @@ def _cases():
         {"W1": "conv.weight", "b1": "conv.bias", "W2": "head.weight", "b2": "head.bias"},
     )
     cases["conv-residual"] = (
-        nn.Sequential(nn.Conv2d(1, 2, 3), ConvBlock(2), nn.Flatten(), nn.Linear(18, 2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), ConvBlock(2), nn.Flatten(), nn.Linear(18, 2)),
         (1, 5, 5),
         Model(
             (1, 5, 5),
             (
                 Conv2d(2, 3),
+                BatchNorm(),
                 Residual((Conv2d(2, 3, padding=1), Act("relu"), Conv2d(2, 3, padding=1, bias=False))),
                 Flatten(),
                 Linear(2),
             ),
         ),
-        {"W1": "0.weight", "b1": "0.bias", "W2": "1.c1.weight", "b2": "1.c1.bias", "W3": "1.c2.weight"}
-        | {"W4": "3.weight", "b4": "3.bias"},
+        {"W1": "0.weight", "b1": "0.bias", "gamma2": "1.weight", "beta2": "1.bias", "W3": "2.c1.weight"}
+        | {"b3": "2.c1.bias", "W4": "2.c2.weight", "W5": "4.weight", "b5": "4.bias"},
     )
     cases["nested-sequential"] = (
         nn.Sequential(
@@ -202,8 +221,9 @@ def _cases():
             nn.BatchNorm1d(3, eps=1e-4),
             nn.ReLU(),
             nn.AvgPool1d(2),
+            nn.MaxPool1d(2, stride=1),
             nn.Flatten(),
-            nn.Linear(9, 2),
+            nn.Linear(6, 2),
             nn.BatchNorm1d(2),
         ),
         (2, 11),
@@ -214,19 +234,34 @@ def _cases():
                 BatchNorm(1e-4),
                 Act("relu"),
                 AvgPool1d(2),
+                MaxPool1d(2, 1),
                 Flatten(),
                 Linear(2),
                 BatchNorm(),
             ),
         ),
-        {"W1": "0.weight", "gamma2": "1.weight", "beta2": "1.bias", "W3": "5.weight", "b3": "5.bias"}
-        | {"gamma4": "6.weight", "beta4": "6.bias"},
+        {"W1": "0.weight", "gamma2": "1.weight", "beta2": "1.bias", "W3": "6.weight", "b3": "6.bias"}
+        | {"gamma4": "7.weight", "beta4": "7.bias"},
     )
     cases["dropout"] = (
         nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Dropout(0.3), nn.Linear(6, 4), nn.Dropout(0.5), nn.Linear(4, 2)),
         None,
         Model((5,), (Linear(6), Act("relu"), Dropout(0.3), Linear(4), Dropout(0.5), Linear(2))),
         {"W1": "0.weight", "b1": "0.bias", "W2": "3.weight", "b2": "3.bias", "W3": "5.weight", "b3": "5.bias"},
+    )
+    cases["functional-activations"] = (
+        Functional(),
+        None,
+        Model(
+            (3,),
+            (
+                *(Linear(4), Act("silu"), Act("gelu"), Act(elu_activation(0.7)), Act(leaky_relu_activation(0.2))),
+                *(Act("softplus"), Act("sigmoid"), Linear(4), Act("tanh"), Act("sigmoid")),
+                *(Act("relu"), Act("relu"), Act("relu"), Act("tanh"), Linear(3), Act("tanh"), Act("sigmoid")),
+                Act("softmax"),
+            ),
+        ),
+        {"W1": "f.weight", "b1": "f.bias", "W2": "g.weight", "b2": "g.bias", "W3": "h.weight", "b3": "h.bias"},
     )
     cases["two-skips"] = (
         TwoSkips(),
@@ -315,6 +350,7 @@ def test_loss_module_and_the_input_shape_from_layernorm():
     module = nn.Sequential(nn.LayerNorm((2, 3)), nn.Flatten(), nn.Linear(6, 3))
     model, _ = from_torch(module, nn.CrossEntropyLoss())
     assert model == Model((2, 3), (LayerNorm(), Flatten(), Linear(3)), "softmax_cross_entropy", "mean")
+    assert from_torch(nn.Sequential(nn.Linear(4, 2)), input_shape=(4,))[0] == Network([4, 2], ["identity"], bias=True)
     alone, params = from_torch(nn.Linear(4, 2), "mse", reduction="mean")
     assert alone == Model((4,), (Linear(2),), "mse", "mean") and sorted(params) == ["W1", "b1"]
 
@@ -351,10 +387,10 @@ class WithAttention(nn.Module):
 class Forward(nn.Module):
     """A module whose forward is the function given, with two Linear layers f and g at hand."""
 
-    def __init__(self, forward, width: int = 2):
+    def __init__(self, forward, width: int = 2, out: int | None = None):
         super().__init__()
         self.f = nn.Linear(width, width)
-        self.g = nn.Linear(width, width)
+        self.g = nn.Linear(width, out or width)
         self.function = forward
 
     def forward(self, x):
@@ -364,6 +400,11 @@ class Forward(nn.Module):
 class TwoInputs(nn.Module):
     def forward(self, x, y):
         return x + y
+
+
+class Scaled(nn.Sequential):
+    def forward(self, x):
+        return super().forward(x) * 2
 
 
 class Gate(nn.Module):
@@ -391,6 +432,18 @@ REFUSALS = {
     "two-inputs": (lambda: TwoInputs(), None, "takes x, y"),
     "tuple-output": (lambda: Forward(lambda m, x: (m.f(x), x)), None, "return one tensor"),
     "add-alpha": (lambda: Forward(lambda m, x: torch.add(x, m.f(x), alpha=2)), None, "at node add: an add is"),
+    "residual-changes-shape": (
+        lambda: Forward(lambda m, x: x + m.g(x), out=3),
+        None,
+        "x + g(…) at node add: its block turns (2,) into (3,); a residual block keeps the shape",
+    ),
+    "sequential-with-a-forward": (lambda: Scaled(nn.Linear(2, 2), nn.Tanh()), None, "at node mul: not a supported"),
+    "softmax-inside": (
+        lambda: nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.Softmax(-1)), nn.Linear(2, 2)),
+        None,
+        "layer 0.1 (Act): activation 'softmax' is allowed as the last layer only",
+    ),
+    "input-shape-of-a-network": (lambda: nn.Sequential(nn.Linear(2, 2)), (3,), "input_shape (3,) does not fit"),
     "add-constant": (lambda: Forward(lambda m, x: m.f(x) + 1), None, "f(…) + 1 at node add"),
     "batchnorm-eval": (
         lambda: nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3).eval()),
