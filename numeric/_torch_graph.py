@@ -446,12 +446,14 @@ class _Reader:
             raise UnsupportedModule(f"{label}: takes {len(inputs)} values; supported layers take one, the value before")
 
     def ancestors(self, node: fx.Node) -> frozenset[fx.Node]:
-        """Every node that ``node``'s value depends on."""
-        if node not in self._ancestors:
-            found: set[fx.Node] = set()
-            for value in node.all_input_nodes:
-                found |= {value} | self.ancestors(value)
-            self._ancestors[node] = frozenset(found)
+        """Every node that ``node``'s value depends on; built once, in the graph's (topological) order, without
+        recursion, as a deep model's chain would exceed Python's recursion limit."""
+        if not self._ancestors:
+            for each in self.graph.nodes:
+                found: set[fx.Node] = set()
+                for value in each.all_input_nodes:
+                    found |= {value} | self._ancestors[value]
+                self._ancestors[each] = frozenset(found)
         return self._ancestors[node]
 
     def chain(self, value: fx.Node, start: fx.Node) -> tuple[_Step | _Skip, ...]:
