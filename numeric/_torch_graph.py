@@ -419,11 +419,13 @@ class _Reader:
                     "not supported"
                 )
             called[node.target] = node
-            self._one_input(node, label)
+            self._one_input(node, label, bool(getattr(module, "inplace", False)))
             return _Step(node, label, layer, module if owns else None)
         label = _describe(node)
+        inplace = False
         if node.op == "call_function" and node.target in _FUNCTIONS:
             layer: Layer | None = _functional_activation(node, *_FUNCTIONS[node.target], label)
+            inplace = bool(_bound(node, _FUNCTIONS[node.target][1], label).get("inplace", False))
         elif node.op == "call_method" and node.target in _METHODS:
             layer = _functional_activation(node, *_METHODS[node.target], label)
         elif (node.op == "call_function" and node.target in _FLATTENS) or (
@@ -434,16 +436,25 @@ class _Reader:
             options = _bound(node, ("p", "training", "inplace"), label)
             p, training = options.get("p", 0.5), options.get("training", True)
             layer = Dropout(float(p)) if training else None
+            inplace = bool(options.get("inplace", False))
         else:
             raise UnsupportedModule(f"{label}: not a supported operation")
-        self._one_input(node, label)
+        self._one_input(node, label, inplace)
         return _Step(node, label, layer)
 
     @staticmethod
-    def _one_input(node: fx.Node, label: str) -> None:
+    def _one_input(node: fx.Node, label: str, inplace: bool) -> None:
         inputs = _tensor_inputs(node)
         if len(inputs) != 1 or node.args[:1] != (inputs[0],):
             raise UnsupportedModule(f"{label}: takes {len(inputs)} values; supported layers take one, the value before")
+        # in place, it overwrites its input: a residual add that reads that input too would add the changed value,
+        # which the graph does not show (fx records x + f(relu_(x)) as if x were left as it was)
+        others = [user.name for user in inputs[0].users if user is not node]
+        if inplace and others:
+            raise UnsupportedModule(
+                f"{label}: inplace=True overwrites {_shown(inputs[0])}, which {', '.join(others)} also reads; "
+                "use inplace=False"
+            )
 
     def ancestors(self, node: fx.Node) -> frozenset[fx.Node]:
         """Every node that ``node``'s value depends on; built once, in the graph's (topological) order, without

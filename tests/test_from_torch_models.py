@@ -70,6 +70,29 @@ class BlockMethod(Block):
         return x.add(self.fc(torch.relu(self.norm(x))))
 
 
+class BlockInplace(Block):
+    """In-place ReLU on a value only the block reads: the module computes what the graph shows."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__(width, eps)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return x + self.fc(self.act(self.norm(x)))
+
+
+class SkipOverwritten(nn.Module):
+    """x + fc(relu_(x)): the in-place ReLU changes x before the add reads it."""
+
+    def __init__(self, inplace_module: bool):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.act = nn.ReLU(inplace=True) if inplace_module else None
+
+    def forward(self, x):
+        return x + self.fc(self.act(x) if self.act is not None else F.relu(x, inplace=True))
+
+
 class SmallCNN(nn.Module):
     """Functional activations and torch.flatten between modules; non-square kernel, stride and padding."""
 
@@ -141,7 +164,7 @@ def _block_names(module: str, first: int) -> dict[str, str]:
 def _cases():
     torch.manual_seed(0)
     cases = {}
-    for block in (Block, BlockNamed, BlockOperator, BlockTorchAdd, BlockMethod):
+    for block in (Block, BlockNamed, BlockOperator, BlockTorchAdd, BlockMethod, BlockInplace):
         cases[f"residual-mlp-{block.__name__}"] = (
             nn.Sequential(nn.Linear(5, 6), block(6, eps=1e-3), block(6, eps=1e-3), nn.Linear(6, 3)),
             None,
@@ -444,6 +467,12 @@ REFUSALS = {
         "layer 0.1 (Act): activation 'softmax' is allowed as the last layer only",
     ),
     "input-shape-of-a-network": (lambda: nn.Sequential(nn.Linear(2, 2)), (3,), "input_shape (3,) does not fit"),
+    "inplace-module-on-the-skip": (
+        lambda: SkipOverwritten(True),
+        None,
+        "act (nn.ReLU): inplace=True overwrites x, which add also reads; use inplace=False",
+    ),
+    "inplace-function-on-the-skip": (lambda: SkipOverwritten(False), None, "at node relu: inplace=True overwrites x"),
     "add-constant": (lambda: Forward(lambda m, x: m.f(x) + 1), None, "f(…) + 1 at node add"),
     "batchnorm-eval": (
         lambda: nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3).eval()),
