@@ -122,6 +122,7 @@ class _Step:
     label: str  # how messages name it: "blocks.0.fc (nn.Linear)" or "F.relu(h) at node relu"
     layer: Layer | None
     module: nn.Module | None = None  # the module whose tensors it takes (Linear, Conv, LayerNorm, BatchNorm)
+    flat_size: int | None = None  # x.view(-1, n): the n that one sample's size must be
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,33 @@ def _flatten_layer(node: fx.Node, label: str) -> Flatten:
     return Flatten()
 
 
+def _is_view(node: fx.Node) -> bool:
+    return (node.op == "call_method" and node.target in ("view", "reshape")) or (
+        node.op == "call_function" and node.target is torch.reshape
+    )
+
+
+def _view_sizes(node: fx.Node) -> tuple:
+    """The sizes a view or reshape asks for: x.view(b, -1), x.view((b, -1)) and torch.reshape(x, (b, -1)) alike."""
+    sizes = node.args[1:] if len(node.args) > 1 else tuple(node.kwargs.values())
+    return tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else tuple(sizes)
+
+
+def _batch_size_nodes(node: object, value: fx.Node) -> tuple[fx.Node, ...]:
+    """The nodes that compute ``value``'s batch size as ``node`` (value.size(0), value.shape[0],
+    value.size()[0]), or () when it is something else."""
+    if not isinstance(node, fx.Node):
+        return ()
+    if node.op == "call_method" and node.target == "size" and node.args == (value, 0):
+        return (node,)
+    if node.op == "call_function" and node.target is operator.getitem and node.args[1:] == (0,):
+        inner = node.args[0]
+        shape = inner.op == "call_function" and inner.target is getattr and inner.args == (value, "shape")
+        size = inner.op == "call_method" and inner.target == "size" and inner.args == (value,)
+        return (node, inner) if shape or size else ()
+    return ()
+
+
 def _is_add(node: fx.Node) -> bool:
     return (node.op == "call_function" and node.target in _ADDS) or (node.op == "call_method" and node.target == "add")
 
@@ -378,6 +406,12 @@ class _Reader:
         self.adds: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
         self._ancestors: dict[fx.Node, frozenset[fx.Node]] = {}
         self.visited: set[fx.Node] = set()
+        # the nodes that only read a batch size for a view, x.view(x.size(0), -1): part of the view, not layers
+        self.helpers: set[fx.Node] = set()
+        for node in self.graph.nodes:
+            sizes = _view_sizes(node) if _is_view(node) else ()
+            if sizes:  # any view: one that is not a flattening one is then refused by its own name
+                self.helpers.update(_batch_size_nodes(sizes[0], node.args[0]))
 
     def classify(self) -> None:
         """Every node as a step or an add, or a refusal naming the first one that is neither."""
@@ -388,7 +422,7 @@ class _Reader:
         self.input = placeholders[0]
         called: dict[str, fx.Node] = {}
         for node in self.graph.nodes:
-            if node.op in ("placeholder", "get_attr"):
+            if node.op in ("placeholder", "get_attr") or node in self.helpers:
                 continue
             if node.op == "output":
                 self.output = node
@@ -432,6 +466,8 @@ class _Reader:
             node.op == "call_method" and node.target == "flatten"
         ):
             layer = _flatten_layer(node, label)
+        elif _is_view(node):
+            return self._view(node, label)
         elif node.op == "call_function" and node.target is F.dropout:
             options = _bound(node, ("p", "training", "inplace"), label)
             p, training = options.get("p", 0.5), options.get("training", True)
@@ -442,14 +478,27 @@ class _Reader:
         self._one_input(node, label, inplace)
         return _Step(node, label, layer)
 
-    @staticmethod
-    def _one_input(node: fx.Node, label: str, inplace: bool) -> None:
-        inputs = _tensor_inputs(node)
+    def _view(self, node: fx.Node, label: str) -> _Step:
+        """x.view(x.size(0), -1) (or x.shape[0]) and x.view(-1, n), reshape alike: a Flatten (n checked when
+        the sample's shape is known); any other view changes what a sample is."""
+        sizes = _view_sizes(node)
+        batch = len(sizes) == 2 and sizes[1] == -1 and _batch_size_nodes(sizes[0], node.args[0])
+        flat = len(sizes) == 2 and sizes[0] == -1 and isinstance(sizes[1], int) and not isinstance(sizes[1], bool)
+        if not (batch or flat):
+            raise UnsupportedModule(
+                f"{label}: only a flattening view is supported (x.view(x.size(0), -1), x.view(-1, n) or "
+                "torch.flatten(x, 1))"
+            )
+        self._one_input(node, label, False)
+        return _Step(node, label, Flatten(), flat_size=sizes[1] if flat else None)
+
+    def _one_input(self, node: fx.Node, label: str, inplace: bool) -> None:
+        inputs = [value for value in _tensor_inputs(node) if value not in self.helpers]
         if len(inputs) != 1 or node.args[:1] != (inputs[0],):
             raise UnsupportedModule(f"{label}: takes {len(inputs)} values; supported layers take one, the value before")
         # in place, it overwrites its input: a residual add that reads that input too would add the changed value,
         # which the graph does not show (fx records x + f(relu_(x)) as if x were left as it was)
-        others = [user.name for user in inputs[0].users if user is not node]
+        others = [user.name for user in inputs[0].users if user is not node and user not in self.helpers]
         if inplace and others:
             raise UnsupportedModule(
                 f"{label}: inplace=True overwrites {_shown(inputs[0])}, which {', '.join(others)} also reads; "
@@ -493,7 +542,7 @@ class _Reader:
                 value = skip
             elif value in self.steps:
                 items.append(self.steps[value])
-                value = _tensor_inputs(value)[0]
+                value = value.args[0]  # a step's input, its first argument (_one_input checked it)
             else:  # the module's input or a constant tensor, reached without passing ``start``
                 where = "the input" if start.op == "placeholder" else _shown(start)
                 raise UnsupportedModule(f"{_describe(value)}: the chain to the output does not start from {where}")
@@ -503,7 +552,8 @@ class _Reader:
         self.classify()
         items = self.chain(self.output.args[0], self.input)
         for node in self.graph.nodes:
-            if node.op in ("call_module", "call_function", "call_method") and node not in self.visited:
+            called = node.op in ("call_module", "call_function", "call_method")
+            if called and node not in self.visited and node not in self.helpers:
                 raise UnsupportedModule(f"{_describe(node)}: its result does not reach the output along the chain")
         return items
 
@@ -567,6 +617,9 @@ class _Placing:
                 )[0]
             except ChainruleError as error:
                 raise UnsupportedModule(str(error)) from None
+            if item.flat_size is not None and placed.shape_out != (item.flat_size,):
+                why = f"{item.flat_size} is not one sample's size: the sample {shape} holds {placed.shape_out[0]}"
+                raise UnsupportedModule(f"{item.label}: {why}")
             self._take(item, placed.parameters, shape)
             layers.append(item.layer)
             shape = placed.shape_out

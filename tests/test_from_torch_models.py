@@ -107,6 +107,29 @@ class SmallCNN(nn.Module):
         return self.head(torch.flatten(x, 1))
 
 
+# the flattening views older tutorials write
+VIEWS = {
+    "size": lambda x: x.view(x.size(0), -1),
+    "shape": lambda x: x.reshape(x.shape[0], -1),
+    "size-tuple": lambda x: torch.reshape(x, (x.size()[0], -1)),
+    "minus-one": lambda x: x.view(-1, 2 * 2 * 2),
+}
+
+
+class LeNetStyle(nn.Module):
+    """A small CNN flattened by one of the VIEWS."""
+
+    def __init__(self, view: str):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8, 3)
+        self.view = VIEWS[view]
+
+    def forward(self, x):
+        return self.fc(self.view(self.pool(F.relu(self.conv(x)))))
+
+
 class ConvBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -208,6 +231,13 @@ def _cases():
         ),
         {"W1": "conv.weight", "b1": "conv.bias", "W2": "head.weight", "b2": "head.bias"},
     )
+    for view in VIEWS:
+        cases[f"lenet-view-{view}"] = (
+            LeNetStyle(view),
+            (1, 6, 6),
+            Model((1, 6, 6), (Conv2d(2, 3), Act("relu"), MaxPool2d(2), Flatten(), Linear(3))),
+            {"W1": "conv.weight", "b1": "conv.bias", "W2": "fc.weight", "b2": "fc.bias"},
+        )
     cases["conv-residual"] = (
         nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), ConvBlock(2), nn.Flatten(), nn.Linear(18, 2)),
         (1, 5, 5),
@@ -473,6 +503,16 @@ REFUSALS = {
         "act (nn.ReLU): inplace=True overwrites x, which add also reads; use inplace=False",
     ),
     "inplace-function-on-the-skip": (lambda: SkipOverwritten(False), None, "at node relu: inplace=True overwrites x"),
+    "view-wrong-size": (
+        lambda: Forward(lambda m, x: m.f(x.view(-1, 4)), width=4),
+        (2, 2, 2),
+        "x.view(-1, 4) at node view: 4 is not one sample's size: the sample (2, 2, 2) holds 8",
+    ),
+    "view-not-flat": (
+        lambda: Forward(lambda m, x: m.f(x.view(x.size(0), 2, -1)), width=4),
+        (2, 4),
+        "at node view: only a flattening view is supported",
+    ),
     "add-constant": (lambda: Forward(lambda m, x: m.f(x) + 1), None, "f(…) + 1 at node add"),
     "batchnorm-eval": (
         lambda: nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3).eval()),
