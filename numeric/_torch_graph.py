@@ -6,13 +6,18 @@ modules (leaves: ``call_module`` nodes with their path, e.g. ``blocks.0.fc``), f
 own module classes are traced through, so what remains is a graph of supported operations, or a node that names
 what is not supported.
 
-The graph is read backwards, from the output to the input (``_chain``): every node but an ``add`` has one tensor
-input, the value before it; an ``add`` of two values where one is the other's ancestor is a residual connection
-y = s + block(s), its block the chain from s to the other operand. Each node is read once, so a model that uses
-a value twice in any other way (a diamond f(x) + g(x), x + x, a result left unused) is refused, and a module
-with parameters called twice (shared weights, whose gradient is a sum) too. Then the layers are walked forwards
-with the shape of one sample (``_Placing``), placed as ``Model`` places them, so the parameter names (W1, b1,
-gamma2, ...) are the Model's, and each module's tensors are checked against the shapes the Model expects.
+The graph is read backwards, from the output to the input (``_Reader.chain``): every node but an ``add`` has
+one tensor input, the value before it (a flattening view's batch-size nodes, ``x.size(0)``, count as part of
+the view); an ``add`` of two values where one is the other's ancestor is a residual connection y = s + block(s),
+its block the chain from s to the other operand. Each node is read once, so a model that uses a value twice in
+any other way (a diamond f(x) + g(x), x + x, a result left unused) is refused, and so are a module with
+parameters called twice (shared weights, whose gradient is a sum) and an in-place operation on a value that
+another node reads too (fx's graph does not show the overwrite). Then the layers are walked forwards with the
+shape of one sample (``_Placing``), placed as ``Model`` places them, so the parameter names (W1, b1, gamma2,
+...) are the Model's, and each module's tensors are checked against the shapes the Model expects.
+
+What fx cannot do is written here by hand: fx gives the graph, not its meaning, so which node is which layer,
+and which add is a residual connection, is decided by the tables and the walk below.
 """
 
 from __future__ import annotations

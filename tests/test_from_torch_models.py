@@ -385,6 +385,12 @@ def test_dropout_in_eval_mode_is_no_layer():
     torch.testing.assert_close(model_forward(model, params, x), module(x))
 
 
+def test_functional_dropout_follows_the_training_flag_it_is_given():
+    module = Forward(lambda m, x: m.g(F.dropout(m.f(x), 0.2, m.training)))
+    assert from_torch(module)[0].layers == (Linear(2), Dropout(0.2), Linear(2))
+    assert from_torch(module.eval())[0].layers == (Linear(2), Linear(2))
+
+
 def test_the_network_rule():
     """A flat Sequential of Linear and activations with one bias choice is a Network, as before; the same
     layers nested, or with a bias on some Linear layers only, are a Model."""
