@@ -29,6 +29,8 @@ import torch
 from symbolic import Derivation, InputError, InputTypeError, batch_sum
 from symbolic._elementwise import UnitProgram
 from symbolic._matrix import Role, matrix_symbol
+from symbolic._model import Model
+from symbolic._model_program import ModelProgram
 
 from ._choices import BACKENDS, FORMS
 from ._compiled import GENERATED, CompiledGradients
@@ -42,6 +44,7 @@ def _straight_line(
     outputs: Sequence[sympy.Expr],
     steps: Sequence[tuple[sympy.Symbol, sympy.Expr]],
     printer: MatrixTorchPrinter,
+    aliased_also: frozenset[sympy.Symbol] = frozenset(),
 ) -> Callable:
     """The function ``arguments -> outputs`` computing ``steps`` (target, expression) line by line.
 
@@ -60,6 +63,7 @@ def _straight_line(
     targets = {target for target, _ in steps}
     # ``a = z`` (identity) makes two names for one tensor: neither is overwritten in place
     aliased = {name for target, expression in steps if expression.is_Symbol for name in (target, expression)}
+    aliased |= aliased_also  # views the caller knows of (a model's transposes and reshapes)
 
     name = printer.doprint
     printer.used.clear()
@@ -176,6 +180,10 @@ def compile_gradients(
     so for large batches on the CPU, where a chunk's intermediates stay in cache; an int gives the samples
     per chunk; None runs every batch in one pass.
     """
+    if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks (numeric/_model_compile.py)
+        from ._model_compile import compile_model
+
+        return compile_model(derivation, form, backend)
     if not isinstance(derivation, Derivation):
         raise InputTypeError(
             f"compile_gradients takes a Derivation (from symbolic.derive); got {type(derivation).__name__}"
