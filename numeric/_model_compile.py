@@ -162,3 +162,24 @@ def compile_model(
         raise InputError(f"a Model's gradients run with backend None or 'inductor'; got {backend!r}")
     program = derive_model_program(model) if isinstance(model, Model) else model
     return CompiledModelGradients(program, backend)
+
+
+def model_gradients(
+    model: Model,
+    params: Mapping[str, torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    wrt: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """``numeric.gradients`` for a Model: its compiled gradients at (inputs, targets), rows as samples; class
+    indices (an integer [B] tensor) stand for one-hot rows where the loss takes a distribution."""
+    if isinstance(targets, torch.Tensor) and isinstance(inputs, torch.Tensor) and not targets.is_floating_point():
+        n = model.output_size
+        if model.loss_rule.targets != "distribution" or targets.ndim != 1:
+            raise InputError(f"targets must be float [B, {n}]; class indices [B] only for a loss on a distribution")
+        if targets.numel() and (targets.min() < 0 or targets.max() >= n):
+            raise InputError(f"class-index targets must lie in 0..{n - 1}")
+        targets = torch.nn.functional.one_hot(targets.long(), n).to(inputs.dtype)
+    return compile_model(derive_model_program(model, wrt))(inputs, targets, params, masks)

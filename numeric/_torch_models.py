@@ -32,6 +32,7 @@ from symbolic import (
     UnsupportedModule,
 )
 from symbolic._functions import expand_definitions
+from symbolic._model import Model
 from symbolic._network import REDUCTIONS
 from symbolic._rules import elu_activation, leaky_relu_activation
 
@@ -116,12 +117,17 @@ def _activation_module(activation: Activation, exact: bool = False) -> nn.Module
     return module_class(**dict(activation.torch_arguments))
 
 
-def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
+def to_torch(network: Network | Model, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
     """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in.
+    A ``Model`` gives ``_model_torch.to_torch_model``'s modules (its params in torch's shapes).
 
     Made of torch's own modules, so ``from_torch`` reads it back; its nn.Softplus takes torch's threshold
     (z itself above 20), which chainrule's softplus does not (the autograd reference uses ``ExactSoftplus``).
     """
+    if isinstance(network, Model):  # layers beyond dense stacks: numeric/_model_torch.py
+        from ._model_torch import to_torch_model
+
+        return to_torch_model(network, params)
     return _sequential(network, params, exact=False)
 
 
@@ -353,14 +359,18 @@ def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torc
 
 
 def gradients(
-    model: nn.Sequential,
-    loss_fn: str | nn.Module,
+    model: nn.Sequential | Model,
+    loss_fn: str | nn.Module | Mapping[str, torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
     wrt: tuple[str, ...] = (),
+    masks: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The gradients of ``loss_fn(model(inputs), targets)`` by chainrule's derivation, compiled.
+
+    For a chainrule ``Model`` the second argument is its parameters by name (W1, b1, gamma2, ...) and
+    ``masks`` its dropout masks: ``gradients(model, params, x, y, masks=...)`` (keyed by those names).
 
     Inputs and targets as you feed them to the model and the loss (rows are samples; class indices for
     nn.CrossEntropyLoss); the result is keyed like ``model.named_parameters()`` and holds what
@@ -371,6 +381,10 @@ def gradients(
 
     from ._compile import compile_gradients
 
+    if isinstance(model, Model):  # gradients(model, params, x, y, masks=...): numeric/_model_compile.py
+        from ._model_compile import model_gradients
+
+        return model_gradients(model, loss_fn, inputs, targets, masks=masks, wrt=wrt)
     network, params = from_torch(model, loss_fn)
     x, y = torch_batch(network, inputs, targets)
     ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)

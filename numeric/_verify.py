@@ -6,6 +6,7 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +25,8 @@ from symbolic import (
     words,
 )
 from symbolic._memory import gib, require_memory
+from symbolic._model import Model
+from symbolic._model_program import ModelProgram
 from symbolic._values import check_seed_and_batch
 from symbolic._words import Note
 
@@ -33,6 +36,9 @@ from ._compile import compile_gradients
 from ._compiled import CompiledGradients
 from ._finite_differences import ProbeResult, plan_probes, sampled_finite_differences
 from ._torch_models import autograd_loss_and_gradients
+
+if TYPE_CHECKING:
+    from ._model_torch import ModelReport
 
 # Largest tolerated error, relative to the largest reference entry of the same parameter.
 DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
@@ -428,7 +434,7 @@ def verify(
     gradcheck: str | bool = "auto",
     compiled: CompiledGradients | None = None,
     progress: bool | None = None,
-) -> Report:
+) -> Report | ModelReport:
     """Check the compiled gradients of ``derivation`` against torch autograd (and more).
 
     ``values`` (x, y and every parameter; nested lists or tensors) default to the tutorial's for the
@@ -441,7 +447,14 @@ def verify(
     mean "auto" and "off".
     ``progress`` shows a progress bar (default: when stdout is a terminal).
     ``compiled`` lets a caller check a function it already has (or a deliberately broken one).
+    A ``Model`` (or its ``derive_model_program``) is checked by ``_model_torch.verify_model``: a ModelReport.
     """
+    if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks: numeric/_model_torch.py
+        from ._model_torch import verify_model
+
+        return verify_model(
+            derivation, values, dtype=dtype, batch=batch, seed=seed, rtol=rtol, gradcheck=gradcheck, compiled=compiled
+        )
     if not isinstance(derivation, Derivation):
         raise InputTypeError(f"verify takes a Derivation (from symbolic.derive); got {type(derivation).__name__}")
     network = derivation.network

@@ -17,19 +17,15 @@ from symbolic._model import (
     Act,
     BatchNorm,
     Conv,
+    Conv2d,
     Dropout,
     Flatten,
     LayerNorm,
     Linear,
+    MaxPool2d,
     Model,
     Pool,
     Residual,
-)
-from symbolic._model import (
-    Conv2d as conv2d,
-)
-from symbolic._model import (
-    MaxPool2d as max_pool2d,
 )
 from symbolic._model_program import derive_model_program
 
@@ -129,10 +125,9 @@ def spatial_layers(draw, channels: int, sizes: tuple[int, ...], depth: int = 0) 
         elif depth < 2:  # a residual block keeps the shape: a same-size convolution, maybe nested
             block = [Conv(channels, (3,) * dims, 1, 1, draw(st.booleans())), Act(draw(st.sampled_from(ELEMENTWISE)))]
             if draw(st.booleans()):
-                inner, _, _ = draw(
-                    spatial_layers(channels, sizes, depth + 1).filter(lambda r: r[1:] == (channels, sizes))
-                )
-                block += inner
+                inner, inner_channels, inner_sizes = draw(spatial_layers(channels, sizes, depth + 1))
+                if (inner_channels, inner_sizes) == (channels, sizes):
+                    block += inner
             layers.append(Residual(tuple(block)))
     return layers, channels, sizes
 
@@ -220,7 +215,7 @@ def residual_mlp(width: int = 256, blocks: int = 4) -> Model:
 
 def small_cnn() -> Model:
     """Two 3×3 convolutions (padding 1) with ReLU, 2×2 max pooling, Flatten, a dense head to 10, on 28×28×1."""
-    layers = (conv2d(8, 3, padding=1), Act("relu"), conv2d(8, 3, padding=1), Act("relu"), max_pool2d(2))
+    layers = (Conv2d(8, 3, padding=1), Act("relu"), Conv2d(8, 3, padding=1), Act("relu"), MaxPool2d(2))
     return Model((1, 28, 28), (*layers, Flatten(), Linear(10)), "softmax_cross_entropy", "mean")
 
 
@@ -242,10 +237,10 @@ def test_issue_models_compile_fast_and_match(build):
 MIXED = Model(
     (2, 6, 6),
     (
-        conv2d(3, 3, stride=2, padding=1),
+        Conv2d(3, 3, stride=2, padding=1),
         BatchNorm(),
         Act("silu"),
-        Residual((conv2d(3, 3, padding=1), Act("tanh"))),
+        Residual((Conv2d(3, 3, padding=1), Act("tanh"))),
         Pool("avg", (2, 2), (1, 1)),
         Flatten(),
         Dropout(0.25),
@@ -377,3 +372,36 @@ def test_bad_inputs_say_why_in_one_line(change, words):
     with pytest.raises(ChainruleError) as raised:
         compile_gradients(MIXED)(values["x"], values["y"], values["params"], values["masks"])
     assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+# -- verify, numeric.gradients and to_torch take a Model ----------------------------------------------------
+
+
+def test_verify_passes_a_model_and_fails_a_wrong_function():
+    import numeric
+
+    report = numeric.verify(MIXED, seed=3)
+    assert report.ok and len(report.comparisons) == len(MIXED.parameter_shapes), report.text()
+    assert set(report.finite_differences) == set(MIXED.parameter_shapes)
+    compiled = compile_gradients(MIXED)
+    right = compiled._run_gradients
+    compiled._run_gradients = lambda *arguments: [*right(*arguments)[:-1], 1.01 * right(*arguments)[-1]]
+    wrong = numeric.verify(MIXED, seed=3, compiled=compiled)
+    assert not wrong.ok and [c.name for c in wrong.comparisons if not c.ok] == ["b6"]
+    assert "MISMATCH" in wrong.text()
+
+
+def test_numeric_gradients_take_a_model_with_class_indices():
+    import numeric
+
+    model = small_cnn()
+    values = numeric.random_model_values(model, 3, 2)
+    params = {name: values[name] for name in model.parameter_shapes}
+    classes = torch.tensor([3, 0, 9])
+    ours = numeric.gradients(model, params, values["x"], classes, wrt=("x",))
+    module = numeric.to_torch(model, params)
+    inputs = values["x"].clone().requires_grad_()
+    torch.nn.functional.cross_entropy(module(inputs), classes).backward()
+    for (name, parameter), ours_name in zip(module.named_parameters(), params, strict=True):
+        assert relative_error(ours[ours_name], parameter.grad) <= 1e-10, name
+    assert relative_error(ours["x"], inputs.grad) <= 1e-10
