@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sympy
 
+from symbolic import matmul
 from symbolic._layer_ops import ints
 
 from ._printer import MatrixTorchPrinter
@@ -28,6 +29,10 @@ class LayerTorchPrinter(MatrixTorchPrinter):
     """Prints a model's program: tensors are [B, *sample] (samples are rows); ``*`` is element-wise."""
 
     printmethod = "_chainrule_torch_layer"
+
+    def __init__(self, same_shape_sums: frozenset[sympy.Expr] = frozenset(), settings=None):
+        super().__init__(settings)
+        self.same_shape_sums = same_shape_sums  # a + b of two tensors of one shape (a residual's sums)
 
     def _print_batch_size(self, expr):
         # B of reduction="mean": the argument is the whole x argument, [B, *input_shape], samples as rows
@@ -55,10 +60,29 @@ class LayerTorchPrinter(MatrixTorchPrinter):
         return f"{self._tensor(vector)}[:, {', '.join(['None'] * int(trailing))}]"
 
     def _print_norm_backward(self, expr):
-        ghat, xhat, rstd = (self._print(arg) for arg in expr.args[:3])
-        axes = _tuple(expr.args[3])
-        mean = f"mean({axes}, keepdim=True)"
-        return f"{rstd} * ({ghat} - {ghat}.{mean} - {xhat} * ({ghat} * {xhat}).{mean})"
+        ghat, xhat, rstd = (self.parenthesize(arg, 999) for arg in expr.args[:3])
+        mean = f"mean({_tuple(expr.args[3])}, keepdim=True)"
+        # (ĝ − mean(ĝ)) − x̂ ⊙ mean(ĝ ⊙ x̂) in one addcmul, then ⊙ 1/σ̂ in place: two temporaries, not four
+        return f"torch.addcmul({ghat} - {ghat}.{mean}, {xhat}, ({ghat} * {xhat}).{mean}, value=-1).mul_({rstd})"
+
+    def _print_Add(self, expr, order=None):
+        # β + γ ⊙ x̂ (any u + v ⊙ w of tensors) as one torch.addcmul: one pass, no temporary for the product
+        if len(expr.args) == 2 and not expr.has(matmul):
+            for product, other in (expr.args, expr.args[::-1]):
+                factors = product.args if isinstance(product, sympy.Mul) else ()
+                if len(factors) == 2 and not any(f.is_number for f in factors) and not other.is_number:
+                    left, right = (self._print(f) for f in factors)
+                    return f"torch.addcmul({self._print(other)}, {left}, {right})"
+        return super()._print_Add(expr, order)
+
+    def print_into(self, expr: sympy.Expr, buffers: frozenset[sympy.Symbol]) -> str:
+        """As the dense printer, and a residual sum (two tensors of one shape) added into the one that dies."""
+        if expr in self.same_shape_sums:
+            dying = [arg for arg in expr.args if arg in buffers]
+            if dying:
+                (other,) = [arg for arg in expr.args if arg is not dying[0]]
+                return f"{self._print(dying[0])}.add_({self._print(other)})"
+        return super().print_into(expr, buffers)
 
     def _print_conv(self, expr):
         x, weight, bias, stride, padding = expr.args

@@ -111,8 +111,8 @@ def spatial_layers(draw, channels: int, sizes: tuple[int, ...], depth: int = 0) 
             layers.append(Act(draw(st.sampled_from(ELEMENTWISE))))
         elif kind == "batchnorm":
             layers.append(BatchNorm())
-        elif kind == "layernorm":
-            layers.append(LayerNorm())
+        elif kind == "layernorm" and channels * int(torch.tensor(sizes).prod()) > 1:
+            layers.append(LayerNorm())  # over one entry its output is β whatever the input: left out
         elif kind == "pool":
             kernel = tuple(draw(st.integers(1, 2)) for _ in range(dims))
             stride = tuple(draw(st.integers(1, 2)) for _ in range(dims))
@@ -122,7 +122,9 @@ def spatial_layers(draw, channels: int, sizes: tuple[int, ...], depth: int = 0) 
             sizes = tuple((s - k) // st_ + 1 for s, k, st_ in zip(sizes, kernel, stride))
         elif kind == "dropout":
             layers.append(Dropout(draw(st.sampled_from([0.0, 0.25, 0.5]))))
-        elif depth < 2:  # a residual block keeps the shape: a same-size convolution, maybe nested
+        elif (
+            kind == "residual" and depth < 2
+        ):  # a residual block keeps the shape: a same-size convolution, maybe nested
             block = [Conv(channels, (3,) * dims, 1, 1, draw(st.booleans())), Act(draw(st.sampled_from(ELEMENTWISE)))]
             if draw(st.booleans()):
                 inner, inner_channels, inner_sizes = draw(spatial_layers(channels, sizes, depth + 1))
@@ -142,13 +144,13 @@ def dense_layers(draw, width: int, depth: int = 0) -> tuple[list, int]:
             layers.append(Linear(width, draw(st.booleans())))
         elif kind == "act":
             layers.append(Act(draw(st.sampled_from(ELEMENTWISE))))
-        elif kind == "layernorm":
+        elif kind == "layernorm" and width > 1:
             layers.append(LayerNorm())
         elif kind == "batchnorm":
             layers.append(BatchNorm())
         elif kind == "dropout":
             layers.append(Dropout(draw(st.sampled_from([0.0, 0.5]))))
-        elif depth < 2:
+        elif kind == "residual" and depth < 2:
             block = [Linear(width, draw(st.booleans())), Act(draw(st.sampled_from(ELEMENTWISE)))]
             inner, inner_width = draw(dense_layers(width, depth + 1))
             if inner_width == width:
