@@ -1,7 +1,7 @@
 """A Model's gradient program compiled to a straight-line torch function (``compile_gradients(model)``).
 
 The program (``symbolic._model_program``) is printed line by line by ``LayerTorchPrinter`` and made into one
-function by ``_compile._straight_line``, as a dense network's is: each intermediate deleted after its last use,
+function by ``_straight_line._straight_line``, as a dense network's is: each intermediate deleted after its last use,
 a dying buffer reused in place where the operation allows. Views (a transpose, a flatten, a per-channel γ)
 share their tensor's memory, so neither name is ever written in place. Steps that no output reads (the loss,
 when only the gradients are asked for) are left out.
@@ -21,9 +21,9 @@ from symbolic._layer_ops import VIEWS
 from symbolic._model import Model
 from symbolic._model_program import ModelProgram, derive_model_program
 
-from ._compile import _straight_line
 from ._compiled import _backend_function, _source_of
 from ._layer_printer import LayerTorchPrinter
+from ._straight_line import _straight_line
 
 
 def _live_steps(program: ModelProgram, outputs: list[sympy.Symbol]) -> list[tuple[sympy.Symbol, sympy.Expr]]:

@@ -127,7 +127,7 @@ def to_torch(network: Network | Model, params: Mapping[str, torch.Tensor] | None
     if isinstance(network, Model):  # layers beyond dense stacks: numeric/_model_torch.py
         from ._model_torch import to_torch_model
 
-        return to_torch_model(network, params)
+        return to_torch_model(network, params, _activation_module)
     return _sequential(network, params, exact=False)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import sympy
 from sympy import Symbol
 
+from ._errors import NetworkError, NetworkTypeError
 from ._functions import batch_sum, matmul, transpose
 from ._layer_ops import (
     along_channels,
@@ -328,8 +329,6 @@ class _Builder:
 
 def derive_model_program(model: Model, wrt: tuple[str, ...] = ()) -> ModelProgram:
     """The gradient program of ``model``: forward, loss, backward, in rows layout; ``wrt=("x",)`` adds ∂L/∂x."""
-    from ._errors import NetworkError, NetworkTypeError
-
     if not isinstance(model, Model):
         raise NetworkTypeError(f"derive_model_program takes a Model; got {type(model).__name__}")
     if isinstance(wrt, str) or not isinstance(wrt, tuple) or any(w != "x" for w in wrt):

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numeric import compile_gradients
-from numeric._model_torch import autograd_model_gradients, to_torch_model
+from numeric import compile_gradients, to_torch
+from numeric._model_verify import autograd_model_gradients
 from symbolic import LOSSES, ChainruleError, Network, derive
 from symbolic._model import (
     Act,
@@ -343,7 +343,7 @@ def test_dense_stack_as_a_model_gives_the_dense_programs_gradients():
 
 
 def test_to_torch_model_reads_like_the_model():
-    module = to_torch_model(MIXED)
+    module = to_torch(MIXED)
     assert module.training
     names = [type(m).__name__ for m in module]
     assert names[:4] == ["Conv2d", "BatchNorm2d", "SiLU", "Residual"]
