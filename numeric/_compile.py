@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import sympy
 
@@ -33,6 +34,9 @@ from ._choices import BACKENDS, FORMS
 from ._compiled import CompiledGradients
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
 from ._straight_line import _straight_line
+
+if TYPE_CHECKING:
+    from ._model_compile import CompiledModelGradients
 
 
 def _compile_matrix(derivation: Derivation, with_loss: bool) -> Callable:
@@ -115,8 +119,12 @@ _BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}
 
 
 def compile_gradients(
-    derivation: Derivation, form: str = "matrix", backend: str | None = None, *, chunk: int | str | None = "auto"
-) -> CompiledGradients:
+    derivation: Derivation | Model | ModelProgram,
+    form: str = "matrix",
+    backend: str | None = None,
+    *,
+    chunk: int | str | None = "auto",
+) -> CompiledGradients | CompiledModelGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
     ``backend=None`` runs the generated Python as is. ``backend="c"`` prints the whole program as one C
@@ -128,6 +136,9 @@ def compile_gradients(
     ``chunk`` splits a batch into chunks of samples whose gradients are added up: ``"auto"`` (default) does
     so for large batches on the CPU, where a chunk's intermediates stay in cache; an int gives the samples
     per chunk; None runs every batch in one pass.
+
+    A ``Model`` (or ``derive_model_program(model, wrt=("x",))``) compiles to a ``CompiledModelGradients``:
+    ``f(x, y, params, masks=None)`` with samples as rows (numeric/_model_compile.py).
     """
     if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks (numeric/_model_compile.py)
         from ._model_compile import compile_model
