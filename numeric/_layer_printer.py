@@ -8,6 +8,8 @@ arg-max), and by plain tensor arithmetic otherwise. Nothing here calls autograd.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sympy
 
 from symbolic import matmul
@@ -30,9 +32,10 @@ class LayerTorchPrinter(MatrixTorchPrinter):
 
     printmethod = "_chainrule_torch_layer"
 
-    def __init__(self, same_shape_sums: frozenset[sympy.Expr] = frozenset(), settings=None):
+    def __init__(self, same_shape: Mapping[sympy.Expr, tuple[sympy.Symbol, ...]] | None = None, settings=None):
         super().__init__(settings)
-        self.same_shape_sums = same_shape_sums  # a + b of two tensors of one shape (a residual's sums)
+        # a sum or product -> its operands of the result's own shape (``ModelStep.same_shape``)
+        self.same_shape = dict(same_shape or {})
 
     def _print_batch_size(self, expr):
         # B of reduction="mean": the argument is the whole x argument, [B, *input_shape], samples as rows
@@ -62,8 +65,9 @@ class LayerTorchPrinter(MatrixTorchPrinter):
     def _print_norm_backward(self, expr):
         ghat, xhat, rstd = (self.parenthesize(arg, 999) for arg in expr.args[:3])
         mean = f"mean({_tuple(expr.args[3])}, keepdim=True)"
-        # (ĝ − mean(ĝ)) − x̂ ⊙ mean(ĝ ⊙ x̂) in one addcmul, then ⊙ 1/σ̂ in place: two temporaries, not four
-        return f"torch.addcmul({ghat} - {ghat}.{mean}, {xhat}, ({ghat} * {xhat}).{mean}, value=-1).mul_({rstd})"
+        # −mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂) in one addcmul (both means taken first), then + ĝ and ⊙ 1/σ̂ in place:
+        # one new tensor of x's shape (and ĝ ⊙ x̂ for a moment), not four
+        return f"torch.addcmul(-{ghat}.{mean}, {xhat}, ({ghat} * {xhat}).{mean}, value=-1).add_({ghat}).mul_({rstd})"
 
     def _print_Add(self, expr, order=None):
         # β + γ ⊙ x̂ (any u + v ⊙ w of tensors) as one torch.addcmul: one pass, no temporary for the product
@@ -76,12 +80,13 @@ class LayerTorchPrinter(MatrixTorchPrinter):
         return super()._print_Add(expr, order)
 
     def print_into(self, expr: sympy.Expr, buffers: frozenset[sympy.Symbol]) -> str:
-        """As the dense printer, and a residual sum (two tensors of one shape) added into the one that dies."""
-        if expr in self.same_shape_sums:
-            dying = [arg for arg in expr.args if arg in buffers]
-            if dying:
-                (other,) = [arg for arg in expr.args if arg is not dying[0]]
-                return f"{self._print(dying[0])}.add_({self._print(other)})"
+        """As the dense printer, and a sum or product of two written into an operand of the result's shape
+        that dies on this line (a residual's sums, γ ⊙ g)."""
+        dying = [arg for arg in self.same_shape.get(expr, ()) if arg in buffers]
+        if dying and len(expr.args) == 2 and isinstance(expr, (sympy.Add, sympy.Mul)):
+            (other,) = [arg for arg in expr.args if arg is not dying[0]]
+            method = "add_" if isinstance(expr, sympy.Add) else "mul_"
+            return f"{self._print(dying[0])}.{method}({self._print(other)})"
         return super().print_into(expr, buffers)
 
     def _print_conv(self, expr):

@@ -49,13 +49,7 @@ def _views(steps: list[tuple[sympy.Symbol, sympy.Expr]]) -> frozenset[sympy.Symb
 def _build(program: ModelProgram, with_loss: bool) -> Callable:
     outputs = [*([program.loss] if with_loss else []), *program.gradients.values()]
     steps = _live_steps(program, outputs)
-    # a residual's x + block(x) and g + ∂x of the block: two tensors of the input's shape
-    sums = frozenset(
-        step.expression
-        for step in program.steps
-        if step.kind == "Residual" and isinstance(step.expression, sympy.Add) and len(step.expression.args) == 2
-    )
-    printer = LayerTorchPrinter(sums)
+    printer = LayerTorchPrinter({step.expression: step.same_shape for step in program.steps if step.same_shape})
     return _straight_line(program.inputs, outputs, steps, printer, aliased_also=_views(steps))
 
 

@@ -76,6 +76,9 @@ class ModelStep:
     role: ModelRole
     layer: str
     kind: str
+    # the operands of a sum or product that have the result's own shape (a residual's x and block(x), g in
+    # γ ⊙ g): compiled code may write the result into one of them that is not read again
+    same_shape: tuple[Symbol, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,10 @@ class _Builder:
             self.needs_input_gradient[placed.position] = seen
             seen = seen or bool(placed.parameters)
 
-    def emit(self, name: str, expression: sympy.Expr, role: ModelRole, placed: Placed | None) -> Symbol:
+    def emit(self, name: str, expression: sympy.Expr, role: ModelRole, placed: Placed | None, same_shape=()) -> Symbol:
         target = matrix_symbol(name)
         layer, kind = ("", "") if placed is None else (placed.position, type(placed.layer).__name__)
-        self.steps.append(ModelStep(target, expression, role, layer, kind))
+        self.steps.append(ModelStep(target, expression, role, layer, kind, tuple(same_shape)))
         return target
 
     # -- forward ------------------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ class _Builder:
             out = emit(f"d{at}", self.masks[mask] * a / (1 - _exact(layer.p)))
         elif isinstance(layer, Residual):
             block, inner = self.forward(placed_iter, len(layer.block), a)
-            out = emit(f"r{at}", a + inner)
+            out = self.emit(f"r{at}", a + inner, ModelRole.FORWARD, placed, (a, inner))
             return _Record(placed, a, out, saved, block)
         else:  # pragma: no cover - Model refuses any other layer
             raise TypeError(f"no program for {layer!r}")
@@ -223,8 +226,8 @@ class _Builder:
         p = self.params
         input_name = input_name or f"grad_{a.name}"
 
-        def emit(name, expression, role=ModelRole.UPSTREAM):
-            return self.emit(name, expression, role, placed)
+        def emit(name, expression, role=ModelRole.UPSTREAM, same_shape=()):
+            return self.emit(name, expression, role, placed, same_shape)
 
         def gradient(name, expression):
             self.gradients[name] = emit(f"grad_{name}", expression, ModelRole.GRAD)
@@ -247,7 +250,7 @@ class _Builder:
             gradient(beta, axis_sum(g, summed))
             if not needed:
                 return None
-            ghat = emit(f"ghat{at}", g * scale)  # ĝ = γ ⊙ g
+            ghat = emit(f"ghat{at}", g * scale, same_shape=(g,))  # ĝ = γ ⊙ g
             return emit(input_name, norm_backward(ghat, record.saved["xhat"], record.saved["rstd"], axes))
         if isinstance(layer, Conv):
             weight = f"W{placed.number}"
@@ -262,7 +265,7 @@ class _Builder:
         if isinstance(layer, Residual):
             # the block's ∂x (named apart: its input is the residual's); the skip passes g on as it is
             inner = self.backward(record.block, g, f"{input_name}_block{at}")
-            return emit(input_name, g + inner) if needed else None
+            return emit(input_name, g + inner, same_shape=(g, inner)) if needed else None
         if not needed:
             return None
         if isinstance(layer, Pool):
