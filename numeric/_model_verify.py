@@ -17,6 +17,7 @@ from symbolic import InputError, InputTypeError
 from symbolic._model import Dropout, Model
 from symbolic._model_program import ModelProgram, derive_model_program
 
+from ._checks import check_dtype
 from ._compare import DEFAULT_RTOL, Comparison, compare
 from ._model_compile import CompiledModelGradients, compile_model
 from ._model_torch import set_masks, to_torch_model, torch_names
@@ -98,7 +99,9 @@ class ModelReport:
         return all(c.ok for c in self.comparisons) and all(self.finite_differences.values())
 
     def text(self, lang: str = "en") -> str:
-        lines = [f"verify: {len(self.model.placed)} layers, {self.samples} samples, {self.dtype}, loss {self.loss:.6g}"]
+        """The report in English (``lang`` is accepted for the dense Report's signature; no Chinese text yet)."""
+        layers = f"{len(self.model.layers)} layers ({len(self.model.placed)} with the residual blocks' own)"
+        lines = [f"verify: {layers}, {self.samples} samples, {self.dtype}, loss {self.loss:.6g}"]
         for c in self.comparisons:
             check = self.finite_differences.get(c.name)
             differences = "" if check is None else f"  finite differences {'ok' if check else 'FAIL'}"
@@ -150,6 +153,7 @@ def verify_model(
     directional finite differences of the compiled loss, in float64. ``values`` (x, y, every parameter and
     mask) default to ``random_model_values(model, batch or 4, seed or 0)``. ``compiled`` checks a function a
     caller already has (a CompiledModelGradients of this model) rather than compiling one."""
+    dtype = check_dtype(dtype)
     program = model if isinstance(model, ModelProgram) else derive_model_program(model)
     model = program.model
     if values is None:
@@ -160,6 +164,8 @@ def verify_model(
     if set(values) != expected:
         raise InputError(f"values must hold exactly {', '.join(sorted(expected))}; got {', '.join(sorted(values))}")
     tensors = {name: torch.as_tensor(value, dtype=dtype) for name, value in values.items()}
+    if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < math.inf):
+        raise InputError(f"rtol must be a positive finite number (a relative tolerance); got {rtol!r}")
     rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else float(rtol)
     if compiled is None:
         compiled = compile_model(program)

@@ -391,6 +391,7 @@ def test_verify_passes_a_model_and_fails_a_wrong_function():
     compiled._run_gradients = lambda *arguments: [*right(*arguments)[:-1], 1.01 * right(*arguments)[-1]]
     wrong = numeric.verify(MIXED, seed=3, compiled=compiled)
     assert not wrong.ok and [c.name for c in wrong.comparisons if not c.ok] == ["b6"]
+    assert [name for name, ok in wrong.finite_differences.items() if not ok] == ["b6"]
     assert "MISMATCH" in wrong.text()
 
 
