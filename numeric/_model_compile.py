@@ -125,7 +125,6 @@ class CompiledModelGradients:
                 raise InputTypeError(f"{name} is {value.dtype} on {value.device}; x is {x.dtype} on {x.device}")
             if name != "y":
                 tensors.append(value)
-        tensors[1] = y
         return tensors, any(t.requires_grad for t in tensors)
 
     def _run(self, function: Callable, arguments: list[torch.Tensor], recorded: bool) -> list[torch.Tensor]:
