@@ -117,12 +117,17 @@ def _activation_module(activation: Activation, exact: bool = False) -> nn.Module
     return module_class(**dict(activation.torch_arguments))
 
 
-def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
+def to_torch(network: Network | Model, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
     """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in.
+    A ``Model`` gives ``_model_torch.to_torch_model``'s modules (its params in torch's shapes).
 
     Made of torch's own modules, so ``from_torch`` reads it back; its nn.Softplus takes torch's threshold
     (z itself above 20), which chainrule's softplus does not (the autograd reference uses ``ExactSoftplus``).
     """
+    if isinstance(network, Model):  # layers beyond dense stacks: numeric/_model_torch.py
+        from ._model_torch import to_torch_model
+
+        return to_torch_model(network, params, _activation_module)
     return _sequential(network, params, exact=False)
 
 
@@ -377,14 +382,18 @@ def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torc
 
 
 def gradients(
-    model: nn.Sequential,
-    loss_fn: str | nn.Module,
+    model: nn.Sequential | Model,
+    loss_fn: str | nn.Module | Mapping[str, torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
     wrt: tuple[str, ...] = (),
+    masks: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The gradients of ``loss_fn(model(inputs), targets)`` by chainrule's derivation, compiled.
+
+    For a chainrule ``Model`` the second argument is its parameters by name (W1, b1, gamma2, ...) and
+    ``masks`` its dropout masks: ``gradients(model, params, x, y, masks=...)`` (keyed by those names).
 
     Inputs and targets as you feed them to the model and the loss (rows are samples; class indices for
     nn.CrossEntropyLoss); the result is keyed like ``model.named_parameters()`` and holds what
@@ -395,12 +404,44 @@ def gradients(
 
     from ._compile import compile_gradients
 
+    if isinstance(model, Model):  # gradients(model, params, x, y, masks=...): numeric/_model_compile.py
+        from ._model_compile import model_gradients
+
+        return model_gradients(model, loss_fn, inputs, targets, masks=masks, wrt=wrt)
+    if not _dense_stack(model):  # a module fx reads into a Model: its gradients under torch's names
+        return _module_model_gradients(model, loss_fn, inputs, targets, wrt)
     network, params = network_from_torch(model, loss_fn, "numeric.gradients")
     x, y = torch_batch(network, inputs, targets)
     ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)
     result = to_torch_layout(model, ours)
     if "x" in ours:
         result["x"] = ours["x"].T.contiguous()  # samples back to rows, laid out like inputs.grad
+    return result
+
+
+def _module_model_gradients(
+    module: nn.Module, loss_fn: str | nn.Module, inputs: torch.Tensor, targets: torch.Tensor, wrt: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """``gradients`` for a module read into a Model (residual blocks, norms, convolutions): keyed like
+    ``module.named_parameters()``. Dropout in training mode draws its mask at random, so it is refused here
+    (``model.eval()`` drops it; the Model API takes the mask as an input)."""
+    from ._model_compile import model_gradients
+
+    if isinstance(loss_fn, nn.Module):
+        loss, reduction = _loss_from_module(loss_fn)
+    else:
+        loss, reduction = loss_fn, "sum"
+    input_shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else None
+    reading = read_model(module, loss, reduction, input_shape)
+    if reading.model.mask_shapes:
+        raise UnsupportedModule(
+            "numeric.gradients: the module has dropout in training mode, whose mask torch draws at random; "
+            "call model.eval(), or give the mask to gradients(Model, params, x, y, masks=...)"
+        )
+    ours = model_gradients(reading.model, reading.params, inputs, targets, wrt=wrt)
+    result = {reading.torch_names[name]: value for name, value in ours.items() if name in reading.torch_names}
+    if "x" in ours:
+        result["x"] = ours["x"]
     return result
 
 
