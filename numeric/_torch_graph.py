@@ -290,6 +290,16 @@ def _pool(module: nn.Module, kind: str, dims: int, label: str) -> Pool:
 
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2}
 _POOLS = {nn.MaxPool1d: ("max", 1), nn.MaxPool2d: ("max", 2), nn.AvgPool1d: ("avg", 1), nn.AvgPool2d: ("avg", 2)}
+# the functional forms, read through the module each one is (their options have the modules' names)
+_FUNCTIONAL_POOLS = {
+    F.max_pool1d: (nn.MaxPool1d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
+    F.max_pool2d: (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
+    F.avg_pool1d: (nn.AvgPool1d, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
+    F.avg_pool2d: (
+        nn.AvgPool2d,
+        ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    ),
+}
 _BATCH_NORMS = {nn.BatchNorm1d: (1, 2), nn.BatchNorm2d: (3,)}  # the sample ranks each takes: (n,) or (C, L); (C, H, W)
 
 
@@ -473,6 +483,13 @@ class _Reader:
             layer = _flatten_layer(node, label)
         elif _is_view(node):
             return self._view(node, label)
+        elif node.op == "call_function" and node.target in _FUNCTIONAL_POOLS:
+            kind_module, names = _FUNCTIONAL_POOLS[node.target]
+            options = {k: v for k, v in _bound(node, names, label).items() if v is not None or k != "stride"}
+            if any(isinstance(v, fx.Node) for v in options.values()):
+                raise UnsupportedModule(f"{label}: its options must be constants, not computed from the input")
+            kind, dims = _POOLS[kind_module]
+            layer = _pool(kind_module(**options), kind, dims, label)
         elif node.op == "call_function" and node.target is F.dropout:
             options = _bound(node, ("p", "training", "inplace"), label)
             p, training = options.get("p", 0.5), options.get("training", True)

@@ -414,12 +414,17 @@ def test_loss_module_and_the_input_shape_from_layernorm():
     assert alone == Model((4,), (Linear(2),), "mse", "mean") and sorted(params) == ["W1", "b1"]
 
 
-def test_numeric_gradients_refuses_a_model_in_one_line():
+def test_numeric_gradients_reads_a_nested_sequential():
+    """numeric.gradients takes what from_torch reads into a Model (tests/test_module_gradients.py: more models)."""
     from numeric import gradients
 
-    with pytest.raises(UnsupportedModule, match="reads as a Model") as caught:
-        gradients(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), "half_sse", torch.ones(1, 2), torch.ones(1, 2))
-    assert "\n" not in str(caught.value)
+    module = nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.Tanh())).double()
+    x, y = torch.tensor([[0.3, -1.2]], dtype=torch.float64), torch.tensor([[0.5, 0.1]], dtype=torch.float64)
+    ours = gradients(module, "half_sse", x, y)
+    ((module(x) - y) ** 2 / 2).sum().backward()
+    assert {name: p.grad for name, p in module.named_parameters()}.keys() == ours.keys()
+    for name, p in module.named_parameters():
+        assert torch.allclose(ours[name], p.grad, rtol=1e-12, atol=0), name
 
 
 # -- refusals ------------------------------------------------------------------------------------------------
