@@ -33,6 +33,7 @@ from symbolic._matrix import Role, matrix_symbol
 from ._choices import BACKENDS, FORMS
 from ._compiled import GENERATED, CompiledGradients
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
+from ._scalar import ScalarGradients, scalar_path_applies
 
 _function_numbers = itertools.count()
 
@@ -162,7 +163,12 @@ _BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}
 
 
 def compile_gradients(
-    derivation: Derivation, form: str = "matrix", backend: str | None = None, *, chunk: int | str | None = "auto"
+    derivation: Derivation,
+    form: str = "matrix",
+    backend: str | None = None,
+    *,
+    chunk: int | str | None = "auto",
+    scalar: bool = True,
 ) -> CompiledGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
@@ -175,6 +181,9 @@ def compile_gradients(
     ``chunk`` splits a batch into chunks of samples whose gradients are added up: ``"auto"`` (default) does
     so for large batches on the CPU, where a chunk's intermediates stay in cache; an int gives the samples
     per chunk; None runs every batch in one pass.
+    ``scalar`` (default True): a tiny network's B=1 calls on CPU tensors run the same program over Python
+    floats (``numeric._scalar``: weights and biases at most 64 a layer, the plain backend), computed in
+    doubles and rounded once to the dtype; False runs them as torch code in the dtype's own arithmetic.
     """
     if not isinstance(derivation, Derivation):
         raise InputTypeError(
@@ -206,6 +215,8 @@ def compile_gradients(
             return compiled
         backend = None  # no C compiler (compile_c said so in one line): the torch backend runs instead
     build = _BUILDERS[form]
+    # a tiny network's B=1 calls run over Python floats (numeric._scalar), built on the first such call
+    scalar_path = scalar and backend is None and scalar_path_applies(derivation)
     return CompiledGradients(
         derivation,
         form,
@@ -213,4 +224,5 @@ def compile_gradients(
         functools.partial(build, derivation, with_loss=True),  # built on first use: most callers never ask
         backend=backend,
         chunk=chunk,
+        scalar=ScalarGradients(derivation) if scalar_path else None,
     )
