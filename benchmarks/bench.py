@@ -32,21 +32,27 @@ import torch._inductor.config
 from bench_cases import CASES, COMPUTE_BOUND, LARGE, Case, Data, Target, make_data  # noqa: F401
 from bench_contestants import (  # noqa: F401
     IMPLEMENTATIONS,
+    Unsupported,
     as_torch,
     autograd_step,
     c_compiler_available,
     implementations,
     jax_available,
+    make_step,
 )
 from bench_measure import ROOT, loop_child, matmul_flops, memory_child, products_probe  # noqa: F401
 from bench_symbolic import symbolic_scaling
-from bench_tables import cli_time, gradient_tables, loop_table, machine, verify_time, width_time
+from bench_tables import cli_time, gradient_tables, load_average, loop_table, machine, verify_time, width_time
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds, no memory column, no naive path")
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per case (default 21; 5 with --quick)")
+    parser.add_argument(
+        "--case", metavar="TEXT", help="a smoke run: only the gradient tables, of the cases whose name contains TEXT"
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "IMPLEMENTATION"), help=argparse.SUPPRESS)
     parser.add_argument("--loop-child", nargs=2, metavar=("CASE", "IMPLEMENTATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -59,25 +65,35 @@ def main() -> int:
     if args.loop_child:
         loop_child(*args.loop_child)
         return 0
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1; got {args.rounds}")
+    cases = [case for case in CASES if args.case is None or args.case in case.key]
+    if not cases:
+        parser.error(f"no case's name contains {args.case!r}; the cases: {'; '.join(case.key for case in CASES)}")
+    if args.case is not None and args.update_readme:
+        parser.error("--case runs a part of the benchmark: it does not update the README")
     jax_note = ""
     if jax_available():
         import jax
 
         jax_note = f", jax {jax.__version__} (XLA_FLAGS={os.environ['XLA_FLAGS']})"
     lines: list[str] = [
-        f"Measured by `python benchmarks/bench.py{' --quick' if args.quick else ''}` on {machine()}: torch "
-        f"{torch.__version__}, one torch thread, sympy {sympy.__version__}{jax_note}. The machine is shared with "
-        "other work, so single numbers move by ±10–20% between runs; the ratios, measured side by side in "
-        "interleaved rounds, move less.",
+        f"Measured by `python benchmarks/bench.py{' '.join(['', *sys.argv[1:]])}` on {machine()}: torch "
+        f"{torch.__version__}, one torch thread, sympy {sympy.__version__}{jax_note}; load average (1 minute) "
+        f"{load_average()} at the start. The machine is shared with other work, so single numbers move by "
+        "±10–20% between runs; the ratios, measured side by side in interleaved rounds, move less.",
         "",
     ]
     targets: list[Target] = []
-    symbolic_scaling(lines, targets, args.quick)
-    gradient_tables(lines, targets, args.quick)
-    loop_table(lines)
-    width_time(lines, targets)
-    cli_time(lines, targets)
-    verify_time(lines, targets)
+    if args.case is None:
+        symbolic_scaling(lines, targets, args.quick)
+    gradient_tables(lines, targets, args.quick, cases, args.rounds)
+    if args.case is None:
+        loop_table(lines)
+        width_time(lines, targets)
+        cli_time(lines, targets)
+        verify_time(lines, targets)
+    lines += [f"Load average (1 minute) at the end: {load_average()}.", ""]
     lines += ["### Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets]
     table = "\n".join(lines) + "\n"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy
 import torch
-from bench_cases import Data
+from bench_cases import Case, Data
 
-from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
+from numeric import REFERENCE_LOSSES, compile_gradients, from_torch, to_torch
 from numeric._c._build import find_compiler
-from symbolic import Network, derive
+from numeric._torch_models import to_torch_layout, torch_batch
+from symbolic import ChainruleError, Network, derive
+
+
+class Unsupported(Exception):
+    """A contestant that cannot run a case: its cells say "unsupported"."""
 
 
 def autograd_step(network: Network, data: Data) -> Callable[[], dict]:
@@ -167,6 +173,79 @@ IMPLEMENTATIONS: dict[str, Callable[[Network, Data], Callable[[], dict]]] = {
     "chainrule inductor": chainrule_inductor_step,
     "chainrule c": chainrule_c_step,
 }
+
+
+# --- the module cases (a torch model, not a chainrule Network): the contestants that take a module -----------
+
+
+def _module_and_loss(case: Case):
+    model, loss = case.module(), case.loss()
+    return model, loss, dict(model.named_parameters())
+
+
+def module_autograd_step(case: Case, data: Data) -> Callable[[], dict]:
+    model, loss, named = _module_and_loss(case)
+    names, parameters = list(named), list(named.values())
+    return lambda: dict(zip(names, torch.autograd.grad(loss(model(data.x_rows), data.y_rows), parameters)))
+
+
+def module_func_grad_step(case: Case, data: Data) -> Callable[[], dict]:
+    model, loss, named = _module_and_loss(case)
+    params = {name: value.detach() for name, value in named.items()}
+    gradient = torch.func.grad(lambda p: loss(torch.func.functional_call(model, p, (data.x_rows,)), data.y_rows))
+    return lambda: gradient(params)
+
+
+def module_compiled_autograd_step(case: Case, data: Data) -> Callable[[], dict]:
+    model, loss, named = _module_and_loss(case)
+    names, parameters = list(named), list(named.values())
+    forward = torch.compile(lambda x, y: loss(model(x), y))
+    return lambda: dict(zip(names, torch.autograd.grad(forward(data.x_rows, data.y_rows), parameters)))
+
+
+def module_chainrule_step(**options) -> Callable[[Case, Data], Callable[[], dict]]:
+    """chainrule on a torch model: from_torch reads it, compile_gradients(**options) compiles its derivation.
+    What chainrule does not read yet raises one of its own errors: then the cell says "unsupported"."""
+
+    def make(case: Case, data: Data) -> Callable[[], dict]:
+        model, loss, _ = _module_and_loss(case)
+        try:
+            network, params = from_torch(model, loss)
+            x, y = torch_batch(network, data.x_rows, data.y_rows)
+            compiled = compile_gradients(derive(network), **options)
+        except ChainruleError as error:  # what from_torch, derive or compile_gradients do not support (yet)
+            raise Unsupported(f"chainrule: {error}") from error
+        if options.get("backend") == "c" and compiled.backend != "c":
+            raise Unsupported("backend='c' needs a C compiler")
+        return lambda: to_torch_layout(model, compiled(x, y, params))
+
+    return make
+
+
+MODULE_IMPLEMENTATIONS: dict[str, Callable[[Case, Data], Callable[[], dict]]] = {
+    "autograd": module_autograd_step,
+    "torch.func.grad": module_func_grad_step,
+    "torch.compile(autograd)": module_compiled_autograd_step,
+    "chainrule": module_chainrule_step(),
+    "chainrule one pass": module_chainrule_step(chunk=None),
+    "chainrule inductor": module_chainrule_step(backend="inductor"),
+    "chainrule c": module_chainrule_step(backend="c"),
+}  # JAX jit(grad) and the fused hand-written recursion are written for Networks: "unsupported" here
+
+
+def make_step(name: str, case: Case, data: Data) -> Callable[[], dict]:
+    """``name``'s step for ``case``; Unsupported where it cannot run it (printed to stderr: why)."""
+    try:
+        if case.network is not None:
+            return IMPLEMENTATIONS[name](case.network, data)
+        if name not in MODULE_IMPLEMENTATIONS:
+            raise Unsupported(f"{name} is written for chainrule Networks, not torch modules")
+        return MODULE_IMPLEMENTATIONS[name](case, data)
+    except Unsupported as error:
+        print(f"{name} at {case.key}: unsupported ({error})", file=sys.stderr)
+        raise
+
+
 LOOP_CALLS = 31  # loop_table's calls per implementation
 COMPILING = ("torch.compile(autograd)", "JAX jit(grad)", "chainrule inductor")  # first call compiles
 

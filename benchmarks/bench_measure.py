@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from bench_cases import CASES, Case, Data, make_data
-from bench_contestants import IMPLEMENTATIONS, LOOP_CALLS, as_torch
+from bench_contestants import LOOP_CALLS, Unsupported, as_torch, make_step
 
 from numeric import compile_gradients
 from symbolic import TUTORIAL, Network, derive
@@ -55,21 +55,28 @@ def matmul_flops(network: Network, batch: int) -> int:
     return 2 * sum(products) + sum(products[1:])
 
 
-def products_probe(case: Case, data: Data) -> Callable[[], None]:
+CHUNK = 4096  # samples per chunk of the "products, chunked" floor: a chunk's operands stay in cache
+
+
+def products_probe(case: Case, data: Data, chunk: int | None = None) -> Callable[[], None]:
     """The matrix products of one gradient call alone (W a, δ aᵀ, Wᵀ δ but the first layer's), on
     tensors of their shapes: what the matmul kernels take at these shapes, a floor tighter than the
-    1024³ rate, since small inner sizes run below it."""
+    1024³ rate, since small inner sizes run below it. ``chunk``: the same products on that many samples at a
+    time (the batch in chunks, as chainrule's chunked calls run them), whose operands stay in cache."""
     network, batch = case.network, case.batch
+    columns = batch if chunk is None else min(chunk, batch)
     weights = [data.params[f"W{layer}"] for layer in range(1, network.depth + 1)]
-    inputs = [data.x, *(torch.randn(width, batch) for width in network.sizes[1:-1])]
-    errors = [torch.randn(width, batch) for width in network.sizes[1:]]
+    inputs = [data.x[:, :columns], *(torch.randn(width, columns) for width in network.sizes[1:-1])]
+    errors = [torch.randn(width, columns) for width in network.sizes[1:]]
+    widths = [columns] * (batch // columns) + ([batch % columns] if batch % columns else [])
 
     def run() -> None:
-        for layer, weight in enumerate(weights):
-            torch.mm(weight, inputs[layer])
-            torch.nn.functional.linear(errors[layer], inputs[layer])
-            if layer:
-                torch.mm(weight.T, errors[layer])
+        for width in widths:  # the whole batch, or its chunks (the last one shorter)
+            for layer, weight in enumerate(weights):
+                torch.mm(weight, inputs[layer][:, :width])
+                torch.nn.functional.linear(errors[layer][:, :width], inputs[layer][:, :width])
+                if layer:
+                    torch.mm(weight.T, errors[layer][:, :width])
 
     return run
 
@@ -99,7 +106,10 @@ def time_case(case: Case, names: list[str], rounds: int, sample_seconds: float) 
     steps, first, repeats = {}, {}, {}
     reference = None
     for name in names:
-        step = IMPLEMENTATIONS[name](case.network, data)
+        try:
+            step = make_step(name, case, data)
+        except Unsupported:
+            continue  # left out of the results: the tables say "unsupported"
         start = time.perf_counter()
         result = as_torch(step())
         first[name] = time.perf_counter() - start
@@ -114,7 +124,10 @@ def time_case(case: Case, names: list[str], rounds: int, sample_seconds: float) 
     for name, probe in hardware_probes().items():
         probe()
         steps[name], repeats[name] = probe, 1
-    steps["products"], repeats["products"] = products_probe(case, data), repeats.get("chainrule", 1)
+    if case.network is not None:  # a module case has no bound: its products are not W a, δ aᵀ, Wᵀ δ
+        steps["products"], repeats["products"] = products_probe(case, data), repeats.get("chainrule", 1)
+        chunked = products_probe(case, data, CHUNK)
+        steps["products, chunked"], repeats["products, chunked"] = chunked, repeats.get("chainrule", 1)
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):  # round-robin: each round times every implementation (and probe) once
         for name in steps:
@@ -157,7 +170,11 @@ def memory_child(case_key: str, name: str) -> None:
     """Print the peak RSS growth (bytes) of one call, after two warm-up calls, in this fresh process."""
     torch.set_num_threads(1)
     (case,) = [case for case in CASES if case.key == case_key]
-    step = IMPLEMENTATIONS[name](case.network, make_data(case))
+    try:
+        step = make_step(name, case, make_data(case))
+    except Unsupported:
+        print(json.dumps({"bytes": None}))
+        return
     step(), step()
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
@@ -173,7 +190,7 @@ def loop_child(case_key: str, name: str) -> None:
     training loop calls it: the allocator's state is the implementation's own, not its neighbours'."""
     torch.set_num_threads(1)
     (case,) = [case for case in CASES if case.key == case_key]
-    step = IMPLEMENTATIONS[name](case.network, make_data(case))
+    step = make_step(name, case, make_data(case))
     step(), step()
     times, faults = [], []
     for _ in range(LOOP_CALLS):
@@ -194,7 +211,7 @@ def measure_loop(case: Case, name: str) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_memory(case: Case, name: str) -> float | None:
+def measure_memory(case: Case, name: str) -> float | str | None:
     command = [sys.executable, str(BENCH), "--memory-child", case.key, name]
     # glibc keeps freed blocks in its heap, so a warm process's RSS would not grow at all; with a fixed mmap
     # threshold every block of 64 KiB or more is mapped and unmapped, and RSS follows the live tensors
@@ -205,6 +222,8 @@ def measure_memory(case: Case, name: str) -> float | None:
             print(f"memory of {name} at {case.key} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             return None
         peak = json.loads(done.stdout.strip().splitlines()[-1])["bytes"]
+        if peak is None:
+            return "unsupported"
         # a call allocates at least its gradients, so a peak of 0 is usually a failed reading (seen twice in one
         # run on this shared machine, never when the same child ran alone): measure again. Three zeros in a row
         # are a reading: an implementation whose every block is under the mmap threshold (chainrule c on a
