@@ -203,6 +203,76 @@ def module_compiled_autograd_step(case: Case, data: Data) -> Callable[[], dict]:
     return lambda: dict(zip(names, torch.autograd.grad(forward(data.x_rows, data.y_rows), parameters)))
 
 
+def module_jax_step(case: Case, data: Data) -> Callable[[], dict]:
+    """JAX ``jit(grad)`` of the same model: each torch module translated to jax.numpy (``_jax_layer``), the torch
+    module's own parameters under its own names, samples as rows."""
+    import jax
+    import jax.numpy as jnp
+
+    model, loss, named = _module_and_loss(case)
+    if isinstance(loss, torch.nn.MSELoss):
+
+        def objective(out, target):
+            return jnp.mean((out - target) ** 2)
+
+    elif isinstance(loss, torch.nn.CrossEntropyLoss):  # class indices, the mean over the samples
+
+        def objective(out, target):
+            log_p = jax.nn.log_softmax(out, axis=-1)
+            return -jnp.mean(jnp.take_along_axis(log_p, target[:, None], axis=-1))
+
+    else:
+        raise Unsupported(f"JAX: no translation of {type(loss).__name__}")
+    layers = [(name, _jax_layer(child)) for name, child in model.named_children()]
+
+    def batch_loss(params, x, y):
+        for name, layer in layers:
+            x = layer(params, f"{name}.", x)
+        return objective(x, y)
+
+    gradient = jax.jit(jax.grad(batch_loss))
+    params = {name: jnp.asarray(value.detach().numpy()) for name, value in named.items()}
+    x, y = jnp.asarray(data.x_rows.numpy()), jnp.asarray(data.y_rows.numpy())
+    return lambda: jax.block_until_ready(gradient(params, x, y))
+
+
+def _jax_layer(module: torch.nn.Module) -> Callable:
+    """``module``'s forward pass in jax.numpy: (params, its parameters' name prefix, x) -> output."""
+    import jax
+    import jax.numpy as jnp
+    from bench_models import ResidualBlock
+
+    if isinstance(module, torch.nn.Linear):
+        return lambda p, at, x: x @ p[at + "weight"].T + p[at + "bias"]
+    if isinstance(module, torch.nn.ReLU):
+        return lambda p, at, x: jax.nn.relu(x)
+    if isinstance(module, torch.nn.Flatten):
+        return lambda p, at, x: x.reshape(x.shape[0], -1)
+    if isinstance(module, torch.nn.LayerNorm):
+
+        def layer_norm(p, at, x, eps=module.eps):
+            mean = x.mean(-1, keepdims=True)
+            variance = ((x - mean) ** 2).mean(-1, keepdims=True)  # biased, as torch's
+            return (x - mean) / jnp.sqrt(variance + eps) * p[at + "weight"] + p[at + "bias"]
+
+        return layer_norm
+    if isinstance(module, ResidualBlock):
+        norm, linear = _jax_layer(module.norm), _jax_layer(module.linear)
+        return lambda p, at, x: x + linear(p, at + "linear.", jax.nn.relu(norm(p, at + "norm.", x)))
+    if isinstance(module, torch.nn.Conv2d) and module.stride == (1, 1) and module.groups == 1:
+        padding = [(size, size) for size in module.padding]
+
+        def convolution(p, at, x):
+            numbers = ("NCHW", "OIHW", "NCHW")  # torch's layouts of the input, the weight and the output
+            out = jax.lax.conv_general_dilated(x, p[at + "weight"], (1, 1), padding, dimension_numbers=numbers)
+            return out + p[at + "bias"][None, :, None, None]
+
+        return convolution
+    if isinstance(module, torch.nn.MaxPool2d) and module.kernel_size == module.stride == 2:
+        return lambda p, at, x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    raise Unsupported(f"JAX: no translation of {type(module).__name__}")
+
+
 def module_chainrule_step(**options) -> Callable[[Case, Data], Callable[[], dict]]:
     """chainrule on a torch model: from_torch reads it, compile_gradients(**options) compiles its derivation.
     What chainrule does not read yet raises one of its own errors: then the cell says "unsupported"."""
@@ -226,11 +296,12 @@ MODULE_IMPLEMENTATIONS: dict[str, Callable[[Case, Data], Callable[[], dict]]] = 
     "autograd": module_autograd_step,
     "torch.func.grad": module_func_grad_step,
     "torch.compile(autograd)": module_compiled_autograd_step,
+    "JAX jit(grad)": module_jax_step,
     "chainrule": module_chainrule_step(),
     "chainrule one pass": module_chainrule_step(chunk=None),
     "chainrule inductor": module_chainrule_step(backend="inductor"),
     "chainrule c": module_chainrule_step(backend="c"),
-}  # JAX jit(grad) and the fused hand-written recursion are written for Networks: "unsupported" here
+}  # the fused hand-written recursion is written for Networks: "unsupported" here
 
 
 def make_step(name: str, case: Case, data: Data) -> Callable[[], dict]:

@@ -79,3 +79,15 @@ def test_module_cases_compute_autograds_gradients_or_say_unsupported(case, name)
     assert result.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(result[key], reference[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", MODULES, ids=lambda case: case.key)
+def test_jax_translation_of_the_module_cases(case):
+    """JAX's column on the torch models runs its own translation of each module: it must compute autograd's."""
+    pytest.importorskip("jax")
+    data = bench.make_data(case)
+    reference = bench.as_torch(bench.make_step("autograd", case, data)())
+    result = bench.as_torch(bench.make_step("JAX jit(grad)", case, data)())
+    assert result.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(result[key], reference[key], rtol=1e-4, atol=1e-6)
