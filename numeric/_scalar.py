@@ -10,7 +10,11 @@ Python's float arithmetic is IEEE double, but its math functions raise where tor
 (``math.exp(710)``: OverflowError; ``math.log(0)``: ValueError; ``x/0``: ZeroDivisionError). The functions
 whose textbook forms overflow (σ, softplus, softmax, log Σ e^z) are written in their stable forms
 (``_HELPERS``); any other such error makes the call return None, and the caller runs the torch function
-instead, so every input gets torch's result wherever the scalar one would not be finite.
+instead: such an input gets torch's own result (inf, nan or a finite form), never an exception.
+
+Float32 in, float32 out, but computed in doubles and rounded once: the tutorial's W1.grad[2] is float64's
+7.8006e-05 where float32 autograd prints 7.8005e-05. ``compile_gradients(..., scalar=False)`` keeps torch's
+float32 arithmetic (the tutorial command does, to reproduce the tutorial's printed numbers).
 """
 
 from __future__ import annotations
