@@ -10,6 +10,7 @@ import math
 
 import mpmath
 import pytest
+import sympy
 import test_saturation
 import torch
 from hypothesis import given
@@ -18,7 +19,7 @@ from test_general import networks
 
 from numeric import autograd_loss_and_gradients, compile_gradients, random_values
 from numeric._scalar import SCALAR_PARAMETERS_PER_LAYER, ScalarGradients, scalar_path_applies
-from symbolic import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES, Network, derive
+from symbolic import TUTORIAL, TUTORIAL_PRINTED, TUTORIAL_VALUES, Activation, Network, derive
 
 
 def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
@@ -195,3 +196,20 @@ def test_an_overflowing_float_runs_the_torch_function():
     assert compiled._scalar(x, y, [params["W1"]]) is None
     assert torch.equal(compiled(x, y, params)["W1"], torch_only(x, y, params)["W1"])
     assert compiled._scalar(x / 1e200, y, [params["W1"]]) is not None  # an ordinary value runs it
+
+
+def test_user_defined_activations_print_their_definitions():
+    """A user's Activation.define prints its own definition and derivative (no helper of chainrule's)."""
+    z = sympy.Symbol("z")
+    swish = Activation.define("swish", lambda z: z / (1 + sympy.exp(-z)))
+    cube = Activation.define("cube", sympy.Lambda(z, z**3 / 3 + z), through_output=None)
+    network = Network([2, 3, 2], [swish, cube], "half_sse", bias=True)
+    scalar = ScalarGradients(derive(network, wrt=("x",)))
+    assert "a1_0 = (z1_0/(1 + exp(-z1_0)))" in scalar.source()
+    values = random_values(network, 1, 3)
+    x, y, params = _tensors(values, network, torch.float64)
+    loss, reference = autograd_loss_and_gradients(network, x, y, params, ("x",))
+    our_loss, *ours = scalar(x, y, list(params.values()), with_loss=True)
+    assert _relative_error(our_loss, loss) <= 1e-12
+    for name, gradient in zip(reference, ours, strict=True):
+        assert _relative_error(gradient, reference[name]) <= 1e-10, name
