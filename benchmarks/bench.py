@@ -3,6 +3,11 @@
     python benchmarks/bench.py                  # print the tables (about 15 minutes on 2 cores)
     python benchmarks/bench.py --quick          # a fast pass: fewer rounds, no memory column, no naive path
     python benchmarks/bench.py --update-readme  # also paste them into README.md
+    python benchmarks/bench.py --quick --rounds 3 --case tutorial  # a smoke run: one case's gradient tables
+
+The parts live beside this file: bench_cases (the networks and torch models timed, their values),
+bench_models (the torch models), bench_contestants (what is timed), bench_measure (the hardware bound, the
+interleaved rounds, the one-process memory and loop runs), bench_symbolic (derive + compile), bench_tables.
 
 Gradient timings: one torch thread, float32, CPU time of the process (``time.process_time``: what the
 work costs, not how long a shared machine made it wait), round-robin over the implementations so drift
