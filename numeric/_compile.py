@@ -33,6 +33,7 @@ from symbolic._model_program import ModelProgram
 from ._choices import BACKENDS, FORMS
 from ._compiled import CompiledGradients
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
+from ._scalar import ScalarGradients, scalar_path_applies
 from ._straight_line import _straight_line
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def compile_gradients(
     backend: str | None = None,
     *,
     chunk: int | str | None = "auto",
+    scalar: bool = True,
 ) -> CompiledGradients | CompiledModelGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
@@ -139,6 +141,9 @@ def compile_gradients(
 
     A ``Model`` (or ``derive_model_program(model, wrt=("x",))``) compiles to a ``CompiledModelGradients``:
     ``f(x, y, params, masks=None)`` with samples as rows (numeric/_model_compile.py).
+    ``scalar`` (default True): a tiny network's B=1 calls on CPU tensors run the same program over Python
+    floats (``numeric._scalar``: weights and biases at most 64 a layer, the plain backend), computed in
+    doubles and rounded once to the dtype; False runs them as torch code in the dtype's own arithmetic.
     """
     if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks (numeric/_model_compile.py)
         from ._model_compile import compile_model
@@ -174,6 +179,8 @@ def compile_gradients(
             return compiled
         backend = None  # no C compiler (compile_c said so in one line): the torch backend runs instead
     build = _BUILDERS[form]
+    # a tiny network's B=1 calls run over Python floats (numeric._scalar), built on the first such call
+    scalar_path = scalar and backend is None and scalar_path_applies(derivation)
     return CompiledGradients(
         derivation,
         form,
@@ -181,4 +188,5 @@ def compile_gradients(
         functools.partial(build, derivation, with_loss=True),  # built on first use: most callers never ask
         backend=backend,
         chunk=chunk,
+        scalar=ScalarGradients(derivation) if scalar_path else None,
     )

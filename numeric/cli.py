@@ -587,7 +587,7 @@ def _run_tutorial(args: argparse.Namespace) -> int:
         "=" * display_width(w["heading_derivation"]),
         derivation.text(lang=args.lang),
     ]
-    compiled = compile_gradients(derivation)
+    compiled = compile_gradients(derivation, scalar=False)  # float32 arithmetic, as the tutorial's own run
     runs = {}
     for dtype in (torch.float32, torch.float64):
         t = as_tensors(TUTORIAL_VALUES, dtype)
