@@ -11,8 +11,10 @@ from bench_cases import Case, Data
 
 from numeric import REFERENCE_LOSSES, compile_gradients, from_torch, to_torch
 from numeric._c._build import find_compiler
-from numeric._torch_models import to_torch_layout, torch_batch
+from numeric._torch_graph import read_model
+from numeric._torch_models import _loss_from_module, to_torch_layout, torch_batch
 from symbolic import ChainruleError, Network, derive
+from symbolic._model import Model
 
 
 class Unsupported(Exception):
@@ -280,7 +282,9 @@ def module_chainrule_step(**options) -> Callable[[Case, Data], Callable[[], dict
     def make(case: Case, data: Data) -> Callable[[], dict]:
         model, loss, _ = _module_and_loss(case)
         try:
-            network, params = from_torch(model, loss)
+            network, params = from_torch(model, loss, input_shape=tuple(data.x_rows.shape[1:]))
+            if isinstance(network, Model):
+                return _model_step(model, network, params, loss, data, options)
             x, y = torch_batch(network, data.x_rows, data.y_rows)
             compiled = compile_gradients(derive(network), **options)
         except ChainruleError as error:  # what from_torch, derive or compile_gradients do not support (yet)
@@ -290,6 +294,22 @@ def module_chainrule_step(**options) -> Callable[[Case, Data], Callable[[], dict
         return lambda: to_torch_layout(model, compiled(x, y, params))
 
     return make
+
+
+def _model_step(module, model: Model, params, loss, data: Data, options: dict) -> Callable[[], dict]:
+    """A module read into a Model: its compiled program (numeric/_model_compile.py), one pass, keyed like
+    ``module.named_parameters()``; the chunked and C variants are the dense programs' only."""
+    if options.get("backend") == "c":
+        raise Unsupported("chainrule c: the C kernel prints dense networks only")
+    if "chunk" in options:
+        raise Unsupported("chainrule one pass: a Model's program always runs in one pass")
+    compiled = compile_gradients(model, backend=options.get("backend"))
+    names = read_model(module, *_loss_from_module(loss), tuple(data.x_rows.shape[1:])).torch_names
+    y = data.y_rows
+    if not y.is_floating_point():  # class indices: the one-hot rows the loss's distribution is
+        y = torch.nn.functional.one_hot(y, model.output_size).to(data.x_rows.dtype)
+    x = data.x_rows
+    return lambda: {names[name]: value for name, value in compiled(x, y, params).items()}
 
 
 MODULE_IMPLEMENTATIONS: dict[str, Callable[[Case, Data], Callable[[], dict]]] = {
