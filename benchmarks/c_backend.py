@@ -82,11 +82,16 @@ def contenders(network: Network, x, y, params) -> dict[str, Callable[[], dict[st
     derivation = derive(network)
     torch_backend = compile_gradients(derivation)
     c_backend = compile_gradients(derivation, backend="c")
-    return {
+    steps = {
         "autograd": autograd,
         "chainrule torch": lambda: torch_backend(x, y, params),
         "chainrule c": lambda: c_backend(x, y, params),
     }
+    if getattr(c_backend, "kernel", None) is not None and c_backend.kernel.wide and any(c_backend.blas.values()):
+        own = compile_gradients(derivation, backend="c")  # the same kernel, its wide products by its own GEMM
+        own.blas = dict.fromkeys(own.blas)
+        steps["c, own GEMM"] = lambda: own(x, y, params)
+    return steps
 
 
 # --- another revision's kernel -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ is wrapped as a ``CompiledGradients``: the same checks, results and ``value_and_
 from __future__ import annotations
 
 import ctypes
+import threading
 import warnings
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from symbolic import Derivation, InputError, InputTypeError
 
 from .._compiled import CompiledGradients
+from ._blas import find_blas
 from ._build import find_compiler, load
 from ._kernel import Kernel, write_kernel
 
@@ -45,13 +47,19 @@ class CCompiledGradients(CompiledGradients):
 
     def __init__(self, derivation: Derivation, kernel: Kernel, library: ctypes.CDLL, chunk: int | str | None):
         self.kernel = kernel
-        self._functions = {}
+        self._functions, self._work_reals = {}, {}
         for dtype, name in kernel.function.items():
             function = getattr(library, name)
-            pointers = len(kernel.inputs) + len(kernel.outputs) + 1  # the loss last
+            pointers = 2 + len(kernel.inputs) + len(kernel.outputs) + 1  # work, blas, ..., the loss last
             function.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * pointers
             function.restype = ctypes.c_int
             self._functions[dtype] = function
+            work = getattr(library, kernel.work[dtype])
+            work.argtypes, work.restype = [ctypes.c_int64, ctypes.c_int], ctypes.c_int64
+            self._work_reals[dtype] = work
+        # the gemm routine the wide products call, by dtype name (None: the kernel's own GEMM); tests set it
+        self.blas: dict[str, int | None] = find_blas() if kernel.wide else {dtype: None for dtype in kernel.function}
+        self._work = threading.local()  # each thread's work area, kept from call to call
         super().__init__(derivation, "matrix", self._gradients, lambda: self._loss_and_gradients, chunk=None)
         self.backend = "c"
         self.chunk = chunk
@@ -76,6 +84,19 @@ class CCompiledGradients(CompiledGradients):
             return max(1, min(batch, max(MIN_TILE, TILE_BYTES // (self.kernel.reals_per_sample * item))))
         return self.chunk  # type: ignore[return-value]
 
+    def _work_area(self, dtype: torch.dtype, tile: int, packing: bool) -> torch.Tensor:
+        """This thread's work area for tiles of ``tile`` samples, kept for the next call (grown when a call needs
+        more). Kept rather than allocated per call: a fresh block of a megabyte or more is mapped anew by
+        glibc at every call and its pages faulted in (784-256-10 B=1024: ... ms a call); kept, the peak memory
+        of a call is its results alone, and the area is at most the tile's bytes (``_tile``) plus the GEMM's
+        packing space (where no BLAS was found)."""
+        reals = int(self._work_reals[_DTYPES[dtype]](max(tile, 1), int(packing)))
+        areas = self._work.__dict__.setdefault("areas", {})
+        area = areas.get(dtype)
+        if area is None or area.numel() < reals:
+            area = areas[dtype] = torch.empty(reals, dtype=dtype)
+        return area
+
     def _gradients(self, x: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> list[torch.Tensor]:
         return self._call(x, y, params, with_loss=False)
 
@@ -95,9 +116,13 @@ class CCompiledGradients(CompiledGradients):
             for rows, cols in self.kernel.outputs.values()
         ]
         loss = torch.empty((), dtype=x.dtype) if with_loss else None
+        tile = self._tile(batch, x.element_size())
+        blas = self.blas[_DTYPES[x.dtype]]
         status = function(
             batch,
-            self._tile(batch, x.element_size()),
+            tile,
+            self._work_area(x.dtype, tile, blas is None).data_ptr(),
+            blas,
             *(t.data_ptr() for t in inputs),
             *(t.data_ptr() for t in outputs),
             None if loss is None else loss.data_ptr(),
