@@ -785,6 +785,12 @@ PRELUDE = f"""\
 __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) double log(double);
 __attribute__((simd("notinbranch"))) float logf(float);
+#if __GLIBC_PREREQ(2, 35)
+/* and, from glibc 2.35, tanh: a 1024-1024-1024 tanh layer's 2.6e5 values a tile took 2.4 ms as libm's calls,
+   0.4 ms as libmvec's (B=256: 43 -> 34 ms) */
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+#endif
 #endif
 
 /* e^x in float, inline, for every libc: Cephes' expf (S. L. Moshier; public domain), x = n ln2 + r with
