@@ -84,18 +84,26 @@ class CCompiledGradients(CompiledGradients):
             return max(1, min(batch, max(MIN_TILE, TILE_BYTES // (self.kernel.reals_per_sample * item))))
         return self.chunk  # type: ignore[return-value]
 
-    def _work_area(self, dtype: torch.dtype, tile: int, packing: bool) -> torch.Tensor:
-        """This thread's work area for tiles of ``tile`` samples, kept for the next call (grown when a call needs
-        more). Kept rather than allocated per call: a fresh block of a megabyte or more is mapped anew by
-        glibc at every call and its pages faulted in (784-256-10 B=1024: ... ms a call); kept, the peak memory
-        of a call is its results alone, and the area is at most the tile's bytes (``_tile``) plus the GEMM's
-        packing space (where no BLAS was found)."""
-        reals = int(self._work_reals[_DTYPES[dtype]](max(tile, 1), int(packing)))
-        areas = self._work.__dict__.setdefault("areas", {})
-        area = areas.get(dtype)
-        if area is None or area.numel() < reals:
-            area = areas[dtype] = torch.empty(reals, dtype=dtype)
-        return area
+    def _work_address(self, dtype: torch.dtype, tile: int, packing: bool) -> int:
+        """The address of this thread's work area for tiles of ``tile`` samples, kept for the next call (grown
+        when a call needs more). Kept rather than allocated by each call: a fresh block of a megabyte or more is
+        mapped anew by glibc at every call and its pages faulted in; kept, a call allocates its results alone
+        (bench.py's peak memory of a call), and the area is what one tile needs (``_tile``) plus, where no
+        BLAS was found, the GEMM's packing space. Looked up by the call's (dtype, tile, packing): a B=1 call
+        asks C for the size once, not every time."""
+        local = self._work.__dict__
+        addresses, areas = local.setdefault("addresses", {}), local.setdefault("areas", {})
+        key = (dtype, tile, packing)
+        address = addresses.get(key)
+        if address is None:
+            reals = int(self._work_reals[_DTYPES[dtype]](max(tile, 1), int(packing)))
+            area = areas.get(dtype)
+            if area is None or area.numel() < reals:
+                area = areas[dtype] = torch.empty(reals, dtype=dtype)
+                for other in [k for k in addresses if k[0] == dtype]:  # they pointed into the area let go
+                    del addresses[other]
+            address = addresses[key] = area.data_ptr()
+        return address
 
     def _gradients(self, x: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> list[torch.Tensor]:
         return self._call(x, y, params, with_loss=False)
@@ -104,7 +112,8 @@ class CCompiledGradients(CompiledGradients):
         return self._call(x, y, params, with_loss=True)
 
     def _call(self, x, y, params, with_loss: bool) -> list[torch.Tensor]:
-        function = self._functions.get(_DTYPES.get(x.dtype))  # type: ignore[arg-type]
+        name = _DTYPES.get(x.dtype)
+        function = self._functions.get(name)  # type: ignore[arg-type]
         if function is None:
             raise InputTypeError(f"backend='c' computes in float32 or float64; got {x.dtype}")
         if x.device.type != "cpu":
@@ -117,11 +126,11 @@ class CCompiledGradients(CompiledGradients):
         ]
         loss = torch.empty((), dtype=x.dtype) if with_loss else None
         tile = self._tile(batch, x.element_size())
-        blas = self.blas[_DTYPES[x.dtype]]
+        blas = self.blas[name]  # type: ignore[index]
         status = function(
             batch,
             tile,
-            self._work_area(x.dtype, tile, blas is None).data_ptr(),
+            self._work_address(x.dtype, tile, blas is None),
             blas,
             *(t.data_ptr() for t in inputs),
             *(t.data_ptr() for t in outputs),
