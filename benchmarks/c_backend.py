@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this
 from bench import Case, hardware, hardware_probes, lower_bound
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
+from numeric._c._blas import find_blas
 from numeric._c._build import find_compiler, load
 from symbolic import TUTORIAL, Network, derive
 
@@ -133,7 +134,8 @@ def revision_kernels(revision: str, cases) -> list[dict]:
 
 def revision_step(dumped: dict, network: Network, x, y, params) -> Callable[[], dict[str, torch.Tensor]]:
     """A call of another revision's kernel: its parameters bound by name from its C signature (B, T_max, the
-    inputs, out_<gradient>, out_loss; any other pointer, such as a work buffer, NULL)."""
+    inputs, out_<gradient>, out_loss, blas: the BLAS found here; any other pointer, such as a work area, NULL).
+    Called by ctypes alone, without the wrapper's checks: at B=1 it times less than chainrule c does."""
     function = getattr(load(dumped["source"], find_compiler()), dumped["name"])
     header = re.search(rf"int {dumped['name']}\(([^)]*)\)", dumped["source"]).group(1)
     names = [re.split(r"[ *]", part.strip())[-1] for part in header.split(",")]
@@ -154,6 +156,8 @@ def revision_step(dumped: dict, network: Network, x, y, params) -> Callable[[], 
                 arguments.append(tensors[name].data_ptr())
             elif name.startswith("out_") and name[4:] in outputs:
                 arguments.append(outputs[name[4:]].data_ptr())
+            elif name == "blas":
+                arguments.append(find_blas()["float32"])
             else:
                 arguments.append(None)
         if function(*arguments) != 0:

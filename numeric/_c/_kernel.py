@@ -22,6 +22,7 @@ from call to call (``chainrule_work_<suffix>`` says its size).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -104,6 +105,8 @@ class _Writer:
     batch: sympy.Symbol = field(default_factory=lambda: sympy.Symbol("batch", positive=True))
     reals_per_sample: int = 0
     gemms: int = 0  # GEMM calls printed (wide products)
+    slots: list[tuple[str, int]] = field(default_factory=list)  # the tile buffers' memory: name, reals per sample
+    sharing: dict[str, str] = field(default_factory=dict)  # buffer -> the slot it lives in (another buffer's)
     x_tile: bool = False  # whether anything reads x from a tile (GEMM calls read it where it lies)
 
     # -- places --------------------------------------------------------------------------------------------
@@ -662,7 +665,8 @@ class _Writer:
                 self.step(step.target, step.expression, body, self.after)
         if self.x_tile:  # something reads x element-wise or in a narrow product: copied in like y
             self.tile_buffers.append(("tile_x", network.sizes[0]))
-        self.reals_per_sample = sum(width for _, width in self.tile_buffers)
+        self.share_slots(body, loss_body)
+        self.reals_per_sample = sum(width for _, width in self.slots)
         real = self.printer.type_name
         pointers = [f"const {real} *restrict {symbol.name}" for symbol in program.inputs]
         pointers += [f"{real} *restrict out_{gradient}" for gradient in program.gradients] + [
@@ -700,9 +704,39 @@ class _Writer:
         lines += ["    if (given_work == NULL) free(work);", "    free(totals);", "    return 0;", "}"]
         return "\n".join(line for line in lines if line)
 
+    def share_slots(self, body: list[str], loss_body: list[str]) -> None:
+        """Give each tile buffer a slot of the work area, one slot to buffers whose lives do not overlap.
+
+        A buffer lives from the first to the last line of the program (or the tile's copy in or out) that
+        names it, and each tile computes its own, so a buffer whose last reader comes before another's first
+        writer can lend it its memory: 1024-1024-1024 tanh: δ2 in z2's and δ1 in z1's slot (7 rows of 1024 a
+        sample down to 5); 784-256-10: δ1 in a1's. Lines are grouped by the program's line they lower (the
+        ``/* target = … */`` comment starting each), so a buffer never shares with one of the same line."""
+        groups: list[set[str]] = [{"tile_y", "tile_x"}]
+        for lines in (body, loss_body):
+            for line in lines:
+                if line.startswith("/* ") or len(groups) == 1:
+                    groups.append(set())
+                groups[-1] |= set(re.findall(r"[A-Za-z_]\w*", re.sub(r"/\*.*?\*/", "", line)))
+        groups.append({self.places[s].name for s in self.program.gradients.values() if self.places[s].kind == "tile"})
+        names = {name for name, _ in self.tile_buffers}
+        lives = {name: [i for i, group in enumerate(groups) if name in group] or [0] for name in names}
+        slots: list[list] = []  # name, width, the last group of its latest buffer
+        for name, width in sorted(self.tile_buffers, key=lambda buffer: lives[buffer[0]][0]):
+            first, last = lives[name][0], lives[name][-1]
+            free = [slot for slot in slots if slot[2] < first]
+            if free:  # the closest in width, a wider one first: the fewest reals added
+                slot = min(free, key=lambda slot: (slot[1] < width, abs(slot[1] - width)))
+                slot[1], slot[2] = max(slot[1], width), last
+                self.sharing[name] = slot[0]
+            else:
+                slots.append([name, width, last])
+        self.slots = [(name, width) for name, width, _ in slots]
+
     def work_lengths(self) -> list[tuple[str, str]]:
-        """The work area's buffers, as (name, C length in reals): the tile buffers, then the transposed weights."""
-        lengths = [(buffer, f"T_max*{width}") for buffer, width in self.tile_buffers]
+        """The work area's buffers, as (name, C length in reals): the tile buffers' slots, then the transposed
+        weights."""
+        lengths = [(slot, f"T_max*{width}") for slot, width in self.slots]
         weights = {place.name: place for place in self.places.values() if place.kind == "weights"}
         lengths += [(f"{name}_T", str(weights[name].rows * weights[name].cols)) for name in self.transposed]
         return lengths
@@ -728,6 +762,8 @@ class _Writer:
             position = f"{buffer} + _align({length})"
         if self.gemms:
             lines.append(f"{real} *const pack = {position};")
+        for buffer, slot in self.sharing.items():
+            lines.append(f"{real} *const {buffer} = {slot};  /* {slot}'s slot: its last reader comes first */")
         weights = {place.name: place for place in self.places.values() if place.kind == "weights"}
         offset = 0
         for total, width in self.totals:
