@@ -25,10 +25,11 @@ from ._kernel import Kernel, write_kernel
 # float32: tiles of 64, 256, 627, 2048, 8192 samples took 10.3, 9.8, 10.9, 10.9, 11.2 ms (256 KiB: 292 samples).
 TILE_BYTES = 256 * 2**10
 # ... but never fewer samples than this: a tile reads every weight once and adds every weight's gradient into
-# the totals once, so a wide network's few-sample tiles (7 at 1024-1024-1024: 32 KiB a sample) spent their time
-# there. 1024-1024-1024 tanh B=256: tiles of 7, 32, 64, 128 samples took 202, 90, 94, 69 ms; 784-256-10
-# relu/softmax B=1024: 41, 64, 128 samples 18.4, 13.0, 13.2 ms. The tile's buffers are then larger than the
-# cache (4 MiB at 1024 wide): the cost of a tile is the weights', not the buffers'.
+# its sum once, so a wide network's few-sample tiles spent their time there. With the wide products as GEMM
+# calls (one thread, float32): 1024-1024-1024 tanh B=256, tiles of 64, 128, 256 samples took 42.2, 36.9, 36.3 ms;
+# 784-256-10 relu/softmax B=1024, tiles of 64, 128, 256, 1024: 10.5, 10.4, 10.2, 11.0 ms. 128 keeps the work area
+# (kept from call to call: CCompiledGradients._work_address) at 2.6 MB for 1024-1024-1024 where 256 would double
+# it for 1.5%.
 MIN_TILE = 128
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
