@@ -70,7 +70,8 @@ def data(network: Network, batch: int) -> tuple[torch.Tensor, torch.Tensor, dict
     return x, y, params
 
 
-def contenders(network: Network, x, y, params) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
+def contenders(network: Network, x, y, params) -> tuple[dict[str, Callable[[], dict[str, torch.Tensor]]], object]:
+    """The timed calls by name, and chainrule c's compiled function (whose work area is reported)."""
     model = to_torch(network, params)  # nn.Sequential of nn.Linear and activation modules
     loss = REFERENCE_LOSSES[network.loss]
     parameters = list(model.parameters())
@@ -92,7 +93,7 @@ def contenders(network: Network, x, y, params) -> dict[str, Callable[[], dict[st
         own = compile_gradients(derivation, backend="c")  # the same kernel, its wide products by its own GEMM
         own.blas = dict.fromkeys(own.blas)
         steps["c, own GEMM"] = lambda: own(x, y, params)
-    return steps
+    return steps, c_backend
 
 
 # --- another revision's kernel -----------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def main() -> int:
     against = revision_kernels(arguments.against, cases) if arguments.against else [None] * len(cases)
     for (label, network, batch), dumped in zip(cases, against):
         x, y, params = data(network, batch)
-        steps = contenders(network, x, y, params)
+        steps, c_compiled = contenders(network, x, y, params)
         if dumped is not None:
             steps[f"c at {arguments.against}"] = revision_step(dumped, network, x, y, params)
         reference = steps["autograd"]()
@@ -259,6 +260,9 @@ def main() -> int:
                 for name, peak in peaks.items()
             )
             print(f"  peak memory of one call (RSS growth): {shown}")
+            held = getattr(getattr(c_compiled, "_work", None), "areas", {})  # this thread's, by dtype
+            kept = sum(area.numel() * area.element_size() for area in held.values())
+            print(f"  chainrule c keeps its work area between calls (not in the peak above): {kept / 1e6:.3f} MB")
     print(f"\nload average after: {os.getloadavg()}")
     return 0
 
