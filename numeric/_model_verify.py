@@ -100,7 +100,9 @@ class ModelReport:
 
     def text(self, lang: str = "en") -> str:
         """The report in English (``lang`` is accepted for the dense Report's signature; no Chinese text yet)."""
-        layers = f"{len(self.model.layers)} layers ({len(self.model.placed)} with the residual blocks' own)"
+        layers = f"{len(self.model.layers)} layers"
+        if len(self.model.placed) != len(self.model.layers):
+            layers += f" ({len(self.model.placed)} with the residual blocks' own)"
         lines = [f"verify: {layers}, {self.samples} samples, {self.dtype}, loss {self.loss:.6g}"]
         for c in self.comparisons:
             check = self.finite_differences.get(c.name)
