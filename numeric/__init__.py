@@ -31,6 +31,9 @@ _EXPORTS = {
     "MISTAKES": "._check_backward",
     "check_layer_backward": "._check_layer",
     "LayerReport": "._check_layer",
+    "CompiledModelGradients": "._model_compile",
+    "ModelReport": "._model_verify",
+    "random_model_values": "._model_verify",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -45,6 +48,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ._choices import FORMS as FORMS
     from ._compile import compile_gradients as compile_gradients
     from ._compiled import CompiledGradients as CompiledGradients
+    from ._model_compile import CompiledModelGradients as CompiledModelGradients
+    from ._model_verify import ModelReport as ModelReport
+    from ._model_verify import random_model_values as random_model_values
     from ._torch_models import REFERENCE_LOSSES as REFERENCE_LOSSES
     from ._torch_models import autograd_gradients as autograd_gradients
     from ._torch_models import autograd_loss_and_gradients as autograd_loss_and_gradients

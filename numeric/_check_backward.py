@@ -45,7 +45,7 @@ from symbolic._words import Note
 from ._checks import check_inputs
 from ._compile import _straight_line
 from ._printer import MatrixTorchPrinter
-from ._torch_models import from_torch, torch_batch, torch_parameter_names
+from ._torch_models import network_from_torch, torch_batch, torch_parameter_names
 from ._verify import Comparison, _error_table, _progress, as_tensors, compare, random_values
 
 # The catalogue: name -> what the mistake is, with {layer} and friends filled in per variant. The sentences
@@ -654,7 +654,7 @@ def _second_torch_batch(network: Network, inputs: torch.Tensor, targets: torch.T
 def _check_model(
     fn: Callable, model: nn.Module, loss_fn, inputs, targets, rtol: float | None, seed: int = 0
 ) -> BackwardReport:
-    network, params = from_torch(model, loss_fn)
+    network, params = network_from_torch(model, loss_fn, "check_backward")
     names = {theirs: ours for ours, theirs in torch_parameter_names(model).items()}
     draws = [_model_draw(fn, network, model, names, inputs, targets, params)]
     second = _second_torch_batch(network, inputs, targets, _batch_sizes(network, draws[0].batch)[1], seed)

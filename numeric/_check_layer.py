@@ -1,4 +1,8 @@
-"""check_layer_backward: a hand-written BatchNorm or LayerNorm backward, in CS231n's style, checked and diagnosed.
+"""check_layer_backward: a hand-written layer backward, in CS231n's style, checked and diagnosed.
+
+This module runs the student's functions and gives the verdict for every layer (``ALL_LAYERS``), and holds
+BatchNorm and LayerNorm; the convolution, max-pooling and the residual block, with their draws and catalogues,
+are in numeric/_check_conv.py (``_LayerSpec``: the same interface as ``_Layer`` here, ``_Spec``).
 
 The student writes, in one file, the forward and backward of one layer with the signatures of CS231n's second
 assignment (samples are ROWS here, as there: x is [N, D]; γ and β are [D])::
@@ -32,6 +36,7 @@ give are catalogued: μ treated as a constant (``mean_path_dropped``) and σ tre
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +52,8 @@ from symbolic import ChainruleError, InputError, InputTypeError, words
 
 from ._check_backward import RTOL as _NETWORK_RTOL
 from ._check_backward import UNKNOWN, Mistake, _agrees, _check_seed, _plain, _shape_text
+from ._check_conv import LAYERS as CONV_LAYERS
+from ._check_conv import _Case, _LayerSpec
 from ._verify import Comparison, _error_table, compare
 
 OUTPUTS = ("dx", "dgamma", "dbeta")
@@ -78,6 +85,49 @@ class _Layer:
     def backward_name(self) -> str:
         return f"{self.name}_backward"
 
+    # what the checker asks of every layer (numeric/_check_conv.py's _LayerSpec has the same)
+    outputs = OUTPUTS
+
+    @property
+    def forward_arguments(self) -> tuple[str, ...]:
+        return ("x", "gamma", "beta", self.param_name)
+
+    @property
+    def forward_signature(self) -> str:
+        return f"{self.forward_name}({', '.join(self.forward_arguments)})"
+
+    @property
+    def backward_signature(self) -> str:
+        return f"{self.backward_name}(dout, cache) -> ({', '.join(self.outputs)})"
+
+    def cases(self, generator: torch.Generator) -> list[_Values]:
+        return [_draw(generator, *shape) for shape in SIZES]  # SIZES read now: a test may change it
+
+    def arguments(self, values: _Values) -> tuple[tuple[torch.Tensor, ...], Mapping[str, object]]:
+        return (values.x, values.gamma, values.beta), self.param
+
+    def at(self, values: _Values) -> str:
+        return f"x of shape {self.shown(values)}"
+
+    def shown(self, values: _Values) -> str:
+        return _shape_text(values.x.shape)
+
+    def reference_of(self, values: _Values) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return _reference(self, values)
+
+    def variants(self, values: _Values) -> list[tuple[str, str, dict[str, torch.Tensor]]]:
+        return [(v.name, _explain(v, self), _variant_outputs(v, self, values)) for v in _CATALOGUE]
+
+    @property
+    def mistakes(self) -> Mapping[str, str]:
+        return MISTAKES
+
+    def title(self, function: str, sizes: tuple[str, ...]) -> str:
+        return (
+            f"{function}(dout, cache) checked against torch autograd of {self.reference} in float64, "
+            f"x of shape {' and '.join(sizes)} (samples are rows)"
+        )
+
 
 LAYERS: Mapping[str, _Layer] = MappingProxyType(
     {
@@ -92,6 +142,7 @@ LAYERS: Mapping[str, _Layer] = MappingProxyType(
         "layernorm": _Layer("layernorm", 1, "ln_param", {"eps": EPS}, "F.layer_norm", "D"),
     }
 )
+_Spec = _Layer | _LayerSpec  # what the checker runs: a layer here, or one of numeric/_check_conv.py's
 ARRAYS = ("numpy", "torch")  # what the student's functions are given: NumPy arrays (CS231n) or torch tensors
 
 
@@ -337,9 +388,8 @@ def _where(error: BaseException, function: Callable) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
-def _call(function: Callable, what: str, shape: tuple[int, int], *arguments: object) -> object:
-    """The student's function; whatever it raises (sys.exit too) as one line naming the call, the shape and where."""
-    at = f"x of shape {_shape_text(torch.Size(shape))}"
+def _call(function: Callable, what: str, at: str, *arguments: object) -> object:
+    """The student's function; whatever it raises (sys.exit too) as one line naming the call, the draw and where."""
     try:
         return function(*arguments)
     except MemoryError:  # the machine, not the student's mathematics: the CLI's exit 3
@@ -387,23 +437,31 @@ def _given(value: torch.Tensor, arrays: str) -> object:
 
 @dataclass(frozen=True)
 class _Draw:
-    values: _Values
+    values: _Values | _Case
     out: torch.Tensor  # the student's forward output
     user: Mapping[str, torch.Tensor]
     reference_out: torch.Tensor
     reference: Mapping[str, torch.Tensor]
 
 
-def _run(layer: _Layer, forward: Callable, backward: Callable, values: _Values, arrays: str, names: tuple) -> _Draw:
+def _run(
+    layer: _Spec, forward: Callable, backward: Callable, values: _Values | _Case, arrays: str, names: tuple
+) -> _Draw:
     forward_name, backward_name = names
-    shape = values.shape
-    arguments = (_given(values.x, arrays), _given(values.gamma, arrays), _given(values.beta, arrays))
-    result = _call(forward, forward_name, shape, *arguments, dict(layer.param))
+    at = layer.at(values)
+    tensors, param = layer.arguments(values)
+    arguments = [_given(t, arrays) for t in tensors] + ([] if param is None else [dict(param)])  # a copy each
+    result = _call(forward, forward_name, at, *arguments)
     out, cache = _unpack(result, 2, forward_name, "out, cache")
-    result = _call(backward, backward_name, shape, _given(values.dout, arrays), cache)
-    gradients = _unpack(result, 3, backward_name, "dx, dgamma, dbeta")
-    user = {name: _as_tensor(value, name, backward_name) for name, value in zip(OUTPUTS, gradients)}
-    reference_out, reference = _reference(layer, values)
+    result = _call(backward, backward_name, at, _given(values.dout, arrays), cache)
+    # max_pool_backward_naive returns dx alone, as CS231n's does
+    gradients = (
+        (result,)
+        if len(layer.outputs) == 1
+        else _unpack(result, len(layer.outputs), backward_name, ", ".join(layer.outputs))
+    )
+    user = {name: _as_tensor(value, name, backward_name) for name, value in zip(layer.outputs, gradients)}
+    reference_out, reference = layer.reference_of(values)
     return _Draw(values, _as_tensor(out, "out", forward_name), user, reference_out, reference)
 
 
@@ -444,44 +502,55 @@ def _problems(name: str, draws: list[_Draw]) -> list[tuple[str, str]]:
     return found
 
 
+class _Computed(NamedTuple):
+    """One catalogued mistake (one way of making it), its outputs at each draw."""
+
+    name: str
+    explanation: str
+    outputs: list[dict[str, torch.Tensor]]
+
+
 def _diagnose(
-    layer: _Layer, draws: list[_Draw], wrong: list[str], errors: Mapping[str, Comparison], skip: set[str]
+    layer: _Spec, draws: list[_Draw], wrong: list[str], errors: Mapping[str, Comparison], skip: set[str]
 ) -> list[Mistake]:
     """For each wrong output, the catalogued mistakes that reproduce it at every draw (to the output's tolerance)
     and change no output the student got right; ``unknown`` with the largest difference when none does
     (``skip``: outputs whose problem is named already get no ``unknown``)."""
-    tolerance = {name: _tolerance(draws[0].user[name]) for name in OUTPUTS}
+    tolerance = {name: _tolerance(draws[0].user[name]) for name in layer.outputs}
     float64 = RTOL[torch.float64]
-    computed = [(v, [_variant_outputs(v, layer, d.values) for d in draws]) for v in _CATALOGUE]
-    changed = {
-        id(v): {n for n in OUTPUTS if any(not _agrees(g[n], d.reference[n], float64) for g, d in zip(grads, draws))}
-        for v, grads in computed
-    }
-    outputs = {id(v): grads for v, grads in computed}
+    per_draw = [layer.variants(d.values) for d in draws]
+    computed = [
+        _Computed(first[0], first[1], [variants[k][2] for variants in per_draw]) for k, first in enumerate(per_draw[0])
+    ]
+    changed = [
+        {n for n in layer.outputs if any(not _agrees(g[n], d.reference[n], float64) for g, d in zip(v.outputs, draws))}
+        for v in computed
+    ]
 
-    def reproduces(v: _Variant, name: str) -> bool:
-        return all(_agrees(d.user[name], g[name], tolerance[name]) for d, g in zip(draws, outputs[id(v)]))
+    def reproduces(k: int, name: str) -> bool:
+        return all(_agrees(d.user[name], g[name], tolerance[name]) for d, g in zip(draws, computed[k].outputs))
 
     mistakes = []
     for name in wrong:
-        found = [v for v, _ in computed if name in changed[id(v)] and reproduces(v, name)]
-        refuted = [v for v in found if changed[id(v)] - set(wrong)]
-        kept = [v for v in found if v not in refuted]
+        found = [k for k in range(len(computed)) if name in changed[k] and reproduces(k, name)]
+        refuted = [k for k in found if changed[k] - set(wrong)]
+        kept = [k for k in found if k not in refuted]
         # a variant that gives every output it changes says how the student wrote it better than one that gives
         # this output only (dx and dgamma both from the forward's N − 1: that one's sentence on both)
-        whole = [v for v in kept if all(reproduces(v, n) for n in changed[id(v)])]
+        whole = [k for k in kept if all(reproduces(k, n) for n in changed[k])]
         named = {}  # one line per name: the first variant's explanation
-        for v in whole or kept:
-            named.setdefault(v.name, _explain(v, layer))
+        for k in whole or kept:
+            named.setdefault(computed[k].name, computed[k].explanation)
         mistakes += [Mistake(name, mistake, explanation) for mistake, explanation in named.items()]
         if named or name in skip:
             continue
         c = errors[name]
         largest = f"largest difference {c.max_abs_error:.3e}, {c.max_rel_error:.3e} relative"
         if refuted:
-            also = ", ".join(sorted(changed[id(refuted[0])] - set(wrong)))
-            names = ", ".join(dict.fromkeys(v.name for v in refuted))
-            explanation = f"{names} would give this {name}, but it also changes {also}, which is right ({largest})"
+            also = ", ".join(sorted(changed[refuted[0]] - set(wrong)))
+            names = ", ".join(dict.fromkeys(computed[k].name for k in refuted))
+            which = "which are right" if "," in also else "which is right"
+            explanation = f"{names} would give this {name}, but it also changes {also}, {which} ({largest})"
         else:
             explanation = f"wrong, and none of the catalogued mistakes gives this {name} ({largest})"
         mistakes.append(Mistake(name, UNKNOWN, explanation))
@@ -490,17 +559,18 @@ def _diagnose(
 
 @dataclass(frozen=True)
 class LayerReport:
-    """The result of :func:`check_layer_backward`; ``ok`` when dx, dgamma, dbeta and the forward's out all match.
-    ``str(report)`` explains; ``report.text(lang)`` says the table and the verdict in ``lang`` (the mistakes'
-    explanations are in English)."""
+    """The result of :func:`check_layer_backward`; ``ok`` when the backward's outputs (dx, dgamma, dbeta; dx, dw,
+    db; dx) and the forward's out all match. ``str(report)`` explains; ``report.text(lang)`` says the table and the
+    verdict in ``lang`` (the title and the mistakes' explanations are in English)."""
 
     layer: str
     function: str
-    errors: Mapping[str, Comparison]  # dx, dgamma, dbeta: the student's against the reference (worst draw)
+    errors: Mapping[str, Comparison]  # each output: the student's against the reference (worst draw)
     forward: Comparison  # the student's forward out against torch's layer (worst draw)
     mistakes: tuple[Mistake, ...]  # empty when ok; PROBLEMS first, then the catalogue's names or "unknown"
-    sizes: tuple[tuple[int, int], ...]  # [N, D] of each draw
+    sizes: tuple[tuple[int, ...], ...]  # x's shape at each draw
     forward_function: str = ""  # the forward's name ("": the layer's, e.g. batchnorm_forward)
+    draws: tuple[str, ...] = ()  # each draw as the title says it ((): x's shape, as BatchNorm's and LayerNorm's)
 
     @property
     def ok(self) -> bool:
@@ -511,13 +581,9 @@ class LayerReport:
 
     def text(self, lang: str = "en") -> str:
         w = words(lang)
-        spec = LAYERS[self.layer]
+        spec = ALL_LAYERS[self.layer]
         forward = self.forward_function or spec.forward_name
-        shapes = " and ".join(_shape_text(torch.Size(s)) for s in self.sizes)
-        title = (
-            f"{self.function}(dout, cache) checked against torch autograd of {spec.reference} in float64, "
-            f"x of shape {shapes} (samples are rows)"
-        )
+        title = spec.title(self.function, self.draws or tuple(_shape_text(torch.Size(s)) for s in self.sizes))
         flagged = {m.parameter for m in self.mistakes}
         rows = [
             (name, c, w["entry_ok"] if c.ok and name not in flagged else w["wrong"]) for name, c in self.errors.items()
@@ -527,7 +593,9 @@ class LayerReport:
         if not self.forward.ok:
             lines.append(f"{forward}'s out differs from {spec.reference}: the backward's cache may be wrong too")
         if self.ok:
-            lines.append(w["verdict"].format(verdict="OK, dx, dgamma and dbeta match autograd's"))
+            names = list(self.errors)
+            said = f"{', '.join(names[:-1])} and {names[-1]} match" if len(names) > 1 else f"{names[0]} matches"
+            lines.append(w["verdict"].format(verdict=f"OK, {said} autograd's"))
             return "\n".join(lines)
         if self.mistakes:
             lines.append(w["diagnosis"])
@@ -542,16 +610,34 @@ class LayerReport:
         return "\n".join(lines)
 
 
-def _forward_of(function: Callable, layer: _Layer) -> Callable:
+def _expected(layer: _Spec) -> str:
+    return f"chainrule expects {layer.forward_signature} -> (out, cache) and {layer.backward_signature}"
+
+
+def _forward_of(function: Callable, layer: _Spec) -> Callable:
     """The student's forward beside ``function``: in the module it was defined in."""
     found = getattr(function, "__globals__", {}).get(layer.forward_name)
     if not callable(found):
         raise InputError(
-            f"{layer.forward_name}(x, gamma, beta, {layer.param_name}) builds the cache for "
+            f"{layer.forward_signature} builds the cache for "
             f"{getattr(function, '__name__', 'the backward')}(dout, cache), and none was found beside it; "
-            f"define it in the same file or pass forward="
+            f"define it in the same file or pass forward= ({_expected(layer)})"
         )
     return found
+
+
+def _check_arity(function: Callable, name: str, arguments: tuple[str, ...], layer: _Spec) -> None:
+    """A function that cannot take the layer's arguments, said before it runs, with the signatures expected."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin or an object without a signature: let the call tell
+        return
+    try:
+        signature.bind(*(None for _ in arguments))
+    except TypeError:
+        raise InputTypeError(
+            f"{name}{signature} cannot be called as {name}({', '.join(arguments)}): {_expected(layer)}"
+        ) from None
 
 
 def check_layer_backward(
@@ -562,44 +648,60 @@ def check_layer_backward(
     seed: int = 0,
     arrays: str = "numpy",
 ) -> LayerReport:
-    """Check a hand-written ``batchnorm_backward(dout, cache)`` or ``layernorm_backward(dout, cache)``, CS231n's
-    signature, and name its mistake when a catalogued one gives the same numbers.
+    """Check a hand-written layer backward with CS231n's signature, and name its mistake when a catalogued one
+    gives the same numbers. The layers (``ALL_LAYERS``):
 
-    Samples are ROWS, as in CS231n: x is [N, D], γ and β are [D]; BatchNorm normalizes each feature over the
-    batch (training mode), LayerNorm each sample over its features. The cache comes from the student's own
-    forward, ``batchnorm_forward(x, gamma, beta, bn_param)`` / ``layernorm_forward(x, gamma, beta, ln_param)``
-    (``forward``; None: the one defined beside ``function``), given bn_param = {"mode": "train", "eps": 1e-5,
-    "momentum": 0.9} or ln_param = {"eps": 1e-5}. The functions get NumPy arrays (``arrays="numpy"``, CS231n's)
-    or torch tensors (``"torch"``), float64, and may return either. They are run at two shapes (``SIZES``)
-    where N ≠ D, and compared with torch autograd of ``F.batch_norm(training=True)`` / ``F.layer_norm`` in
-    float64: relative tolerance 1e-7 for a float64 result, 1e-4 for a float32 one (``RTOL``); any other dtype
-    is WRONG.
+    * ``"batchnorm"``, ``"layernorm"``: ``batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)``. Samples are
+      ROWS, as in CS231n: x is [N, D], γ and β are [D]; BatchNorm normalizes each feature over the batch
+      (training mode), LayerNorm each sample over its features. The cache comes from the student's own forward,
+      ``batchnorm_forward(x, gamma, beta, bn_param)`` / ``layernorm_forward(x, gamma, beta, ln_param)``, given
+      bn_param = {"mode": "train", "eps": 1e-5, "momentum": 0.9} or ln_param = {"eps": 1e-5}, run at two
+      shapes (``SIZES``) where N ≠ D, compared with ``F.batch_norm(training=True)`` / ``F.layer_norm``.
+    * ``"conv"``: ``conv_backward_naive(dout, cache) -> (dx, dw, db)``, its cache from
+      ``conv_forward_naive(x, w, b, conv_param)``; x [N, C, H, W], w [F, C, HH, WW], b [F], conv_param
+      {"stride", "pad"}; compared with ``F.conv2d``.
+    * ``"maxpool"``: ``max_pool_backward_naive(dout, cache) -> dx``, its cache from
+      ``max_pool_forward_naive(x, pool_param)``, pool_param {"pool_height", "pool_width", "stride"}; compared
+      with ``F.max_pool2d``.
+    * ``"residual"``: ``residual_backward(dout, cache) -> (dx, dw, db)``, its cache from
+      ``residual_forward(x, w, b)`` computing out = x + relu(x @ w + b), x [N, D], w [D, D], b [D].
 
-    The report's ``mistakes`` lists ``(output, name, explanation)``: names are ``MISTAKES`` keys, ``"unknown"``
-    (with the largest difference), or one of ``PROBLEMS``.
+    ``forward``: the student's forward (None: the one defined beside ``function``). The functions get NumPy
+    arrays (``arrays="numpy"``, CS231n's) or torch tensors (``"torch"``), float64, and may return either; they
+    are run at two draws (numeric/_check_conv.py says why the convolution's, pooling's and residual's are what
+    they are) and compared with torch autograd of torch's own layer in float64: relative tolerance 1e-7 for a
+    float64 result, 1e-4 for a float32 one (``RTOL``); any other dtype is WRONG.
+
+    The report's ``mistakes`` lists ``(output, name, explanation)``: names are keys of the layer's catalogue,
+    ``ALL_LAYERS[layer].mistakes`` (``MISTAKES`` for BatchNorm and LayerNorm), ``"unknown"`` (with the largest
+    difference), or one of ``PROBLEMS``.
     """
     if not callable(function):
         raise InputTypeError(f"check_layer_backward takes the backward function first; got {type(function).__name__}")
-    if layer not in LAYERS:
-        raise InputError(f"layer must be one of {', '.join(LAYERS)}; got {layer!r}")
+    if layer not in ALL_LAYERS:
+        raise InputError(f"layer must be one of {', '.join(ALL_LAYERS)}; got {layer!r}")
     if arrays not in ARRAYS:
         raise InputError(f"arrays must be one of {', '.join(ARRAYS)}; got {arrays!r}")
     _check_seed(seed)
-    spec = LAYERS[layer]
+    spec = ALL_LAYERS[layer]
     if forward is None:
         forward = _forward_of(function, spec)
     elif not callable(forward):
         raise InputTypeError(f"forward must be the function {spec.forward_name}; got {type(forward).__name__}")
     names = (getattr(forward, "__name__", spec.forward_name), getattr(function, "__name__", spec.backward_name))
+    _check_arity(forward, names[0], spec.forward_arguments, spec)
+    _check_arity(function, names[1], ("dout", "cache"), spec)
     generator = torch.Generator().manual_seed(seed)
-    draws = [_run(spec, forward, function, _draw(generator, *shape), arrays, names) for shape in SIZES]
+    cases = spec.cases(generator)
+    draws = [_run(spec, forward, function, case, arrays, names) for case in cases]
+    outputs = spec.outputs
     errors = {
         name: _worst(name, [(d.user[name], d.reference[name]) for d in draws], _tolerance(draws[0].user[name]))
-        for name in OUTPUTS
+        for name in outputs
     }
     forward_error = _worst("out", [(d.out, d.reference_out) for d in draws], _tolerance(draws[0].out))
-    problems = {name: _problems(name, draws) for name in OUTPUTS}
-    wrong = [name for name in OUTPUTS if not errors[name].ok]  # by their numbers (a wrong dtype's may be right)
+    problems = {name: _problems(name, draws) for name in outputs}
+    wrong = [name for name in outputs if not errors[name].ok]  # by their numbers (a wrong dtype's may be right)
     # a named problem says enough: float16's rounding at these draws (about 1e-2) would make "unknown" say nothing
     skip = {name for name, found in problems.items() if found}
     catalogue = _diagnose(spec, draws, wrong, errors, skip) if wrong else []
@@ -610,7 +712,9 @@ def check_layer_backward(
         for kind, said in found
         if not (kind == "shape" and name in explained)  # a catalogued mistake that gives this shape says more
     ]
-    return LayerReport(layer, names[1], errors, forward_error, tuple(named + catalogue), SIZES, names[0])
+    sizes = tuple(tuple(case.x.shape) for case in cases)
+    shown = tuple(spec.shown(case) for case in cases)
+    return LayerReport(layer, names[1], errors, forward_error, tuple(named + catalogue), sizes, names[0], shown)
 
 
 def _sizes_are_safe() -> None:  # pragma: no cover - a guard on the module's own constant
@@ -621,4 +725,8 @@ def _sizes_are_safe() -> None:  # pragma: no cover - a guard on the module's own
 
 _sizes_are_safe()
 
-__all__ = ["LAYERS", "MISTAKES", "PROBLEMS", "RTOL", "SIZES", "LayerReport", "check_layer_backward"]
+# every layer check_layer_backward checks: BatchNorm and LayerNorm here, the convolution, max-pooling and the
+# residual block in numeric/_check_conv.py (the same interface: _Spec)
+ALL_LAYERS: Mapping[str, _Spec] = MappingProxyType({**LAYERS, **CONV_LAYERS})
+
+__all__ = ["ALL_LAYERS", "LAYERS", "MISTAKES", "PROBLEMS", "RTOL", "SIZES", "LayerReport", "check_layer_backward"]

@@ -18,68 +18,26 @@ call's peak memory is that of autograd's saved tensors, not of every z, a and δ
 from __future__ import annotations
 
 import functools
-import itertools
-import linecache
 import operator
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import sympy
-import torch
 
 from symbolic import Derivation, InputError, InputTypeError, batch_sum
 from symbolic._elementwise import UnitProgram
 from symbolic._matrix import Role, matrix_symbol
+from symbolic._model import Model
+from symbolic._model_program import ModelProgram
 
 from ._choices import BACKENDS, FORMS
-from ._compiled import GENERATED, CompiledGradients
+from ._compiled import CompiledGradients
 from ._printer import ElementwiseTorchPrinter, MatrixTorchPrinter
+from ._scalar import ScalarGradients, scalar_path_applies
+from ._straight_line import _straight_line
 
-_function_numbers = itertools.count()
-
-
-def _straight_line(
-    arguments: Sequence[sympy.Symbol],
-    outputs: Sequence[sympy.Expr],
-    steps: Sequence[tuple[sympy.Symbol, sympy.Expr]],
-    printer: MatrixTorchPrinter,
-) -> Callable:
-    """The function ``arguments -> outputs`` computing ``steps`` (target, expression) line by line.
-
-    Written here, not by ``sympy.lambdify``: lambdify prints the same lines (through the same printer) but
-    keeps every intermediate alive until it returns; here each one is deleted after its last use, and a
-    line whose outermost operation torch can run in place writes into a buffer that dies on that line.
-    """
-    reads = [printer.reads(expression) for _, expression in steps]
-    last_use: dict[sympy.Symbol, int] = {}
-    for index, symbols in enumerate(reads):
-        for symbol in symbols:
-            last_use[symbol] = index
-    for output in outputs:
-        for symbol in printer.reads(output):
-            last_use[symbol] = len(steps)  # returned: never freed
-    targets = {target for target, _ in steps}
-    # ``a = z`` (identity) makes two names for one tensor: neither is overwritten in place
-    aliased = {name for target, expression in steps if expression.is_Symbol for name in (target, expression)}
-
-    name = printer.doprint
-    printer.used.clear()
-    lines = [f"def gradients({', '.join(name(argument) for argument in arguments)}):"]
-    for index, (target, expression) in enumerate(steps):
-        dying = sorted((s for s in reads[index] if s in targets and last_use[s] == index), key=str)
-        reusable = frozenset(dying) - aliased
-        lines.append(f"    {name(target)} = {printer.print_into(expression, reusable)}")
-        if dying:
-            lines.append(f"    del {', '.join(name(symbol) for symbol in dying)}")
-    lines.append(f"    return [{', '.join(name(output) for output in outputs)}]")
-    header = printer.header()
-    source = "\n".join([*header, "", *lines]) + "\n"
-
-    # registered with linecache like lambdify's code, so inspect.getsource and tracebacks show it
-    filename = f"{GENERATED} {next(_function_numbers)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace = {"torch": torch}
-    exec(compile(source, filename, "exec"), namespace)  # our own printed code; no user string is run
-    return namespace["gradients"]
+if TYPE_CHECKING:
+    from ._model_compile import CompiledModelGradients
 
 
 def _compile_matrix(derivation: Derivation, with_loss: bool) -> Callable:
@@ -162,8 +120,13 @@ _BUILDERS = {"matrix": _compile_matrix, "elementwise": _compile_elementwise}
 
 
 def compile_gradients(
-    derivation: Derivation, form: str = "matrix", backend: str | None = None, *, chunk: int | str | None = "auto"
-) -> CompiledGradients:
+    derivation: Derivation | Model | ModelProgram,
+    form: str = "matrix",
+    backend: str | None = None,
+    *,
+    chunk: int | str | None = "auto",
+    scalar: bool = True,
+) -> CompiledGradients | CompiledModelGradients:
     """Compile ``derivation`` into a torch function ``f(x, y, params) -> {name: gradient}``.
 
     ``backend=None`` runs the generated Python as is. ``backend="c"`` prints the whole program as one C
@@ -175,7 +138,17 @@ def compile_gradients(
     ``chunk`` splits a batch into chunks of samples whose gradients are added up: ``"auto"`` (default) does
     so for large batches on the CPU, where a chunk's intermediates stay in cache; an int gives the samples
     per chunk; None runs every batch in one pass.
+
+    A ``Model`` (or ``derive_model_program(model, wrt=("x",))``) compiles to a ``CompiledModelGradients``:
+    ``f(x, y, params, masks=None)`` with samples as rows (numeric/_model_compile.py).
+    ``scalar`` (default True): a tiny network's B=1 calls on CPU tensors run the same program over Python
+    floats (``numeric._scalar``: weights and biases at most 64 a layer, the plain backend), computed in
+    doubles and rounded once to the dtype; False runs them as torch code in the dtype's own arithmetic.
     """
+    if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks (numeric/_model_compile.py)
+        from ._model_compile import compile_model
+
+        return compile_model(derivation, form, backend)
     if not isinstance(derivation, Derivation):
         raise InputTypeError(
             f"compile_gradients takes a Derivation (from symbolic.derive); got {type(derivation).__name__}"
@@ -206,6 +179,8 @@ def compile_gradients(
             return compiled
         backend = None  # no C compiler (compile_c said so in one line): the torch backend runs instead
     build = _BUILDERS[form]
+    # a tiny network's B=1 calls run over Python floats (numeric._scalar), built on the first such call
+    scalar_path = scalar and backend is None and scalar_path_applies(derivation)
     return CompiledGradients(
         derivation,
         form,
@@ -213,4 +188,5 @@ def compile_gradients(
         functools.partial(build, derivation, with_loss=True),  # built on first use: most callers never ask
         backend=backend,
         chunk=chunk,
+        scalar=ScalarGradients(derivation) if scalar_path else None,
     )

@@ -47,8 +47,12 @@ class CompiledGradients:
         build_with_loss: Callable[[], Callable],
         backend: str | None = None,
         chunk: int | str | None = "auto",
+        scalar: Callable | None = None,
     ):
         self.derivation = derivation
+        # a tiny network's B=1 calls over Python floats (numeric._scalar), or None; it returns None where it
+        # does not run (a GPU tensor, a float that overflowed) and the torch function runs instead
+        self._scalar = scalar
         self.form = form
         self.backend = backend
         self.chunk = chunk
@@ -84,6 +88,11 @@ class CompiledGradients:
     def value_and_grad_source(self) -> str:
         return _source_of(self._with_loss)
 
+    @property
+    def scalar_source(self) -> str | None:
+        """The Python-float function that B=1 calls run (``numeric._scalar``), or None where none does."""
+        return None if self._scalar is None else self._scalar.source()
+
     def _checked(self, x: object, y: object, params: object) -> tuple[list[torch.Tensor], bool]:
         """The parameters in network order, after check_inputs, or after a cheap look-up when a call with
         the same types, shapes, dtypes and devices passed check_inputs before (the full check costs
@@ -106,6 +115,10 @@ class CompiledGradients:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ordered, recorded = self._checked(x, y, params)
+        if self._scalar is not None and x.shape[1] == 1:
+            outputs = self._scalar(x, y, ordered)
+            if outputs is not None:
+                return dict(zip(self.names, outputs))
         if not recorded and x.shape[1] < self._chunk_from:  # the common small call, as short as it can be
             return dict(zip(self.names, self._run_gradients(x, y, *ordered)))
         return dict(zip(self.names, self._run(self._run_gradients, x, y, ordered, recorded)))
@@ -114,6 +127,10 @@ class CompiledGradients:
         self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ordered, recorded = self._checked(x, y, params)
+        if self._scalar is not None and x.shape[1] == 1:
+            outputs = self._scalar(x, y, ordered, with_loss=True)
+            if outputs is not None:
+                return outputs[0], dict(zip(self.names, outputs[1:]))
         if self._run_with_loss is None:
             self._run_with_loss = _backend_function(self._with_loss, self.backend)
         loss, *gradients = self._run(self._run_with_loss, x, y, ordered, recorded)

@@ -32,10 +32,11 @@ from symbolic import (
     UnsupportedModule,
 )
 from symbolic._functions import expand_definitions
+from symbolic._model import Model
 from symbolic._network import REDUCTIONS
-from symbolic._rules import elu_activation, leaky_relu_activation
 
 from ._checks import HALF_PRECISION, HALF_PRECISION_REASON, check_inputs
+from ._torch_graph import MODULE_ACTIVATIONS, Refused, activation_of, read_model
 
 # Per-sample losses summed over a batch whose samples are rows.
 REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -59,7 +60,7 @@ def reference_loss(network: Network, out: torch.Tensor, target: torch.Tensor) ->
     return total / out.shape[0] if network.reduction == "mean" else total
 
 
-_MODULE_NAMES = {activation.torch_module: name for name, activation in ACTIVATIONS.items()}
+_MODULE_NAMES = MODULE_ACTIVATIONS
 
 
 def _lambdify_torch(variables, expression: sympy.Expr) -> Callable:
@@ -116,12 +117,17 @@ def _activation_module(activation: Activation, exact: bool = False) -> nn.Module
     return module_class(**dict(activation.torch_arguments))
 
 
-def to_torch(network: Network, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
+def to_torch(network: Network | Model, params: Mapping[str, torch.Tensor] | None = None) -> nn.Sequential:
     """The network as an ``nn.Sequential`` (samples as rows); ``params`` (column-layout names) are copied in.
+    A ``Model`` gives ``_model_torch.to_torch_model``'s modules (its params in torch's shapes).
 
     Made of torch's own modules, so ``from_torch`` reads it back; its nn.Softplus takes torch's threshold
     (z itself above 20), which chainrule's softplus does not (the autograd reference uses ``ExactSoftplus``).
     """
+    if isinstance(network, Model):  # layers beyond dense stacks: numeric/_model_torch.py
+        from ._model_torch import to_torch_model
+
+        return to_torch_model(network, params, _activation_module)
     return _sequential(network, params, exact=False)
 
 
@@ -253,23 +259,37 @@ def torch_parameter_names(module: nn.Sequential) -> dict[str, str]:
 
 
 def from_torch(
-    module: nn.Module, loss: str | Loss | nn.Module = "half_sse", *, reduction: str = "sum"
-) -> tuple[Network, dict[str, torch.Tensor]]:
-    """An ``nn.Sequential`` of Linear and activation modules as a Network and its parameters.
+    module: nn.Module,
+    loss: str | Loss | nn.Module = "half_sse",
+    *,
+    reduction: str = "sum",
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[Network | Model, dict[str, torch.Tensor]]:
+    """A torch module as a Network or a Model, and its parameters.
+
+    The rule: a flat ``nn.Sequential`` of ``nn.Linear`` and activation modules whose Linear layers all have a
+    bias or all have none is read, as always, into a ``Network`` (parameters W1, b1, ... with b as a column
+    [n, 1]; two Linear layers in a row get an ``identity`` activation between them). Any other module that
+    ``torch.fx`` can trace and whose operations are all supported (nested Sequentials, LayerNorm, BatchNorm,
+    Conv1d/2d, pooling, Flatten, Dropout, residual blocks x + block(x), a bias per layer: see
+    ``numeric._torch_graph``) is read into a ``Model`` (symbolic._model), its parameters named as the Model
+    names them (W1, b1, gamma2, ...) in torch's layout (b [n], a conv weight [out, in, *kernel]).
+    ``input_shape`` is one sample's shape, needed when a convolution, pooling or Flatten comes before any
+    nn.Linear or nn.LayerNorm that tells it. Anything else: ``UnsupportedModule`` in one line naming the node.
 
     ``loss`` is a name from ``LOSSES`` (with ``reduction``) or one of torch's loss modules, read with its
     own reduction: ``nn.MSELoss()``, ``nn.BCELoss()``, ``nn.BCEWithLogitsLoss()``, ``nn.CrossEntropyLoss()``.
-    The parameters are detached copies named W1, b1, W2, ... (Linear's weight is already [out, in]);
-    two Linear layers in a row get an ``identity`` activation between them.
+    The parameters are detached copies.
     """
-    if not isinstance(module, nn.Sequential):
-        raise UnsupportedModule(f"from_torch takes an nn.Sequential; got {type(module).__name__}")
     if isinstance(loss, nn.Module):
         loss, reduction = _loss_from_module(loss)
     elif not isinstance(loss, (str, Loss)):
         raise InputTypeError(
             f"loss must be a loss name, a Loss (Loss.define) or a torch loss module; got {type(loss).__name__}"
         )
+    if not _dense_stack(module):
+        reading = read_model(module, loss, reduction, input_shape)
+        return reading.model, reading.params
     sizes: list[int] = []
     activations: list[str | Activation] = []
     params: dict[str, torch.Tensor] = {}
@@ -295,35 +315,44 @@ def from_torch(
                 params[f"b{layer}"] = child.bias.detach().clone().reshape(-1, 1)
             pending_activation = True
             continue
-        name = _MODULE_NAMES.get(type(child).__name__)
-        if name is None or type(child) is not getattr(nn, type(child).__name__, None):
-            raise _unsupported(position, child, "not a supported module")
         if not pending_activation:
             raise _unsupported(position, child, "an activation must follow a Linear layer")
-        if name == "softplus" and (child.beta != 1 or child.threshold != 20):
-            raise _unsupported(position, child, "Softplus is supported with its default beta=1 and threshold=20 only")
-        # dim=None: on 2-D input [samples, features] torch's softmax takes dim 1 (its legacy implicit
-        # choice, torch.nn.functional._get_softmax_dim), the features, as chainrule does
-        if name == "softmax" and child.dim not in (-1, 1, None):
-            raise _unsupported(position, child, f"Softmax must act on the features (dim=-1); got dim={child.dim}")
-        if name == "gelu" and child.approximate != "none":
-            raise _unsupported(position, child, "GELU is supported in its exact erf form (approximate='none') only")
-        if name == "leaky_relu":
-            name = leaky_relu_activation(float(child.negative_slope))
-        if name == "elu":
-            name = elu_activation(float(child.alpha))
-        activations.append(name)
+        try:
+            activations.append(activation_of(child))
+        except Refused as why:
+            raise _unsupported(position, child, str(why)) from None
         pending_activation = False
     if not sizes:
         raise UnsupportedModule("from_torch: the nn.Sequential has no nn.Linear layer")
     if pending_activation:
         activations.append("identity")
-    if len(biases) > 1:
-        raise UnsupportedModule("from_torch: either every nn.Linear has a bias or none has; this model mixes them")
     if not isinstance(loss, Loss) and loss not in LOSSES:
         raise NetworkError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     network = Network(sizes, activations=activations, loss=loss, bias=biases == {True}, reduction=reduction)
+    if input_shape is not None and input_shape not in ((sizes[0],), [sizes[0]], sizes[0]):
+        raise UnsupportedModule(f"input_shape {input_shape!r} does not fit the first nn.Linear's ({sizes[0]},)")
     return network, params
+
+
+def network_from_torch(module: nn.Module, loss: str | Loss | nn.Module, what: str) -> tuple[Network, dict]:
+    """``from_torch`` for what works on a Network only so far (``what``: the caller's name): a Model is refused."""
+    network, params = from_torch(module, loss)
+    if not isinstance(network, Network):
+        raise UnsupportedModule(
+            f"{what} takes a flat nn.Sequential of nn.Linear and activation modules (one bias choice) so far; "
+            f"this {type(module).__name__} reads as a Model of {len(network.layers)} layers"
+        )
+    return network, params
+
+
+def _dense_stack(module: object) -> bool:
+    """Whether ``module`` is what from_torch read before Model: a flat nn.Sequential of nn.Linear and
+    activation modules (nn.Identity included) with one bias choice; its own refusals then stand as they were."""
+    if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
+        return False  # a subclass with a forward of its own computes more than its layers: fx reads that
+    linears = [child for child in module if isinstance(child, nn.Linear)]
+    activations = [child for child in module if type(child).__name__ in _MODULE_NAMES]
+    return len(linears) + len(activations) == len(module) and len({c.bias is None for c in linears}) <= 1
 
 
 def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,14 +382,18 @@ def torch_batch(network: Network, inputs: object, targets: object) -> tuple[torc
 
 
 def gradients(
-    model: nn.Sequential,
-    loss_fn: str | nn.Module,
+    model: nn.Sequential | Model,
+    loss_fn: str | nn.Module | Mapping[str, torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
     wrt: tuple[str, ...] = (),
+    masks: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The gradients of ``loss_fn(model(inputs), targets)`` by chainrule's derivation, compiled.
+
+    For a chainrule ``Model`` the second argument is its parameters by name (W1, b1, gamma2, ...) and
+    ``masks`` its dropout masks: ``gradients(model, params, x, y, masks=...)`` (keyed by those names).
 
     Inputs and targets as you feed them to the model and the loss (rows are samples; class indices for
     nn.CrossEntropyLoss); the result is keyed like ``model.named_parameters()`` and holds what
@@ -371,12 +404,44 @@ def gradients(
 
     from ._compile import compile_gradients
 
-    network, params = from_torch(model, loss_fn)
+    if isinstance(model, Model):  # gradients(model, params, x, y, masks=...): numeric/_model_compile.py
+        from ._model_compile import model_gradients
+
+        return model_gradients(model, loss_fn, inputs, targets, masks=masks, wrt=wrt)
+    if not _dense_stack(model):  # a module fx reads into a Model: its gradients under torch's names
+        return _module_model_gradients(model, loss_fn, inputs, targets, wrt)
+    network, params = network_from_torch(model, loss_fn, "numeric.gradients")
     x, y = torch_batch(network, inputs, targets)
     ours = compile_gradients(derive(network, wrt=wrt))(x, y, params)
     result = to_torch_layout(model, ours)
     if "x" in ours:
         result["x"] = ours["x"].T.contiguous()  # samples back to rows, laid out like inputs.grad
+    return result
+
+
+def _module_model_gradients(
+    module: nn.Module, loss_fn: str | nn.Module, inputs: torch.Tensor, targets: torch.Tensor, wrt: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """``gradients`` for a module read into a Model (residual blocks, norms, convolutions): keyed like
+    ``module.named_parameters()``. Dropout in training mode draws its mask at random, so it is refused here
+    (``model.eval()`` drops it; the Model API takes the mask as an input)."""
+    from ._model_compile import model_gradients
+
+    if isinstance(loss_fn, nn.Module):
+        loss, reduction = _loss_from_module(loss_fn)
+    else:
+        loss, reduction = loss_fn, "sum"
+    input_shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else None
+    reading = read_model(module, loss, reduction, input_shape)
+    if reading.model.mask_shapes:
+        raise UnsupportedModule(
+            "numeric.gradients: the module has dropout in training mode, whose mask torch draws at random; "
+            "call model.eval(), or give the mask to gradients(Model, params, x, y, masks=...)"
+        )
+    ours = model_gradients(reading.model, reading.params, inputs, targets, wrt=wrt)
+    result = {reading.torch_names[name]: value for name, value in ours.items() if name in reading.torch_names}
+    if "x" in ours:
+        result["x"] = ours["x"]
     return result
 
 

@@ -6,6 +6,7 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -24,18 +25,22 @@ from symbolic import (
     words,
 )
 from symbolic._memory import gib, require_memory
+from symbolic._model import Model
+from symbolic._model_program import ModelProgram
 from symbolic._values import check_seed_and_batch
 from symbolic._words import Note
 
 from ._checks import check_device, check_dtype, check_values, verify_memory
 from ._choices import GRADCHECK_MODES
+from ._compare import DEFAULT_RTOL, Comparison, compare
 from ._compile import compile_gradients
 from ._compiled import CompiledGradients
 from ._finite_differences import ProbeResult, plan_probes, sampled_finite_differences
 from ._torch_models import autograd_loss_and_gradients
 
-# Largest tolerated error, relative to the largest reference entry of the same parameter.
-DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+if TYPE_CHECKING:
+    from ._model_verify import ModelReport
+
 # The exact closed form is evaluated (with SymPy, slowly) up to this many parameters x samples.
 CLOSED_FORM_LIMIT = 400
 # Finite differences (the modes: GRADCHECK_MODES, numeric/_choices.py): "full" checks every entry (two loss
@@ -68,73 +73,6 @@ def as_tensors(
 ) -> dict[str, torch.Tensor]:
     """Nested lists or tensors as tensors of one dtype and device."""
     return {name: torch.as_tensor(value, dtype=dtype, device=device) for name, value in values.items()}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How far one parameter's gradient is from the reference, over the entries where the reference is finite.
-
-    ``nonfinite_reference`` counts the entries where the reference is NaN/inf but ours is finite: they are left
-    out of the errors, and the comparison is not ``ok`` on its own (``verify`` asks an exact reference).
-    Where ours is NaN/inf and the reference finite (``nonfinite_ours``), the error is inf.
-    """
-
-    name: str
-    max_abs_error: float
-    max_rel_error: float  # max |ours - reference| / max |reference|
-    rtol: float
-    nonfinite_reference: int = 0
-    nonfinite_ours: int = 0
-    entries: int = 0
-
-    @property
-    def ok_where_finite(self) -> bool:
-        """Within the tolerance where the reference is finite."""
-        return self.max_rel_error <= self.rtol
-
-    @property
-    def ok(self) -> bool:
-        return self.ok_where_finite and self.nonfinite_reference == 0
-
-
-def _largest_difference(ours: torch.Tensor, reference: torch.Tensor, chunk: int = 2**20) -> float:
-    """max |ours - reference| over flat tensors, a chunk at a time: no temporary as large as a 4096x4096 weight."""
-    largest = 0.0
-    for start in range(0, ours.numel(), chunk):
-        part = torch.linalg.vector_norm(ours[start : start + chunk] - reference[start : start + chunk], float("inf"))
-        value = part.item()
-        if value != value:  # NaN: no larger value can follow
-            return value
-        largest = max(largest, value)
-    return largest
-
-
-def compare(name: str, ours: torch.Tensor, reference: torch.Tensor, rtol: float) -> Comparison:
-    ours64, ref64 = ours.detach().double().cpu(), reference.detach().double().cpu()
-    if ours64.shape != ref64.shape:
-        return Comparison(name, float("inf"), float("inf"), rtol)
-    entries = ours64.numel()
-    if not entries:
-        return Comparison(name, 0.0, 0.0, rtol)
-    # the common case in two passes over the data (a 4096x4096 gradient: 0.2 s, not the masks' 1.7 s): a
-    # finite largest difference means no NaN/inf on either side (NaN propagates, inf - inf is NaN)
-    max_abs = _largest_difference(ours64.reshape(-1), ref64.reshape(-1))
-    if math.isfinite(max_abs):
-        scale = torch.linalg.vector_norm(ref64, float("inf")).item()
-        return Comparison(name, max_abs, max_abs / scale if scale > 0 else max_abs, rtol, 0, 0, entries)
-    ours_finite, ref_finite = torch.isfinite(ours64), torch.isfinite(ref64)
-    difference = (ours64 - ref64).abs()
-    # NaN/inf in the same places on both sides count as agreement (both saturated the same way)
-    same_nonfinite = (~ours_finite) & (~ref_finite) & (torch.isnan(ours64) == torch.isnan(ref64))
-    reference_only = ours_finite & ~ref_finite  # the reference broke where ours did not: not an error of ours
-    difference = torch.where(same_nonfinite | reference_only, torch.zeros_like(difference), difference)
-    scale = ref64[ref_finite].abs().max().item() if ref_finite.any() else 0.0
-    max_abs = difference.max().item()
-    max_rel = max_abs / scale if scale > 0 else max_abs
-    if max_abs != max_abs:  # NaN where the reference is finite
-        max_abs = max_rel = float("inf")
-    counts = int(reference_only.sum()), int((~ours_finite & ref_finite).sum())
-    return Comparison(name, max_abs, max_rel, rtol, *counts, entries)
 
 
 @dataclass(frozen=True)
@@ -428,7 +366,7 @@ def verify(
     gradcheck: str | bool = "auto",
     compiled: CompiledGradients | None = None,
     progress: bool | None = None,
-) -> Report:
+) -> Report | ModelReport:
     """Check the compiled gradients of ``derivation`` against torch autograd (and more).
 
     ``values`` (x, y and every parameter; nested lists or tensors) default to the tutorial's for the
@@ -441,7 +379,14 @@ def verify(
     mean "auto" and "off".
     ``progress`` shows a progress bar (default: when stdout is a terminal).
     ``compiled`` lets a caller check a function it already has (or a deliberately broken one).
+    A ``Model`` (or its ``derive_model_program``) is checked by ``_model_verify.verify_model``: a ModelReport.
     """
+    if isinstance(derivation, (Model, ModelProgram)):  # a model beyond dense stacks: numeric/_model_verify.py
+        from ._model_verify import verify_model
+
+        return verify_model(
+            derivation, values, dtype=dtype, batch=batch, seed=seed, rtol=rtol, gradcheck=gradcheck, compiled=compiled
+        )
     if not isinstance(derivation, Derivation):
         raise InputTypeError(f"verify takes a Derivation (from symbolic.derive); got {type(derivation).__name__}")
     network = derivation.network

@@ -332,10 +332,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check_cmd.add_argument(
         "--layer",
-        choices=("batchnorm", "layernorm"),
-        help="FUNCTION is one layer's backward in CS231n's style, FUNCTION(dout, cache) -> (dx, dgamma, dbeta), its "
-        "cache built by the file's batchnorm_forward(x, gamma, beta, bn_param) or layernorm_forward(x, gamma, beta, "
-        "ln_param); samples are rows (x is [N, D]); no network options",
+        choices=("batchnorm", "layernorm", "conv", "maxpool", "residual"),
+        help="FUNCTION is one layer's backward in CS231n's style, FUNCTION(dout, cache), its cache built by the "
+        "file's forward: batchnorm_forward(x, gamma, beta, bn_param) or layernorm_forward(x, gamma, beta, ln_param) "
+        "-> (dx, dgamma, dbeta), samples are rows (x is [N, D]); conv_forward_naive(x, w, b, conv_param) -> (dx, dw, "
+        "db), x is [N, C, H, W]; max_pool_forward_naive(x, pool_param) -> dx; residual_forward(x, w, b), out = x + "
+        "relu(x @ w + b) -> (dx, dw, db); no network options",
     )
     _add_lang_option(check_cmd, argparse.SUPPRESS, "the report")
     check_cmd.set_defaults(handler=_run_check)
@@ -458,22 +460,30 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _run_check_layer(args: argparse.Namespace) -> int:
     """``check FILE.py:FUNCTION --layer NAME``: the file's forward builds the cache, FUNCTION is checked."""
-    from ._check_layer import LAYERS, check_layer_backward
+    from symbolic import InputError
+
+    from ._check_layer import ALL_LAYERS, check_layer_backward
     from ._user_code import guarded_function, load_module
 
     given = [f"--{name}" for name in ("sizes", "activation", "loss", "reduction", "batch") if getattr(args, name)]
     if given or args.bias:
         raise _UsageError(f"{', '.join(given + ['--bias'] * args.bias)}: not with --layer (it checks one layer)")
-    layer = LAYERS[args.layer]
+    layer = ALL_LAYERS[args.layer]
+    expects = f"--layer {args.layer} expects {layer.forward_signature} -> (out, cache) and {layer.backward_signature}"
     module, user_file, name = load_module(args.target, args.timeout)
-    backward = guarded_function(module, user_file, name, ("dout", "cache"), args.timeout)
+    try:  # a missing function or a wrong arity: said with the signatures chainrule expects
+        backward = guarded_function(module, user_file, name, ("dout", "cache"), args.timeout)
+    except InputError as error:
+        raise type(error)(f"{error} ({expects})") from None
     if not callable(getattr(module, layer.forward_name, None)):
         raise _UsageError(
-            f"{user_file.shown} has no function {layer.forward_name}(x, gamma, beta, {layer.param_name}): "
+            f"{user_file.shown} has no function {layer.forward_signature}: "
             f"--layer {args.layer} needs it to build {name}'s cache"
         )
-    arguments = ("x", "gamma", "beta", layer.param_name)
-    forward = guarded_function(module, user_file, layer.forward_name, arguments, args.timeout)
+    try:
+        forward = guarded_function(module, user_file, layer.forward_name, layer.forward_arguments, args.timeout)
+    except InputError as error:
+        raise type(error)(f"{error} ({expects})") from None
     report = check_layer_backward(backward, args.layer, forward=forward, seed=args.seed)
     _emit(report.text(args.lang) + "\n")
     return 0 if report.ok else 1
@@ -577,7 +587,7 @@ def _run_tutorial(args: argparse.Namespace) -> int:
         "=" * display_width(w["heading_derivation"]),
         derivation.text(lang=args.lang),
     ]
-    compiled = compile_gradients(derivation)
+    compiled = compile_gradients(derivation, scalar=False)  # float32 arithmetic, as the tutorial's own run
     runs = {}
     for dtype in (torch.float32, torch.float64):
         t = as_tensors(TUTORIAL_VALUES, dtype)

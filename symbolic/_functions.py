@@ -46,7 +46,9 @@ def proves_equal(left: sympy.Expr, right: sympy.Expr) -> bool:
         value = difference.subs(_Z, point).evalf(30) if difference.has(_Z) else difference.evalf(30)
         if value.is_number and value.is_comparable and abs(value) > 1e-20:
             return False
-    return sympy.simplify(difference) == 0
+    # cancel (rational functions of the exponentials) settles the built-ins; simplify only when it does not:
+    # its first call imports sympy.physics.units (about 0.1 s), which every ``chainrule`` start would pay
+    return sympy.cancel(difference) == 0 or sympy.simplify(difference) == 0
 
 
 class DefinedFunctionBase(sympy.Function):

@@ -91,11 +91,17 @@ class IndexFact:
 
     name: str
     derivative: sympy.Expr
-    index_form: sympy.Expr
+    # SymPy's result, taken when first read: the matrix program reads only ``matrix_form`` (proved equal in
+    # the tests), so ``chainrule derive`` pays for the index forms its page shows, not for all of them
+    taking: Callable[[], sympy.Expr] = field(repr=False, compare=False)
     matrix_form: sympy.Expr
     entry: tuple[sympy.Symbol, sympy.Symbol | int]  # (row, column) of matrix_form that index_form is
     values: dict  # IndexedBase -> MatrixSymbol (as (matrix, transposed?)) for ``check``
     definitions: dict = field(default_factory=dict)  # IndexedBase -> (index -> the definition renamed to it)
+
+    @functools.cached_property
+    def index_form(self) -> sympy.Expr:
+        return self.taking()
 
     def check(self, sizes: tuple[int, int] = (3, 2), seed: int = 0) -> bool:
         """index_form == matrix_form[entry] at every entry, on random rationals, for n, m = ``sizes``."""
@@ -279,25 +285,31 @@ def _dense_facts() -> dict[str, IndexFact]:
     w_matrix, am, deltam = MatrixSymbol("W", n, m), MatrixSymbol("a", m, 1), MatrixSymbol("delta", n, 1)
 
     # ∂z_i/∂a_k = W_ik: the Jacobian of the layer map is W
-    asked, taken = _dz_da()
-    facts["dz_da"] = IndexFact("dz_da", asked, taken, w_matrix, (i, k), {W: (w_matrix, False)})
+    facts["dz_da"] = IndexFact("dz_da", _dz_da_asked(), dz_da, w_matrix, (i, k), {W: (w_matrix, False)})
 
     # ∂L/∂W_pq = Σ_i δ_i ∂z_i/∂W_pq = δ_p a_q: the gradient is δ aᵀ
     asked = Sum(delta[i] * sympy.Derivative(z_entry(), W[p, q]), (i, 1, n))
     facts["dL_dW"] = IndexFact(
-        "dL_dW", asked, _taken(asked), deltam * am.T, (p, q), {delta: (deltam, False), a: (am, False)}
+        "dL_dW",
+        asked,
+        functools.partial(_taken, asked),
+        deltam * am.T,
+        (p, q),
+        {delta: (deltam, False), a: (am, False)},
     )
 
     # ∂L/∂b_p = Σ_i δ_i ∂z_i/∂b_p = δ_p; over a batch (one column per sample s) it sums: δ𝟏
     delta_batch, ones = MatrixSymbol("delta", n, batch), sympy.OneMatrix(batch, 1)
     asked = Sum(delta[i] * sympy.Derivative(z_entry(), b[p]), (i, 1, n))
-    facts["dL_db"] = IndexFact("dL_db", asked, _taken(asked), deltam, (p, 0), {delta: (deltam, False)})
+    facts["dL_db"] = IndexFact(
+        "dL_db", asked, functools.partial(_taken, asked), deltam, (p, 0), {delta: (deltam, False)}
+    )
     batch_delta = IndexedBase("delta_batch")
     asked = Sum(batch_delta[p, s] * sympy.Derivative(z_entry(bias=b, row=p), b[p]), (s, 1, batch))
     facts["dL_db_batch"] = IndexFact(
         "dL_db_batch",
         asked,
-        asked.doit().doit(),
+        functools.partial(lambda asked: asked.doit().doit(), asked),
         delta_batch * ones,
         (p, 0),
         {batch_delta: (delta_batch, False)},
@@ -317,7 +329,7 @@ def _dense_facts() -> dict[str, IndexFact]:
     facts["delta"] = IndexFact(
         "delta",
         asked,
-        _taken(asked).xreplace({fprime: _FPRIME[k]}),
+        functools.partial(lambda asked: _taken(asked).xreplace({fprime: _FPRIME[k]}), asked),
         sympy.HadamardProduct(w_next_matrix.T * dn, fz),
         (k, 0),
         {W_next: (w_next_matrix, False), delta_next: (dn, False), _FPRIME: (fz, False)},
@@ -336,11 +348,11 @@ def _softmax_facts() -> dict[str, IndexFact]:
     renamed = {a: softmax_definition}
 
     # a_k = e^{z_k} / Σ_j e^{z_j}; ∂a_k/∂z_i, with e^{z_k}/Σ renamed a_k, is a_k (𝟙[k = i] − a_i)
-    asked, jacobian = _softmax_jacobian()
+    asked = _softmax_jacobian_asked()
     facts["softmax_jacobian"] = IndexFact(
         "softmax_jacobian",
         asked,
-        jacobian,
+        softmax_jacobian,
         sympy.MatAdd(sympy.DiagMatrix(out), -out * out.T, evaluate=False),
         (k, i),
         {a: (out, False)},
@@ -349,11 +361,14 @@ def _softmax_facts() -> dict[str, IndexFact]:
 
     # the chain rule through it, what the compiled code computes: δ_i = Σ_k g_k ∂a_k/∂z_i = a_i g_i − a_i Σ_k a_k g_k
     asked = Sum(g[k] * sympy.Derivative(softmax_definition(k), z[i]), (k, 1, n))
-    chained = _taken(Sum(g[k] * jacobian, (k, 1, n)))  # through the Jacobian above: it is written once
+
+    def chained() -> sympy.Expr:  # through the Jacobian above: it is written once
+        return _bound_as(sympy.expand(_canonical(_taken(Sum(g[k] * softmax_jacobian(), (k, 1, n))), deltas=False)), k)
+
     facts["softmax_backward"] = IndexFact(
         "softmax_backward",
         asked,
-        _bound_as(sympy.expand(_canonical(chained, deltas=False)), k),
+        chained,
         sympy.HadamardProduct(out, upstream) - out * (out.T * upstream),
         (i, 0),
         softmax_values,
@@ -364,7 +379,7 @@ def _softmax_facts() -> dict[str, IndexFact]:
     # e^{z_i − logsumexp(z)}, which never forms e^{z_i} alone; tests/test_proofs.py proves the two equal)
     asked = sympy.Derivative(sympy.log(EXP_SUM), z[i])
     facts["logsumexp_gradient"] = IndexFact(
-        "logsumexp_gradient", asked, _renamed_softmax(_taken(asked)), out, (i, 0), {a: (out, False)}, renamed
+        "logsumexp_gradient", asked, functools.partial(_renamed_taken, asked), out, (i, 0), {a: (out, False)}, renamed
     )
 
     # cross-entropy on the logits, ℓ = −Σ_k y_k log a_k = Σ_k y_k (logsumexp(z) − z_k):
@@ -373,7 +388,7 @@ def _softmax_facts() -> dict[str, IndexFact]:
     facts["cross_entropy_gradient"] = IndexFact(
         "cross_entropy_gradient",
         asked,
-        _renamed_softmax(_taken(asked)),
+        functools.partial(_renamed_taken, asked),
         out * (sympy.OneMatrix(1, n) * target) - target,
         (i, 0),
         softmax_values,
@@ -382,27 +397,29 @@ def _softmax_facts() -> dict[str, IndexFact]:
     return facts
 
 
+def _renamed_taken(asked: sympy.Expr) -> sympy.Expr:
+    return _renamed_softmax(_taken(asked))
+
+
+def _dz_da_asked() -> sympy.Expr:
+    return sympy.Derivative(z_entry(), a[k])
+
+
 @functools.cache
-def _dz_da() -> tuple[sympy.Expr, sympy.Expr]:
-    asked = sympy.Derivative(z_entry(), a[k])
-    return asked, _taken(asked)
-
-
 def dz_da() -> sympy.Expr:
     """SymPy's ∂z_i/∂a_k in index form: W[i, k]."""
-    return _dz_da()[1]
+    return _taken(_dz_da_asked())
+
+
+def _softmax_jacobian_asked() -> sympy.Expr:
+    return sympy.Derivative(softmax_definition(k), z[i])
 
 
 @functools.cache
-def _softmax_jacobian() -> tuple[sympy.Expr, sympy.Expr]:
-    """∂a_k/∂z_i of a_k = e^{z_k} / Σ_j e^{z_j} over a symbolic width n, taken by diff and written through a."""
-    asked = sympy.Derivative(softmax_definition(k), z[i])
-    return asked, sympy.factor(_renamed_softmax(_taken(asked)))
-
-
 def softmax_jacobian() -> sympy.Expr:
-    """SymPy's ∂a_k/∂z_i for softmax in index form (k, i and the a's as ``Indexed``): a_k (𝟙[k = i] − a_i)."""
-    return _softmax_jacobian()[1]
+    """SymPy's ∂a_k/∂z_i for softmax in index form (k, i and the a's as ``Indexed``): a_k (𝟙[k = i] − a_i),
+    taken by diff over a symbolic width n and written through a."""
+    return sympy.factor(_renamed_softmax(_taken(_softmax_jacobian_asked())))
 
 
 # -- reading a fact where the derivation needs it ------------------------------------------------------------

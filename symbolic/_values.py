@@ -10,12 +10,14 @@ Drawing a tensor at once costs about 20 ns an entry; drawing Python floats one a
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ._errors import InputError, InputTypeError
 from ._memory import require_memory
 from ._network import Network
+
+if TYPE_CHECKING:  # NumPy is imported where values are drawn: ``chainrule derive`` without --seed never pays for it
+    import numpy as np
 
 # Enough samples for any check; a typo such as --batch 1000000000000 is refused as bad input (the parameters,
 # which no typo of batch makes large, are bounded by the memory: require_memory).
@@ -38,6 +40,8 @@ PROBABILITIES = (0.05, 0.95)  # bce-like losses: a probability per unit, never e
 
 
 def check_seed_and_batch(seed: object, batch: object) -> None:
+    import numpy as np
+
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputTypeError(f"seed must be an integer; got {seed!r}")
     if int(seed) < 0:
@@ -50,6 +54,8 @@ def check_seed_and_batch(seed: object, batch: object) -> None:
 
 def _one_hot(rng: np.random.Generator, n_out: int, batch: int) -> np.ndarray:
     """A class per sample (a column), as one-hot columns: a distribution that softmax approaches."""
+    import numpy as np
+
     targets = np.zeros((n_out, batch))
     targets[rng.integers(n_out, size=batch), np.arange(batch)] = 1.0
     return targets
@@ -70,6 +76,8 @@ def _target_drawer(network: Network) -> Callable[[np.random.Generator, int, int]
 
 def _rounded(values: np.ndarray) -> np.ndarray:
     """``values`` rounded to DECIMALS in place: rint(v·100)/100 is the double nearest to k/100, printed short."""
+    import numpy as np
+
     scale = 10.0**DECIMALS
     values *= scale
     np.rint(values, out=values)
@@ -94,6 +102,8 @@ def sample_arrays(
     the same as a full draw's (they are drawn first). A draw that cannot fit in memory is refused
     (ResourceError) before any of it is made.
     """
+    import numpy as np
+
     check_seed_and_batch(seed, batch)
     require_memory(sampled_bytes(network, batch, inputs_only), f"drawing the values of {network.describe()}")
     rng = np.random.default_rng(int(seed))

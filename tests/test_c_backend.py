@@ -288,3 +288,151 @@ def test_without_a_compiler_it_says_so_and_runs_the_torch_backend(monkeypatch):
     ours = compiled(values["x"], values["y"], params)
     for name in reference:
         assert _relative_error(ours[name], reference[name]) <= 1e-10, name
+
+
+# --- wide layers: GEMM calls (a BLAS's, or the kernel's own packed GEMM) ----------------------------------------
+
+_WIDE_NETWORKS = {
+    # W1 97 × 300: the sum runs over two KC passes (256 + 44), 97 columns end inside a vector panel; W2 70 × 97
+    # wide too, W3 3 × 70 narrow (_sum_of_rows) beside them; mean, bias, ∂L/∂x (read back from a tile)
+    "300-97-70-3": Network(
+        [300, 97, 70, 3], ["tanh", "sigmoid", "softmax"], "cross_entropy", bias=True, reduction="mean"
+    ),
+    # 1030 units: more columns than one packed block of B (NC = 1024), forward and backward
+    "5-1030-7": Network([5, 1030, 7], ["softplus", "identity"], "softmax_cross_entropy"),
+}
+
+
+def _smooth_values(network: Network, batch: int, seed: int) -> dict[str, torch.Tensor]:
+    """Gaussian values in float64: random_values' two-decimal grid makes a relu's z exactly 0 now and then, where
+    the sums' order decides its derivative (a GEMM's order is not autograd's)."""
+    generator = torch.Generator().manual_seed(seed)
+    values = {"x": torch.randn(network.sizes[0], batch, generator=generator, dtype=torch.float64)}
+    values["y"] = torch.softmax(torch.randn(network.sizes[-1], batch, generator=generator, dtype=torch.float64), 0)
+    for name, shape in network.parameter_shapes.items():
+        values[name] = torch.randn(*shape, generator=generator, dtype=torch.float64) / shape[-1] ** 0.5
+    return values
+
+
+@needs_compiler
+@pytest.mark.parametrize("own_gemm", [False, True], ids=["blas", "own GEMM"])
+@pytest.mark.parametrize("chunk, batch", [(10, 103), (None, 103), ("auto", 1)])
+@pytest.mark.parametrize("label", list(_WIDE_NETWORKS))
+def test_wide_layers_equal_autograd(label, chunk, batch, own_gemm):
+    """Wide products as GEMM calls, across the blocks' edges: tiles of 10 samples (the last of 3) or one tile of
+    103 (more than one packed block of A, MC = 96) or one sample; through the BLAS found here and through the
+    kernel's own GEMM. float64 to 1e-10 of autograd, float32 as close as autograd's own float32 is (within 4×)."""
+    network = _WIDE_NETWORKS[label]
+    wrt = ("x",) if network.bias else ()
+    compiled = compile_gradients(derive(network, wrt=wrt), backend="c", chunk=chunk)
+    assert compiled.kernel.wide and "chainrule_gemm_f32(blas" in compiled.source
+    if own_gemm:
+        compiled.blas = dict.fromkeys(compiled.blas)
+    elif not any(compiled.blas.values()):
+        pytest.skip("no BLAS found here")
+    values = _smooth_values(network, batch, 0)
+    params = {name: values[name] for name in network.parameter_shapes}
+    loss, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params, wrt)
+    singles = {name: tensor.float() for name, tensor in values.items()}
+    loss32, reference32 = autograd_loss_and_gradients(
+        network, singles["x"], singles["y"], {name: singles[name] for name in params}, wrt
+    )
+    for dtype in (torch.float64, torch.float32):
+        typed = {name: tensor.to(dtype) for name, tensor in values.items()}
+        our_loss, ours = compiled.value_and_grad(typed["x"], typed["y"], {name: typed[name] for name in params})
+        for name, theirs, exact in [("loss", loss32, loss), *((n, reference32[n], reference[n]) for n in reference)]:
+            mine = our_loss if name == "loss" else ours[name]
+            assert mine.dtype == dtype and mine.shape == exact.shape, name
+            allowed = 1e-10 if dtype == torch.float64 else max(1e-5, 4 * _relative_error(theirs, exact))
+            assert _relative_error(mine, exact) <= allowed, (dtype, name)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_own_gemm_is_a_matrix_product(dtype):
+    """chainrule_gemm (no BLAS passed): C = β C + op(A) op(B) against torch.mm, for every transposition, β = 0
+    (C is not read: it holds NaN), 1 and 0.5, sizes off every block (MR = 6, two vectors, KC = 256, MC = 96),
+    operands with a leading dimension wider than their rows."""
+    from numeric._c import _gemm
+
+    real, suffix = ("float", "f32") if dtype == torch.float32 else ("double", "f64")
+    source = (
+        PRELUDE
+        + _gemm.PRELUDE
+        + _gemm.source(real, suffix)
+        + textwrap.dedent(
+            f"""
+        void chainrule_test_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const {real} *A, int64_t lda,
+                                 const {real} *B, int64_t ldb, {real} beta, {real} *C, int64_t ldc, {real} *pack) {{
+            chainrule_gemm_{suffix}(NULL, ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc, pack);
+        }}
+        """
+        )
+    )
+    function = load(source, find_compiler()).chainrule_test_gemm
+    scalar = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    integer, pointer = ctypes.c_int64, ctypes.c_void_p
+    function.argtypes = [ctypes.c_int, ctypes.c_int, integer, integer, integer, pointer, integer, pointer, integer]
+    function.argtypes += [scalar, pointer, integer, pointer]
+    pack = torch.empty(_gemm.pack_reals(), dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    for m, n, k in [(1, 1, 1), (7, 33, 5), (97, 35, 300), (13, 1030, 3)]:
+        for ta, tb, beta in [(0, 0, 0.0), (0, 1, 1.0), (1, 0, 0.5), (1, 1, 0.0), (1, 1, 1.0)]:
+            a = torch.randn(*((k, m + 3) if ta else (m, k + 3)), generator=generator, dtype=torch.float64)
+            b = torch.randn(*((n, k + 2) if tb else (k, n + 2)), generator=generator, dtype=torch.float64)
+            c = torch.randn(m, n + 1, generator=generator, dtype=torch.float64)
+            op_a = a[:, :m].T if ta else a[:, :k]
+            op_b = b[:, :k].T if tb else b[:, :n]
+            expected = op_a @ op_b + (beta * c[:, :n] if beta else 0)
+            ours = c.to(dtype) if beta else torch.full_like(c, float("nan"), dtype=dtype)
+            a_, b_ = a.to(dtype), b.to(dtype)
+            operands = (a_.data_ptr(), a.shape[1], b_.data_ptr(), b.shape[1])
+            function(ta, tb, m, n, k, *operands, beta, ours.data_ptr(), n + 1, pack.data_ptr())
+            tolerance = 1e-5 if dtype == torch.float32 else 1e-13
+            assert _relative_error(ours[:, :n], expected) <= tolerance, (m, n, k, ta, tb, beta)
+            assert torch.equal(ours[:, n], c[:, n].to(dtype)) or not beta, "a column past n was written"
+
+
+@needs_compiler
+def test_without_a_blas_it_says_so_once_and_runs_its_own_gemm(monkeypatch):
+    """No sgemm_/dgemm_ anywhere: one line, once, and the wide products run on the kernel's own GEMM; and
+    CHAINRULE_C_BLAS=0 asks for that GEMM without a warning."""
+    from numeric._c import _blas
+
+    network = _WIDE_NETWORKS["5-1030-7"]
+    values = _smooth_values(network, 9, 1)
+    params = {name: values[name] for name in network.parameter_shapes}
+    _, reference = autograd_loss_and_gradients(network, values["x"], values["y"], params)
+    monkeypatch.setattr(_blas, "_found", lambda: None)
+    _blas._warn_once.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = compile_gradients(derive(network), backend="c")
+        compile_gradients(derive(network), backend="c")
+    (warning,) = caught
+    assert warning.category is _blas.NoBlasWarning and "\n" not in str(warning.message)
+    assert compiled.blas == {"float32": None, "float64": None}
+    ours = compiled(values["x"], values["y"], params)
+    for name in reference:
+        assert _relative_error(ours[name], reference[name]) <= 1e-10, name
+    monkeypatch.undo()
+    monkeypatch.setenv("CHAINRULE_C_BLAS", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compile_gradients(derive(network), backend="c").blas == {"float32": None, "float64": None}
+
+
+@needs_compiler
+def test_a_call_allocates_its_results_alone():
+    """The work area is kept from call to call (per thread, per dtype) and grows only when a larger tile needs
+    it: the second call of the same size uses the first call's area."""
+    network = _WIDE_NETWORKS["300-97-70-3"]
+    compiled = compile_gradients(derive(network), backend="c", chunk=16)
+    values = _smooth_values(network, 40, 2)
+    params = {name: values[name] for name in network.parameter_shapes}
+    first = compiled(values["x"], values["y"], params)
+    area = compiled._work.areas[torch.float64]
+    second = compiled(values["x"], values["y"], params)
+    assert compiled._work.areas[torch.float64] is area
+    for name in first:
+        assert torch.equal(first[name], second[name]), name  # nothing left over from the first call changes it

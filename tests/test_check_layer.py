@@ -417,7 +417,9 @@ def test_api_errors_are_chainrule_errors():
         check_layer_backward(lambda dout, cache: 1 / 0, "batchnorm", forward=forward)
     with pytest.raises(InputError, match=r"SystemExit: the code called sys.exit\(3\)"):
         check_layer_backward(lambda dout, cache: exit(3), "batchnorm", forward=forward)
-    with pytest.raises(InputError, match="layer must be one of batchnorm, layernorm; got 'groupnorm'"):
+    with pytest.raises(
+        InputError, match="layer must be one of batchnorm, layernorm, conv, maxpool, residual; got 'groupnorm'"
+    ):
         check_layer_backward(bn["batchnorm_backward"], "groupnorm", forward=forward)
     with pytest.raises(InputError, match=r"layernorm_forward\(x, gamma, beta, ln_param\) builds the cache"):
         check_layer_backward(bn["batchnorm_backward"], "layernorm")

@@ -171,8 +171,8 @@ def test_wrt_x_derives_compiles_and_verifies_the_input_gradient(capsys):
 def test_verify_exits_1_on_a_deliberately_broken_gradient(monkeypatch, capsys, doubled_gradients):
     real = numeric._verify.compile_gradients
 
-    def broken(derivation, form="matrix"):
-        return doubled_gradients(real(derivation, form))
+    def broken(derivation, form="matrix", **options):
+        return doubled_gradients(real(derivation, form, **options))
 
     monkeypatch.setattr(numeric._verify, "compile_gradients", broken)
     monkeypatch.setattr(numeric, "compile_gradients", broken)

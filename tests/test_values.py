@@ -42,7 +42,7 @@ def test_each_tensor_is_one_draw(monkeypatch):
     one call per entry."""
     calls: list[str] = []
     real = np.random.default_rng
-    monkeypatch.setattr(symbolic._values.np.random, "default_rng", lambda seed: _Counting(real(seed), calls))
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: _Counting(real(seed), calls))
     network = Network([300, 200, 10], ["tanh", "sigmoid"], "half_sse", bias=True)
     values = sample_arrays(network, seed=3, batch=50)
     assert len(calls) == len(values) == 2 + len(network.parameter_shapes)
@@ -114,7 +114,7 @@ def test_distribution_and_probability_targets():
 def test_a_draw_that_cannot_fit_is_refused_before_drawing(monkeypatch):
     monkeypatch.setattr(symbolic._memory, "available_memory", lambda: 2**20)  # 1 MiB left
     drawn = []
-    monkeypatch.setattr(symbolic._values.np.random, "default_rng", lambda seed: drawn.append(seed))
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: drawn.append(seed))
     network = Network([300, 300], "tanh", "half_sse")  # 90,000 weights: 0.7 MB, plus x and y
     with pytest.raises(ResourceError) as caught:
         random_values(network, 100, 0)

@@ -8,6 +8,7 @@ is wrapped as a ``CompiledGradients``: the same checks, results and ``value_and_
 from __future__ import annotations
 
 import ctypes
+import threading
 import warnings
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from symbolic import Derivation, InputError, InputTypeError
 
 from .._compiled import CompiledGradients
+from ._blas import find_blas
 from ._build import find_compiler, load
 from ._kernel import Kernel, write_kernel
 
@@ -23,10 +25,11 @@ from ._kernel import Kernel, write_kernel
 # float32: tiles of 64, 256, 627, 2048, 8192 samples took 10.3, 9.8, 10.9, 10.9, 11.2 ms (256 KiB: 292 samples).
 TILE_BYTES = 256 * 2**10
 # ... but never fewer samples than this: a tile reads every weight once and adds every weight's gradient into
-# the totals once, so a wide network's few-sample tiles (7 at 1024-1024-1024: 32 KiB a sample) spent their time
-# there. 1024-1024-1024 tanh B=256: tiles of 7, 32, 64, 128 samples took 202, 90, 94, 69 ms; 784-256-10
-# relu/softmax B=1024: 41, 64, 128 samples 18.4, 13.0, 13.2 ms. The tile's buffers are then larger than the
-# cache (4 MiB at 1024 wide): the cost of a tile is the weights', not the buffers'.
+# its sum once, so a wide network's few-sample tiles spent their time there. With the wide products as GEMM
+# calls (one thread, float32): 1024-1024-1024 tanh B=256, tiles of 64, 128, 256 samples took 42.2, 36.9, 36.3 ms;
+# 784-256-10 relu/softmax B=1024, tiles of 64, 128, 256, 1024: 10.5, 10.4, 10.2, 11.0 ms. 128 keeps the work area
+# (kept from call to call: CCompiledGradients._work_address) at 2.6 MB for 1024-1024-1024 where 256 would double
+# it for 1.5%.
 MIN_TILE = 128
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -45,13 +48,19 @@ class CCompiledGradients(CompiledGradients):
 
     def __init__(self, derivation: Derivation, kernel: Kernel, library: ctypes.CDLL, chunk: int | str | None):
         self.kernel = kernel
-        self._functions = {}
+        self._functions, self._work_reals = {}, {}
         for dtype, name in kernel.function.items():
             function = getattr(library, name)
-            pointers = len(kernel.inputs) + len(kernel.outputs) + 1  # the loss last
+            pointers = 2 + len(kernel.inputs) + len(kernel.outputs) + 1  # work, blas, ..., the loss last
             function.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * pointers
             function.restype = ctypes.c_int
             self._functions[dtype] = function
+            work = getattr(library, kernel.work[dtype])
+            work.argtypes, work.restype = [ctypes.c_int64, ctypes.c_int], ctypes.c_int64
+            self._work_reals[dtype] = work
+        # the gemm routine the wide products call, by dtype name (None: the kernel's own GEMM); tests set it
+        self.blas: dict[str, int | None] = find_blas() if kernel.wide else {dtype: None for dtype in kernel.function}
+        self._work = threading.local()  # each thread's work area, kept from call to call
         super().__init__(derivation, "matrix", self._gradients, lambda: self._loss_and_gradients, chunk=None)
         self.backend = "c"
         self.chunk = chunk
@@ -76,6 +85,27 @@ class CCompiledGradients(CompiledGradients):
             return max(1, min(batch, max(MIN_TILE, TILE_BYTES // (self.kernel.reals_per_sample * item))))
         return self.chunk  # type: ignore[return-value]
 
+    def _work_address(self, dtype: torch.dtype, tile: int, packing: bool) -> int:
+        """The address of this thread's work area for tiles of ``tile`` samples, kept for the next call (grown
+        when a call needs more). Kept rather than allocated by each call: a fresh block of a megabyte or more is
+        mapped anew by glibc at every call and its pages faulted in; kept, a call allocates its results alone
+        (bench.py's peak memory of a call), and the area is what one tile needs (``_tile``) plus, where no
+        BLAS was found, the GEMM's packing space. Looked up by the call's (dtype, tile, packing): a B=1 call
+        asks C for the size once, not every time."""
+        local = self._work.__dict__
+        addresses, areas = local.setdefault("addresses", {}), local.setdefault("areas", {})
+        key = (dtype, tile, packing)
+        address = addresses.get(key)
+        if address is None:
+            reals = int(self._work_reals[_DTYPES[dtype]](max(tile, 1), int(packing)))
+            area = areas.get(dtype)
+            if area is None or area.numel() < reals:
+                area = areas[dtype] = torch.empty(reals, dtype=dtype)
+                for other in [k for k in addresses if k[0] == dtype]:  # they pointed into the area let go
+                    del addresses[other]
+            address = addresses[key] = area.data_ptr()
+        return address
+
     def _gradients(self, x: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> list[torch.Tensor]:
         return self._call(x, y, params, with_loss=False)
 
@@ -83,7 +113,8 @@ class CCompiledGradients(CompiledGradients):
         return self._call(x, y, params, with_loss=True)
 
     def _call(self, x, y, params, with_loss: bool) -> list[torch.Tensor]:
-        function = self._functions.get(_DTYPES.get(x.dtype))  # type: ignore[arg-type]
+        name = _DTYPES.get(x.dtype)
+        function = self._functions.get(name)  # type: ignore[arg-type]
         if function is None:
             raise InputTypeError(f"backend='c' computes in float32 or float64; got {x.dtype}")
         if x.device.type != "cpu":
@@ -95,9 +126,13 @@ class CCompiledGradients(CompiledGradients):
             for rows, cols in self.kernel.outputs.values()
         ]
         loss = torch.empty((), dtype=x.dtype) if with_loss else None
+        tile = self._tile(batch, x.element_size())
+        blas = self.blas[name]  # type: ignore[index]
         status = function(
             batch,
-            self._tile(batch, x.element_size()),
+            tile,
+            self._work_address(x.dtype, tile, blas is None),
+            blas,
             *(t.data_ptr() for t in inputs),
             *(t.data_ptr() for t in outputs),
             None if loss is None else loss.data_ptr(),
