@@ -154,6 +154,7 @@ _TEXT_TO_LATEX = {
     "ĝ": r"$\hat{g}$",
     "→": r"$\to$",
     "ᵀ": r"$^{\top}$",
+    "ᵢ": r"\textsubscript{\emph{i}}",  # γᵢ in a sentence: a subscript, not an escaped underscore
 }
 _ACCENTED = re.compile("(\\w)([\u0302\u0303])")  # x̂, x̃: a letter and a combining accent, set as \hat{x}, \tilde{x}
 _ACCENTS = {"\x00": "hat", "\x01": "tilde"}  # the marks the accents become until the text is escaped

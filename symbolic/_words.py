@@ -489,7 +489,7 @@ _MODEL_ENGLISH = {
     "of the chain rule's sum:",
     "model_flatten": "Flatten reshapes a sample's [C, …] into one row and computes nothing: its backward pass "
     "reshapes the gradient back to [C, …].",
-    "model_dropout_forward": "Dropout multiplies each entry by its mask m_i (0 or 1, given as an input so that the "
+    "model_dropout_forward": "Dropout multiplies each entry by its mask mᵢ (0 or 1, given as an input so that the "
     "gradients can be reproduced) and scales by 1/(1 − p):",
     "model_dropout_backward": "The chain rule keeps the same entry's term; the mask routes the gradient exactly as "
     "it routed the input:",
@@ -501,10 +501,10 @@ _MODEL_ENGLISH = {
     "model_residual_backward": "The chain rule adds the two paths; the skip passes g on unchanged:",
     "model_residual_meaning": "The second term is what the block's own layers give as ∂L/∂x when they are fed g: "
     "so the gradient into a residual block is the gradient out of it plus the block's share.",
-    "model_layernorm_axis": "LayerNorm normalises each sample over its n features, with a γ_i and β_i per "
+    "model_layernorm_axis": "LayerNorm normalises each sample over its n features, with a γᵢ and βᵢ per "
     "feature. For one sample x (index form, as SymPy derives it):",
     "model_batchnorm_axis": "BatchNorm (training mode) normalises each feature c over the batch: x below is that "
-    "feature's N values, one per sample (and per position, after a convolution), and γ_c, β_c are one number each. "
+    "feature's N values, one per sample (and per position, after a convolution), and its γ and β are one number each. "
     "The running statistics do not enter the gradient. In index form, as SymPy derives it:",
     "model_norm_graph": "x reaches the loss along three paths: directly into x̂, through the mean μ, and through the "
     "variance σ² (μ feeds σ² too).",
@@ -513,7 +513,7 @@ _MODEL_ENGLISH = {
     "model_graph_variance": "x → σ² → x̂ (green)",
     "model_norm_caption": "The computational graph of a normalisation layer: three paths from x into the loss meet "
     "at x̂.",
-    "model_norm_paths": "With g_i = ∂L/∂y_i from the next layer and {ghat}, the chain rule along each path, each "
+    "model_norm_paths": "With gᵢ = ∂L/∂yᵢ from the next layer and {ghat}, the chain rule along each path, each "
     "local derivative taken by sympy.diff with μ and σ² held as variables:",
     "model_norm_path_direct": "Directly into x̂ (μ and σ² held fixed):",
     "model_norm_path_mean": "Through the mean μ:",
@@ -583,7 +583,7 @@ _MODEL_CHINESE = {
     "model_activation_kind": "激活函数（{names}）",
     "model_activation": "激活函数对每个分量单独作用 f，所以链式法则的求和中只剩下同一分量的那一项：",
     "model_flatten": "Flatten 只把一个样本的 [C, …] 排成一行，不做任何运算：反向传播时把梯度按原形状还原为 [C, …]。",
-    "model_dropout_forward": "Dropout 把每个分量乘以它的掩码 m_i（取 0 或 1，作为输入给出，以便梯度可以复现），"
+    "model_dropout_forward": "Dropout 把每个分量乘以它的掩码 mᵢ（取 0 或 1，作为输入给出，以便梯度可以复现），"
     "再乘以 1/(1 − p)：",
     "model_dropout_backward": "链式法则只留下同一分量的项；掩码怎样传递输入，就怎样传递梯度：",
     "model_residual_forward": "残差块把输入加到块的输出上：y = x + F(x)。从 x 到求和处有两条路径：跳跃连接和块本身。",
@@ -593,17 +593,17 @@ _MODEL_CHINESE = {
     "model_residual_backward": "链式法则把两条路径相加；跳跃连接把 g 原样传回：",
     "model_residual_meaning": "第二项正是块内各层在接收 g 时算出的 ∂L/∂x：因此流入残差块输入的梯度，等于流出它的梯度"
     "加上块本身贡献的部分。",
-    "model_layernorm_axis": "LayerNorm 对每个样本的 n 个特征做归一化，每个特征有各自的 γ_i 和 β_i。对单个样本 x"
+    "model_layernorm_axis": "LayerNorm 对每个样本的 n 个特征做归一化，每个特征有各自的 γᵢ 和 βᵢ。对单个样本 x"
     "（下标形式，与 SymPy 的推导一致）：",
     "model_batchnorm_axis": "BatchNorm（训练模式）对每个特征 c 在整批样本上做归一化：下文的 x 是该特征的 N 个值，"
-    "每个样本一个（卷积层之后还包括每个位置），γ_c 和 β_c 各是一个数。滑动平均的统计量不参与梯度。下标形式，"
+    "每个样本一个（卷积层之后还包括每个位置），它的 γ 和 β 各是一个数。滑动平均的统计量不参与梯度。下标形式，"
     "与 SymPy 的推导一致：",
     "model_norm_graph": "x 沿三条路径到达损失：直接进入 x̂，经过均值 μ，以及经过方差 σ²（μ 也进入 σ²）。",
     "model_graph_direct": "x → x̂（蓝色）",
     "model_graph_mean": "x → μ → x̂，以及 μ → σ²（橙色）",
     "model_graph_variance": "x → σ² → x̂（绿色）",
     "model_norm_caption": "归一化层的计算图：从 x 到损失的三条路径在 x̂ 处汇合。",
-    "model_norm_paths": "记后一层传来的 g_i = ∂L/∂y_i，以及 {ghat}。沿每条路径应用链式法则，其中每个局部导数都由 "
+    "model_norm_paths": "记后一层传来的 gᵢ = ∂L/∂yᵢ，以及 {ghat}。沿每条路径应用链式法则，其中每个局部导数都由 "
     "sympy.diff 求出（把 μ 和 σ² 当作变量）：",
     "model_norm_path_direct": "直接进入 x̂（μ 和 σ² 保持不变）：",
     "model_norm_path_mean": "经过均值 μ：",
