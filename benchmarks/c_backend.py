@@ -36,9 +36,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py and its modules beside this file
 
-from bench import Case, hardware, hardware_probes, lower_bound
+from bench_cases import Case
+from bench_measure import hardware, hardware_probes, lower_bound
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
 from numeric._c._blas import find_blas
