@@ -434,7 +434,7 @@ def test_a_call_allocates_its_results_alone():
     """The work area is kept from call to call (per thread, per dtype) and grows only when a larger tile needs
     it: the second call of the same size uses the first call's area."""
     network = _WIDE_NETWORKS["300-97-70-3"]
-    compiled = compile_gradients(derive(network), backend="c", chunk=16)
+    compiled = compile_gradients(derive(network), backend="c", chunk=40)  # 96 KiB of work area: kept
     values = _smooth_values(network, 40, 2)
     params = {name: values[name] for name in network.parameter_shapes}
     first = compiled(values["x"], values["y"], params)
@@ -472,14 +472,16 @@ def _autograd_saved_bytes(network: Network, values: dict[str, torch.Tensor]) -> 
 @pytest.mark.parametrize("label", list(_WIDE_NETWORKS))
 def test_the_kept_work_area_is_within_what_autograd_saves(label, batch):
     """chunk="auto" sizes its tile so that the work area it keeps between calls is no larger than the tensors
-    autograd saves for the same network and batch: a call plus what it keeps holds no more than autograd."""
+    autograd saves for the same network and batch: a call plus what it keeps holds no more than autograd. A small
+    area is not kept at all."""
     network = _WIDE_NETWORKS[label]
     values = _smooth_values(network, batch, 3)
     params = {name: values[name] for name in network.parameter_shapes}
     compiled = compile_gradients(derive(network), backend="c")
     ours = compiled(values["x"], values["y"], params)
     kept = sum(area.numel() * area.element_size() for area in compiled._work.areas.values())
-    assert 0 < kept <= _autograd_saved_bytes(network, values)
+    assert kept <= _autograd_saved_bytes(network, values)
+    assert kept > 0 or batch < 500  # under KEEP_BYTES (64 KiB) an area is allocated by each call instead
     reference = autograd_loss_and_gradients(network, values["x"], values["y"], params)[1]
     for name in ours:  # and the smaller tile changes nothing in the gradients
         assert _relative_error(ours[name], reference[name]) <= 1e-10, name
