@@ -269,7 +269,7 @@ def main() -> int:
             print(
                 f"  chainrule c keeps its work area between calls (not in the peak above): {kept / 1e6:.3f} MB "
                 f"(tiles of {tile} samples, {area / 1e6:.3f} MB of area; under 64 KiB allocated by each call): "
-                f"one call + kept {total / 1e6:.3f} MB, {total / base:.4f}× autograd"
+                f"one call + kept {total / 1e6:.3f} MB" + (f", {total / base:.4f}× autograd" if base else "")
             )
     print(f"\nload average after: {os.getloadavg()}")
     return 0
