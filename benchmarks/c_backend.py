@@ -36,9 +36,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py and its modules beside this file
 
-from bench import Case, hardware, hardware_probes, lower_bound
+from bench_cases import Case
+from bench_measure import hardware, hardware_probes, lower_bound
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
 from numeric._c._blas import find_blas
@@ -262,7 +263,14 @@ def main() -> int:
             print(f"  peak memory of one call (RSS growth): {shown}")
             held = getattr(getattr(c_compiled, "_work", None), "areas", {})  # this thread's, by dtype
             kept = sum(area.numel() * area.element_size() for area in held.values())
-            print(f"  chainrule c keeps its work area between calls (not in the peak above): {kept / 1e6:.3f} MB")
+            tile = c_compiled._tile(batch, 4)
+            area = 4 * c_compiled._work_reals["float32"](tile, int(c_compiled.blas["float32"] is None))
+            total = peaks["chainrule c"] + kept
+            print(
+                f"  chainrule c keeps its work area between calls (not in the peak above): {kept / 1e6:.3f} MB "
+                f"(tiles of {tile} samples, {area / 1e6:.3f} MB of area; under 64 KiB allocated by each call): "
+                f"one call + kept {total / 1e6:.3f} MB" + (f", {total / base:.4f}× autograd" if base else "")
+            )
     print(f"\nload average after: {os.getloadavg()}")
     return 0
 

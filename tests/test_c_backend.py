@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from test_general import networks
 from test_saturation import GAPS, PAIRINGS, X, Y, _weights, reference
 
-from numeric import CompiledGradients, autograd_loss_and_gradients, compile_gradients, random_values
+from numeric import (
+    REFERENCE_LOSSES,
+    CompiledGradients,
+    autograd_loss_and_gradients,
+    compile_gradients,
+    random_values,
+    to_torch,
+)
 from numeric._c import NoCompilerWarning
 from numeric._c._build import find_compiler, load
 from numeric._c._kernel import PRELUDE
@@ -427,7 +434,7 @@ def test_a_call_allocates_its_results_alone():
     """The work area is kept from call to call (per thread, per dtype) and grows only when a larger tile needs
     it: the second call of the same size uses the first call's area."""
     network = _WIDE_NETWORKS["300-97-70-3"]
-    compiled = compile_gradients(derive(network), backend="c", chunk=16)
+    compiled = compile_gradients(derive(network), backend="c", chunk=40)  # 96 KiB of work area: kept
     values = _smooth_values(network, 40, 2)
     params = {name: values[name] for name in network.parameter_shapes}
     first = compiled(values["x"], values["y"], params)
@@ -436,3 +443,45 @@ def test_a_call_allocates_its_results_alone():
     assert compiled._work.areas[torch.float64] is area
     for name in first:
         assert torch.equal(first[name], second[name]), name  # nothing left over from the first call changes it
+
+
+def _autograd_saved_bytes(network: Network, values: dict[str, torch.Tensor]) -> int:
+    """Bytes of the tensors torch autograd saves for its backward pass of ``network`` (nn.Linear and activation
+    modules, as bench.py runs it), counted by ``saved_tensors_hooks``: each storage once, the inputs' and the
+    weights' not (they exist before the call)."""
+    params = {name: values[name] for name in network.parameter_shapes}
+    model = to_torch(network, params)
+    x_rows, y_rows = values["x"].T.contiguous(), values["y"].T.contiguous()
+    existing = {t.untyped_storage().data_ptr() for t in (x_rows, y_rows, *model.parameters())}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in existing:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = REFERENCE_LOSSES[network.loss](model(x_rows), y_rows)
+    torch.autograd.grad(loss, list(model.parameters()))
+    return sum(saved.values())
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch", [8, 64, 500])
+@pytest.mark.parametrize("label", list(_WIDE_NETWORKS))
+def test_the_kept_work_area_is_within_what_autograd_saves(label, batch):
+    """chunk="auto" sizes its tile so that the work area it keeps between calls is no larger than the tensors
+    autograd saves for the same network and batch: a call plus what it keeps holds no more than autograd. A small
+    area is not kept at all."""
+    network = _WIDE_NETWORKS[label]
+    values = _smooth_values(network, batch, 3)
+    params = {name: values[name] for name in network.parameter_shapes}
+    compiled = compile_gradients(derive(network), backend="c")
+    ours = compiled(values["x"], values["y"], params)
+    kept = sum(area.numel() * area.element_size() for area in compiled._work.areas.values())
+    assert kept <= _autograd_saved_bytes(network, values)
+    assert kept > 0 or batch < 500  # under KEEP_BYTES (64 KiB) an area is allocated by each call instead
+    reference = autograd_loss_and_gradients(network, values["x"], values["y"], params)[1]
+    for name in ours:  # and the smaller tile changes nothing in the gradients
+        assert _relative_error(ours[name], reference[name]) <= 1e-10, name

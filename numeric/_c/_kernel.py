@@ -664,7 +664,8 @@ class _Writer:
                 self.step(step.target, step.expression, body, self.after)
         if self.x_tile:  # something reads x element-wise or in a narrow product: copied in like y
             self.tile_buffers.append(("tile_x", network.sizes[0]))
-        self.share_slots(body, loss_body)
+        body, after_loss = self.split_for_loss(body, loss_body)
+        self.share_slots(body, loss_body, after_loss)
         self.reals_per_sample = sum(width for _, width in self.slots)
         real = self.printer.type_name
         pointers = [f"const {real} *restrict {symbol.name}" for symbol in program.inputs]
@@ -688,7 +689,7 @@ class _Writer:
             f"    const {real} batch = ({real})B;",
             *(f"    {line}" for line in self.allocation(work_name, lengths)),
             *(f"    if (B == 0) memset({place.name}, 0, sizeof({real})*{place.width});" for place in outputs),
-            *(f"    {line}" for line in self.tile_loop(body, loss_body)),
+            *(f"    {line}" for line in self.tile_loop(body, loss_body, after_loss)),
             *(f"    {line}" for line in self.after),
             "    if (out_loss != NULL) {",
             *(f"        {line}" for line in loss_after),
@@ -703,16 +704,31 @@ class _Writer:
         lines += ["    if (given_work == NULL) free(work);", "    free(totals);", "    return 0;", "}"]
         return "\n".join(line for line in lines if line)
 
-    def share_slots(self, body: list[str], loss_body: list[str]) -> None:
+    def split_for_loss(self, body: list[str], loss_body: list[str]) -> tuple[list[str], list[str]]:
+        """The tile's lines before and after the loss's: the loss runs right after the last line it reads (its
+        targets named by the ``/* target = … */`` comment starting each line's group), not at the tile's end,
+        so that what it reads (the output layer, y's tile) is free for the backward lines' buffers: in
+        1024-1024-1024 tanh δ1 then lives in a2's slot, 4 rows of 1024 a sample where it was 5, and a tile
+        within the caller's memory budget (1 MiB at B=256) holds 64 samples, not 51."""
+        read = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"/\*.*?\*/", "", "\n".join(loss_body))))
+        split = 0
+        for index, line in enumerate(body):
+            if line.startswith("/* ") and line[3:].split(" = ")[0] in read:
+                split = index + 1
+                while split < len(body) and not body[split].startswith("/* "):  # to the end of that line's group
+                    split += 1
+        return body[:split], body[split:]
+
+    def share_slots(self, body: list[str], loss_body: list[str], after_loss: list[str]) -> None:
         """Give each tile buffer a slot of the work area, one slot to buffers whose lives do not overlap.
 
         A buffer lives from the first to the last line of the program (or the tile's copy in or out) that
         names it, and each tile computes its own, so a buffer whose last reader comes before another's first
-        writer can lend it its memory: 1024-1024-1024 tanh: δ2 in z2's and δ1 in z1's slot (7 rows of 1024 a
-        sample down to 5); 784-256-10: δ1 in a1's. Lines are grouped by the program's line they lower (the
+        writer can lend it its memory: 1024-1024-1024 tanh: z2 and δ2 in z1's slot, δ1 in a2's (7 rows of 1024 a
+        sample down to 4); 784-256-10: δ1 in a1's. Lines are grouped by the program's line they lower (the
         ``/* target = … */`` comment starting each), so a buffer never shares with one of the same line."""
         groups: list[set[str]] = [{"tile_y", "tile_x"}]
-        for lines in (body, loss_body):
+        for lines in (body, loss_body, after_loss):
             for line in lines:
                 if line.startswith("/* ") or len(groups) == 1:
                     groups.append(set())
@@ -776,7 +792,7 @@ class _Writer:
             ]
         return lines
 
-    def tile_loop(self, body: list[str], loss_body: list[str]) -> list[str]:
+    def tile_loop(self, body: list[str], loss_body: list[str], after_loss: list[str]) -> list[str]:
         """The loop over tiles of T samples: x and y copied in with samples as rows, the program's lines, the
         loss's when asked, and ∂L/∂x copied out in x's layout (one column per sample)."""
         x, y = (self.places[symbol] for symbol in self.program.inputs[:2])
@@ -796,6 +812,7 @@ class _Writer:
             ]
         lines += [f"    {line}" for line in body]
         lines += ["    if (out_loss != NULL) {", *(f"        {line}" for line in loss_body), "    }"]
+        lines += [f"    {line}" for line in after_loss]
         for gradient, symbol in self.program.gradients.items():
             place = self.places[symbol]
             if place.kind == "tile":
