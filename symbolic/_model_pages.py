@@ -1438,7 +1438,7 @@ def _conv_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> lis
     worked = sympy.Add(*(Factors(_shown(a_, GHAT[u]), _shown(b_, KERNEL[t])) for u, t, a_, b_ in terms), evaluate=False)
     total = _total(a_ * b_ for _, _, a_, b_ in terms)
     blocks += [
-        w.say("model_numbers_conv_worked", entry=w.show(at)),
+        w.say("model_numbers_conv_worked", entry=w.show(at), form=w.show(_conv_textbook())),
         Chain(
             (
                 w.show(Partial(LOSS, at), local[_ravel(entry, shape[1:])]),
@@ -1452,6 +1452,14 @@ def _conv_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> lis
         w.say("model_numbers_checked"),
     ]
     return blocks
+
+
+def _conv_textbook() -> sympy.Expr:
+    """Σ_o Σ_k ĝ[o, i + P + k] W[o, c, K − 1 − k], one axis (a 2-D kernel is the same along each), for the prose."""
+    o_, c_, k_, i_ = (Symbol(name, integer=True) for name in ("o", "c", "k", "i"))
+    padding, kernel, outs = (Symbol(name, integer=True, positive=True) for name in ("P", "K", "O"))
+    term = Factors(GHAT[o_, i_ + padding + k_], KERNEL[o_, c_, kernel - 1 - k_])
+    return Sum(term, (k_, 0, kernel - 1), (o_, 0, outs - 1))
 
 
 def _pool_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> list[Block]:

@@ -546,8 +546,8 @@ _MODEL_ENGLISH = {
     "model_numbers_conv": "Sample {sample}, input channel 0 (kernel {kernel}, stride {stride}, padding {padding}), "
     "computed by SymPy to 40 digits and shown to 5; g = ∂L/∂y of each output channel o comes from the layers after "
     "this one, ĝ is g with s − 1 zeros between its entries and K − 1 zeros around it, and W[o,0] is the kernel:",
-    "model_numbers_conv_worked": "{entry} worked through the textbook's form Σ_o Σ_k ĝ[o, i + P + k] · W[o, c, "
-    "K − 1 − k]: the kernel flipped, the products whose ĝ is 0 left out:",
+    "model_numbers_conv_worked": "{entry} worked through the textbook's form {form} (for two axes, the same along "
+    "each): the kernel flipped, the products whose ĝ is 0 left out:",
     "model_numbers_pool": "Sample {sample}, channel 0 (window {kernel}, stride {stride}), computed by SymPy to 40 "
     "digits and shown to 5: the layer's input x and g = ∂L/∂y from the layers after this one:",
     "model_numbers_window": "The window of {window}: its largest entry is {top}, so {window}'s g goes to {top} "
@@ -645,8 +645,8 @@ _MODEL_CHINESE = {
     "model_numbers_conv": "第 {sample} 个样本、输入通道 0（卷积核 {kernel}、步长 {stride}、补零 {padding}），由 SymPy "
     "以 40 位有效数字计算、显示 5 位；每个输出通道 o 的 g = ∂L/∂y 来自其后的各层，ĝ 是在 g 的分量之间插入 s − 1 个零、"
     "四周补 K − 1 个零得到的，W[o,0] 是卷积核：",
-    "model_numbers_conv_worked": "按教科书的公式 Σ_o Σ_k ĝ[o, i + P + k] · W[o, c, K − 1 − k] 算出 {entry}："
-    "卷积核翻转，ĝ 为 0 的乘积略去：",
+    "model_numbers_conv_worked": "按教科书的公式 {form}（二维时每个轴都如此）算出 {entry}：卷积核翻转，ĝ 为 0 的"
+    "乘积略去：",
     "model_numbers_pool": "第 {sample} 个样本、通道 0（窗口 {kernel}、步长 {stride}），由 SymPy 以 40 位有效数字计算、"
     "显示 5 位：该层的输入 x 与来自其后各层的 g = ∂L/∂y：",
     "model_numbers_window": "{window} 的窗口中最大的分量是 {top}，所以 {window} 的 g 全部传给 {top}，"
