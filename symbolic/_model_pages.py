@@ -1533,6 +1533,36 @@ def _pool_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> lis
                     "worked",
                 ),
             ]
+    else:
+        # the entry in the most windows (then the largest gradient): its shares g/K, one per window, added
+        spatial = shape[1:]
+        entry = max(
+            _entries(spatial),
+            key=lambda u: (sum(u in window for window in windows.values()), abs(local[_ravel(u, spatial)])),
+        )
+        covering = [ts for ts, window in windows.items() if entry in window]
+        shares = [upstream[sample][_ravel((channel, *ts), out_shape)] for ts in covering]
+        size = sympy.Integer(math.prod(layer.kernel))
+        worked = sympy.Add(
+            *(Factors(one(size), _shown(v, g[(channel, *ts)])) for ts, v in zip(covering, shares, strict=True)),
+            evaluate=False,
+        )
+        total = _total(shares) / size
+        at = x[(channel, *entry)]
+        blocks += [
+            w.say("model_numbers_average", entry=w.show(at), windows=len(covering)),
+            Chain(
+                (
+                    w.show(Partial(LOSS, at), local[_ravel(entry, spatial)]),
+                    w.show(
+                        sympy.Add(*(Factors(one(size), g[(channel, *ts)]) for ts in covering), evaluate=False), total
+                    ),
+                    w.show(worked, _value_of(worked)),
+                    w.show(_shown(total), _value_of(_shown(total))),
+                ),
+                "worked",
+            ),
+        ]
     blocks += [
         w.say("model_numbers_routed" if layer.kind == "max" else "model_numbers_shared"),
         Chain(

@@ -554,6 +554,7 @@ _MODEL_ENGLISH = {
     "and to no other entry of the window:",
     "model_numbers_overlap": "{entry} is the largest entry of two overlapping windows: it receives both their g, "
     "added:",
+    "model_numbers_average": "{entry} lies in {windows} window(s): it receives g/K from each, added:",
     "model_numbers_routed": "Every window's g routed to its arg-max (the other entries receive 0):",
     "model_numbers_shared": "Every window's g shared as g/K among its entries, an entry in several windows adding "
     "their shares:",
@@ -652,6 +653,7 @@ _MODEL_CHINESE = {
     "model_numbers_window": "{window} 的窗口中最大的分量是 {top}，所以 {window} 的 g 全部传给 {top}，"
     "窗口中其他分量得到 0：",
     "model_numbers_overlap": "{entry} 是两个重叠窗口中各自最大的分量：它接收两个窗口的 g 之和：",
+    "model_numbers_average": "{entry} 属于 {windows} 个窗口：它从每个窗口得到 g/K，各份相加：",
     "model_numbers_routed": "每个窗口的 g 传给其最大分量（其他分量得到 0）：",
     "model_numbers_shared": "每个窗口的 g 以 g/K 平分给其中各分量，属于多个窗口的分量把各份相加：",
     "model_numbers_checked": "沿整个模型逐个分量应用链式法则得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下"
