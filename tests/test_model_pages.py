@@ -4,8 +4,9 @@ Each Chain's sides stand for expressions in the facts' symbols (or numbers); ``s
 sizes 2, 3, 5 and every index and shows the difference 0 (``_norm.vanishes``), the dense facts at symbolic sizes.
 The numbers (μ, σ̂, x̂, ∂L/∂x of a normalisation layer; g, ∂L/∂x, the flipped-kernel sum and the max's routing of a
 convolution or pooling layer, computed by SymPy) are compared with torch autograd in float64 on the same model built
-from torch's functions. Planted mistakes (a sign in a path term, a residual
-without its skip, the n − 1 variance in the worked numbers, a Chinese word swapped) must fail.
+from torch's functions. Planted mistakes (a sign in a path term, a residual without its skip, the n − 1 variance in
+the worked numbers, the kernel not flipped, a max's g sent to another entry of its window, a Chinese word swapped)
+must fail.
 """
 
 from __future__ import annotations
