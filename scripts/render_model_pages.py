@@ -1,5 +1,5 @@
 """Write example model pages as PDFs, in English and Chinese: a residual block with LayerNorm, a BatchNorm layer
-(with its numbers worked) and a small CNN.
+(with its numbers worked), a small CNN and a strided Conv1d (their convolution and max-pooling worked in numbers).
 
     python scripts/render_model_pages.py [OUTPUT_FOLDER]    (default: model-pages/)
 
@@ -19,6 +19,7 @@ from symbolic import LANGUAGES  # noqa: E402
 from symbolic._model import (  # noqa: E402
     Act,
     BatchNorm,
+    Conv1d,
     Conv2d,
     Dropout,
     Flatten,
@@ -37,15 +38,18 @@ EXAMPLES = {
         2,
     ),
     "batchnorm": (Model((3,), (BatchNorm(), Linear(2), Act("sigmoid")), "half_sse"), 4),
+    # one channel in, a 4 × 4 input, 2 × 2 kernels moved by 1, and max-pool windows that overlap (stride 1)
     "small-cnn": (
         Model(
-            (1, 6, 6),
-            (Conv2d(2, 3, padding=1), Act("relu"), MaxPool2d(2), Flatten(), Linear(2)),
+            (1, 4, 4),
+            (Conv2d(2, 2), Act("relu"), MaxPool2d(2, stride=1), Flatten(), Linear(2)),
             "softmax_cross_entropy",
             "mean",
         ),
-        None,
+        1,
     ),
+    # a length-6 input, a length-3 kernel moved by 2: ĝ has a zero between g's entries
+    "conv1d-stride2": (Model((1, 6), (Conv1d(1, 3, stride=2), Act("tanh"), Flatten(), Linear(2)), "half_sse"), 1),
 }
 
 

@@ -16,12 +16,17 @@ that each side of every Chain equals the next (``sides_equal``).
 
 The numbers (``values`` given) are computed by SymPy from the forward definitions with 40 significant digits:
 each gradient is ``diff`` of the loss with respect to a layer's input or output, and the worked lines evaluate the
-textbook's form with those numbers; the tests compare them with torch autograd. This module never imports torch.
+textbook's form with those numbers; the tests compare them with torch autograd. A normalisation layer is worked along
+one vector; a convolution on one sample's input channel 0 (g, the dilated and padded ĝ, one entry of ∂L/∂x as the
+nonzero products of ĝ with the flipped kernel, then the whole ∂L/∂x); a pooling layer on channel 0 (a window, its
+arg-max, an entry that two overlapping windows route to with both their g added, then every window's g routed).
+This module never imports torch.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +59,7 @@ x, g, gamma, beta = _norm.x, _norm.g, _norm.gamma, _norm.beta
 mu, sigma_hat, eps = _norm.mu, _norm.sigma_hat, _norm.eps
 i, j, k, p, r = _norm.i, _norm.j, _norm.k, _norm.p, _norm.r
 XHAT, GHAT, Y = IndexedBase("xhat"), IndexedBase("ghat"), IndexedBase("y")
+KERNEL = IndexedBase("W")  # a convolution's kernel, in its numbers
 SIGMA2 = Symbol("sigma2", nonnegative=True)  # σ², a name on the page
 MASK = IndexedBase("m")  # dropout's mask
 KEEP = Symbol("p_drop", nonnegative=True)  # dropout's p
@@ -930,8 +936,6 @@ class ModelNumbers:
         self.batch = len(self.x)
         self.parameters = {name: [_float(v) for v in _flat(values[name])] for name in model.parameter_shapes}
         self.masks = {name: [[_float(v) for v in _flat(row)] for row in values[name]] for name in model.mask_shapes}
-        if any(isinstance(q.layer, (Conv, Pool)) for q in model.placed):
-            raise NetworkError("the worked numbers cover dense, normalisation, dropout and residual layers only")
         for name, shape in model.parameter_shapes.items():
             if len(self.parameters[name]) != math.prod(shape):
                 raise InputError(
@@ -982,7 +986,28 @@ class ModelNumbers:
             ]
         if isinstance(layer, Flatten):
             return batch
+        if isinstance(layer, Conv):
+            return [self._convolved(placed, row) for row in batch]
+        if isinstance(layer, Pool):
+            return [_pooled(placed, row) for row in batch]
         raise NetworkError(f"no numbers for {type(layer).__name__}")
+
+    def _convolved(self, placed: Placed, row: Sequence) -> list:
+        """y[o,t] = b[o] + Σ_c Σ_k W[o,c,k] x[c, s t + k − P], the terms that fall in the zero padding left out."""
+        layer, shape = placed.layer, placed.shape_in
+        weight = self.parameters[f"W{placed.number}"]
+        bias = self.parameters.get(f"b{placed.number}")
+        kernel_shape = (layer.out_channels, shape[0], *layer.kernel)
+        found = []
+        for o_, *ts in _entries(placed.shape_out):
+            terms = []
+            for c_ in range(shape[0]):
+                for ks in _entries(layer.kernel):
+                    u = [s_ * t_ + k_ - p_ for t_, k_, s_, p_ in zip(ts, ks, layer.stride, layer.padding, strict=True)]
+                    if all(0 <= u_ < n_ for u_, n_ in zip(u, shape[1:], strict=True)):
+                        terms.append(weight[_ravel((o_, c_, *ks), kernel_shape)] * row[_ravel((c_, *u), shape)])
+            found.append(_total(terms) + (bias[o_] if bias else 0))
+        return found
 
     def _run(self, members: Sequence[Placed], batch, perturb) -> list[list[sympy.Expr]]:
         for placed in members:
@@ -1059,6 +1084,39 @@ class ModelNumbers:
             tuple(dx[b_][e] for b_, e in entries),
             entries[0][0] if isinstance(placed.layer, LayerNorm) else 0,
         )
+
+
+def _entries(shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every index of an array of ``shape``, in C order (the order of a sample's flat list)."""
+    return list(itertools.product(*(range(n_) for n_ in shape)))
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for u, n_ in zip(index, shape, strict=True):
+        flat = flat * n_ + u
+    return flat
+
+
+def _window(layer: Pool, ts: Sequence[int]) -> list[tuple[int, ...]]:
+    """The input positions of window ts: s t + k for every k of the kernel."""
+    return [
+        tuple(s_ * t_ + k_ for s_, t_, k_ in zip(layer.stride, ts, ks, strict=True)) for ks in _entries(layer.kernel)
+    ]
+
+
+def _plain(value) -> sympy.Expr:
+    return value.value if isinstance(value, Dual) else value
+
+
+def _pooled(placed: Placed, row: Sequence) -> list:
+    """Each window's max (the first of equal largest entries, as torch picks) or mean."""
+    layer, shape = placed.layer, placed.shape_in
+    found = []
+    for c_, *ts in _entries(placed.shape_out):
+        window = [row[_ravel((c_, *u), shape)] for u in _window(layer, ts)]
+        found.append(max(window, key=_plain) if layer.kind == "max" else _total(window) / math.prod(layer.kernel))
+    return found
 
 
 def _perturbed(batch, at: tuple[int, int]):
@@ -1164,9 +1222,13 @@ def _numbers(w: _ModelWriter, model: Model, numbers: ModelNumbers) -> list[Block
     """Each normalisation layer along one vector: μ, σ̂, x̂, g, ĝ, the textbook's ∂L/∂x_1 worked, ∂L/∂x."""
     blocks: list[Block] = []
     for placed in model.placed:
-        if not isinstance(placed.layer, (LayerNorm, BatchNorm)):
-            continue
         if math.prod(placed.shape_in) * numbers.batch > NUMBERS_LIMIT:
+            continue
+        if isinstance(placed.layer, Conv):
+            blocks += _conv_numbers(w, placed, numbers)
+        if isinstance(placed.layer, Pool):
+            blocks += _pool_numbers(w, placed, numbers)
+        if not isinstance(placed.layer, (LayerNorm, BatchNorm)):
             continue
         found = numbers.norm(placed.position)
         size = len(found.x)
@@ -1261,6 +1323,269 @@ def _numbers(w: _ModelWriter, model: Model, numbers: ModelNumbers) -> list[Block
             w.say("model_numbers_checked"),
         ]
     return blocks
+
+
+# --- convolution and pooling in numbers ------------------------------------------------------------------------
+
+
+def _grid(values: Sequence, spatial: Sequence[int]) -> sympy.Matrix:
+    """A channel's entries as the page shows them: a row (1-D) or rows × columns (2-D)."""
+    rows = spatial[0] if len(spatial) == 2 else 1
+    return sympy.Matrix(rows, len(values) // rows, list(values))
+
+
+def _first_sample(upstream: Sequence[Sequence]) -> int:
+    """The first sample whose upstream g is not all 0 (a relu that is off leaves nothing to work)."""
+    return next((b_ for b_, row in enumerate(upstream) if not all(_is_zero(v) for v in row)), 0)
+
+
+def _is_zero(value) -> bool:
+    """Whether a number is 0 (SymPy's Float(0) != 0 holds: a Float is never == an Integer)."""
+    return bool(sympy.sympify(value).is_zero)
+
+
+def conv_spread(layer: Conv, upstream: Sequence, out_shape: Sequence[int]) -> dict[tuple[int, ...], sympy.Expr]:
+    """ĝ[o,u] = g[o,t] where u = s t + K − 1 (the stride's s − 1 zeros between entries, K − 1 around), else 0."""
+    spatial = out_shape[1:]
+    spread_shape = [(t_ - 1) * s_ + 1 + 2 * (k_ - 1) for t_, s_, k_ in zip(spatial, layer.stride, layer.kernel)]
+    found: dict[tuple[int, ...], sympy.Expr] = {}
+    for o_ in range(out_shape[0]):
+        found.update({(o_, *u): sympy.Integer(0) for u in _entries(spread_shape)})
+        for ts in _entries(spatial):
+            u = tuple(s_ * t_ + k_ - 1 for s_, t_, k_ in zip(layer.stride, ts, layer.kernel, strict=True))
+            found[(o_, *u)] = upstream[_ravel((o_, *ts), out_shape)]
+    return found
+
+
+def conv_products(
+    layer: Conv, spread: Mapping, weight: Sequence, kernel_shape: Sequence[int], channel: int, entry, flipped=True
+) -> list[tuple[tuple[int, ...], tuple[int, ...], sympy.Expr, sympy.Expr]]:
+    """The nonzero terms of ∂L/∂x[c,i] = Σ_o Σ_k ĝ[o, i + P + k] W[o, c, K − 1 − k]: (ĝ's index, W's index, ĝ, W).
+    ``flipped=False`` pairs ĝ with W[o, c, k] instead, the mistake the tests plant."""
+    found = []
+    for o_ in range(kernel_shape[0]):
+        for ks in _entries(layer.kernel):
+            u = (o_, *(i_ + p_ + k_ for i_, p_, k_ in zip(entry, layer.padding, ks, strict=True)))
+            taps = tuple(n_ - 1 - k_ if flipped else k_ for n_, k_ in zip(layer.kernel, ks, strict=True))
+            if not _is_zero(spread.get(u, 0)):
+                found.append((u, (o_, channel, *taps), spread[u], weight[_ravel((o_, channel, *taps), kernel_shape)]))
+    return found
+
+
+def pool_routed(layer: Pool, inputs: Sequence, upstream: Sequence, shape, out_shape, channel: int, shift: int = 0):
+    """∂L/∂x of one channel by the routing rule: each window's g to its arg-max (max) or g/K to each entry (avg).
+    ``shift`` moves the max's g that many entries along its window, the mistake the tests plant."""
+    found = [sympy.Integer(0)] * math.prod(shape[1:])
+    for ts in _entries(out_shape[1:]):
+        window = _window(layer, ts)
+        gradient = upstream[_ravel((channel, *ts), out_shape)]
+        if layer.kind == "max":
+            values = [inputs[_ravel((channel, *u), shape)] for u in window]
+            top = values.index(max(values))
+            targets = [(window[(top + shift) % len(window)], gradient)]
+        else:
+            targets = [(u, gradient / math.prod(layer.kernel)) for u in window]
+        for u, share in targets:
+            found[_ravel(u, shape[1:])] += share
+    return found
+
+
+def _conv_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> list[Block]:
+    """One sample, input channel 0: g, ĝ and the kernel per output channel, one entry of ∂L/∂x worked through the
+    correlation of ĝ with the flipped kernel (its nonzero products), then the whole ∂L/∂x of that channel."""
+    layer, shape, out_shape = placed.layer, placed.shape_in, placed.shape_out
+    upstream, dx = numbers.gradient(placed.position, "out"), numbers.gradient(placed.position, "in")
+    sample, channel = _first_sample(upstream), 0
+    weight = numbers.parameters[f"W{placed.number}"]
+    kernel_shape = (layer.out_channels, shape[0], *layer.kernel)
+    spread = conv_spread(layer, upstream[sample], out_shape)
+    local = [dx[sample][_ravel((channel, *u), shape)] for u in _entries(shape[1:])]
+    # the entry with the most nonzero products (then the largest gradient): the correlation's pattern at its fullest
+    entry = max(
+        _entries(shape[1:]),
+        key=lambda u: (
+            len(conv_products(layer, spread, weight, kernel_shape, channel, u)),
+            abs(local[_ravel(u, shape[1:])]),
+        ),
+    )
+    terms = conv_products(layer, spread, weight, kernel_shape, channel, entry)
+    blocks: list[Block] = [
+        w.heading(
+            "model_heading_numbers",
+            3,
+            layer=w.w("model_named", name=_shown_position(placed.position), detail=f"Conv{layer.dims}d"),
+        ),
+        w.say(
+            "model_numbers_conv",
+            sample=sample + 1,
+            stride=_axes_text(layer.stride),
+            padding=_axes_text(layer.padding),
+            kernel=_axes_text(layer.kernel),
+        ),
+    ]
+    spread_shape = [(t_ - 1) * s_ + 1 + 2 * (k_ - 1) for t_, s_, k_ in zip(out_shape[1:], layer.stride, layer.kernel)]
+    for o_ in range(layer.out_channels):
+        g_o = [upstream[sample][_ravel((o_, *ts), out_shape)] for ts in _entries(out_shape[1:])]
+        ghat_o = [spread[(o_, *u)] for u in _entries(spread_shape)]
+        kernel_o = [weight[_ravel((o_, channel, *ks), kernel_shape)] for ks in _entries(layer.kernel)]
+        blocks += [
+            _grid_chain(w, g[o_], g_o, out_shape[1:]),
+            _grid_chain(w, GHAT[o_], ghat_o, spread_shape),
+            _grid_chain(w, KERNEL[o_, channel], kernel_o, layer.kernel),
+        ]
+    at = x[(channel, *entry)]
+    symbolic_terms = sympy.Add(*(Factors(GHAT[u], KERNEL[t]) for u, t, _, _ in terms), evaluate=False)
+    worked = sympy.Add(*(Factors(_shown(a_, GHAT[u]), _shown(b_, KERNEL[t])) for u, t, a_, b_ in terms), evaluate=False)
+    total = _total(a_ * b_ for _, _, a_, b_ in terms)
+    blocks += [
+        w.say("model_numbers_conv_worked", entry=w.show(at), form=w.show(_conv_textbook())),
+        Chain(
+            (
+                w.show(Partial(LOSS, at), local[_ravel(entry, shape[1:])]),
+                w.show(symbolic_terms, total),
+                w.show(worked, _value_of(worked)),
+                w.show(_shown(total), _value_of(_shown(total))),
+            ),
+            "worked",
+        ),
+        _grid_chain(w, Partial(LOSS, x[channel]), local, shape[1:]),
+        w.say("model_numbers_checked"),
+    ]
+    return blocks
+
+
+def _conv_textbook() -> sympy.Expr:
+    """Σ_o Σ_k ĝ[o, i + P + k] W[o, c, K − 1 − k], one axis (a 2-D kernel is the same along each), for the prose."""
+    o_, c_, k_, i_ = (Symbol(name, integer=True) for name in ("o", "c", "k", "i"))
+    padding, kernel, outs = (Symbol(name, integer=True, positive=True) for name in ("P", "K", "O"))
+    term = Factors(GHAT[o_, i_ + padding + k_], KERNEL[o_, c_, kernel - 1 - k_])
+    return Sum(term, (k_, 0, kernel - 1), (o_, 0, outs - 1))
+
+
+def _pool_numbers(w: _ModelWriter, placed: Placed, numbers: ModelNumbers) -> list[Block]:
+    """One sample, channel 0: the layer's input and g; max: one window, its arg-max and where g goes (an entry that
+    is the arg-max of two overlapping windows, its two contributions added); avg: one entry's shares; ∂L/∂x."""
+    layer, shape, out_shape = placed.layer, placed.shape_in, placed.shape_out
+    upstream, dx = numbers.gradient(placed.position, "out"), numbers.gradient(placed.position, "in")
+    sample, channel = _first_sample(upstream), 0
+    inputs = numbers.forward[_input_position(numbers.model, placed)][sample]
+    local = [dx[sample][_ravel((channel, *u), shape)] for u in _entries(shape[1:])]
+    routed = pool_routed(layer, inputs, upstream[sample], shape, out_shape, channel)
+    name = f"{'Max' if layer.kind == 'max' else 'Avg'}Pool{layer.dims}d"
+    blocks: list[Block] = [
+        w.heading(
+            "model_heading_numbers", 3, layer=w.w("model_named", name=_shown_position(placed.position), detail=name)
+        ),
+        w.say(
+            "model_numbers_pool", sample=sample + 1, kernel=_axes_text(layer.kernel), stride=_axes_text(layer.stride)
+        ),
+        _grid_chain(w, x[channel], [inputs[_ravel((channel, *u), shape)] for u in _entries(shape[1:])], shape[1:]),
+        _grid_chain(
+            w,
+            g[channel],
+            [upstream[sample][_ravel((channel, *ts), out_shape)] for ts in _entries(out_shape[1:])],
+            out_shape[1:],
+        ),
+    ]
+    windows = {ts: _window(layer, ts) for ts in _entries(out_shape[1:])}
+    if layer.kind == "max":
+        tops = {}
+        for ts, window in windows.items():
+            values = [inputs[_ravel((channel, *u), shape)] for u in window]
+            tops[ts] = window[values.index(max(values))]
+        shared = [(ts, other) for ts in windows for other in windows if ts < other and tops[ts] == tops[other]]
+        first = shared[0][0] if shared else next(iter(windows))
+        window = windows[first]
+        values = [inputs[_ravel((channel, *u), shape)] for u in window]
+        top = tops[first]
+        worked = Applied(Symbol("max"), *(_shown(v, x[(channel, *u)]) for u, v in zip(window, values, strict=True)))
+        blocks += [
+            w.say("model_numbers_window", window=w.show(Y[(channel, *first)]), top=w.show(x[(channel, *top)])),
+            Chain(
+                (
+                    w.show(Y[(channel, *first)], max(values)),
+                    w.show(Applied(Symbol("max"), *(x[(channel, *u)] for u in window)), max(values)),
+                    w.show(worked, max(_value_of(v) for v in worked.args[1:])),
+                    w.show(_shown(max(values), x[(channel, *top)]), _value_of(_shown(max(values)))),
+                )
+            ),
+        ]
+        if shared:
+            one_, other = shared[0]
+            both = [upstream[sample][_ravel((channel, *ts), out_shape)] for ts in (one_, other)]
+            at = x[(channel, *top)]
+            blocks += [
+                w.say("model_numbers_overlap", entry=w.show(at)),
+                Chain(
+                    (
+                        w.show(Partial(LOSS, at), local[_ravel(top, shape[1:])]),
+                        w.show(sympy.Add(g[(channel, *one_)], g[(channel, *other)], evaluate=False), both[0] + both[1]),
+                        w.show(
+                            sympy.Add(
+                                _shown(both[0], g[(channel, *one_)]),
+                                _shown(both[1], g[(channel, *other)]),
+                                evaluate=False,
+                            ),
+                            _value_of(_shown(both[0])) + _value_of(_shown(both[1])),
+                        ),
+                        w.show(_shown(both[0] + both[1]), _value_of(_shown(both[0] + both[1]))),
+                    ),
+                    "worked",
+                ),
+            ]
+    else:
+        # the entry in the most windows (then the largest gradient): its shares g/K, one per window, added
+        spatial = shape[1:]
+        entry = max(
+            _entries(spatial),
+            key=lambda u: (sum(u in window for window in windows.values()), abs(local[_ravel(u, spatial)])),
+        )
+        covering = [ts for ts, window in windows.items() if entry in window]
+        shares = [upstream[sample][_ravel((channel, *ts), out_shape)] for ts in covering]
+        size = sympy.Integer(math.prod(layer.kernel))
+        worked = sympy.Add(
+            *(Factors(one(size), _shown(v, g[(channel, *ts)])) for ts, v in zip(covering, shares, strict=True)),
+            evaluate=False,
+        )
+        total = _total(shares) / size
+        at = x[(channel, *entry)]
+        blocks += [
+            w.say("model_numbers_average", entry=w.show(at), windows=len(covering)),
+            Chain(
+                (
+                    w.show(Partial(LOSS, at), local[_ravel(entry, spatial)]),
+                    w.show(
+                        sympy.Add(*(Factors(one(size), g[(channel, *ts)]) for ts in covering), evaluate=False), total
+                    ),
+                    w.show(worked, _value_of(worked)),
+                    w.show(_shown(total), _value_of(_shown(total))),
+                ),
+                "worked",
+            ),
+        ]
+    blocks += [
+        w.say("model_numbers_routed" if layer.kind == "max" else "model_numbers_shared"),
+        Chain(
+            (
+                w.show(Partial(LOSS, x[channel]), _grid(local, shape[1:])),
+                w.show(
+                    _grid([_shown(v) for v in routed], shape[1:]),
+                    _grid([_value_of(_shown(v)) for v in routed], shape[1:]),
+                ),
+            )
+        ),
+        w.say("model_numbers_checked"),
+    ]
+    return blocks
+
+
+def _grid_chain(w: _ModelWriter, name: sympy.Basic, values: Sequence, spatial: Sequence[int]) -> Chain:
+    shown = _grid([_shown(v) for v in values], spatial)
+    return Chain((w.show(name, _grid(values, spatial)), w.show(shown, shown.applyfunc(_value_of))))
+
+
+def _axes_text(values: Sequence[int]) -> str:
+    return " × ".join(str(v) for v in values)
 
 
 def one(size: int) -> sympy.Rational:

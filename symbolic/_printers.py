@@ -248,7 +248,9 @@ class LatexNotation(LatexPrinter):
     def _print_Indexed(self, expr):
         base = self.names.get(expr.base.label, latex_name(str(expr.base.label)))
         indices = [self._print(i) for i in expr.indices]
-        joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
+        # x_{ij} for letters; numbers keep their commas (x_{0,2,2}, not x_{022}, which reads as one index)
+        numbered = len(indices) > 1 and any(i.is_Integer for i in expr.indices)
+        joined = "".join(indices) if all(len(i) == 1 for i in indices) and not numbered else ",".join(indices)
         return self._red(f"{base}_{{{joined}}}", str(expr.base.label))
 
     def _print_Partial(self, expr):

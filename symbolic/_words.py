@@ -543,6 +543,21 @@ _MODEL_ENGLISH = {
     "model_numbers_layernorm": "Sample {sample}'s n = {n} features, computed by SymPy to 40 digits and shown to 5; g "
     "comes from the layers after this one (the chain rule through them, in numbers):",
     "model_numbers_worked": "The first entry worked through the textbook's form:",
+    "model_numbers_conv": "Sample {sample}, input channel 0 (kernel {kernel}, stride {stride}, padding {padding}), "
+    "computed by SymPy to 40 digits and shown to 5; g = ∂L/∂y of each output channel o comes from the layers after "
+    "this one, ĝ is g with s − 1 zeros between its entries and K − 1 zeros around it, and W[o,0] is the kernel:",
+    "model_numbers_conv_worked": "{entry} worked through the textbook's form {form} (for two axes, the same along "
+    "each): the kernel flipped, the products whose ĝ is 0 left out:",
+    "model_numbers_pool": "Sample {sample}, channel 0 (window {kernel}, stride {stride}), computed by SymPy to 40 "
+    "digits and shown to 5: the layer's input x and g = ∂L/∂y from the layers after this one:",
+    "model_numbers_window": "The window of {window}: its largest entry is {top}, so {window}'s g goes to {top} "
+    "and to no other entry of the window:",
+    "model_numbers_overlap": "{entry} is the largest entry of two overlapping windows: it receives both their g, "
+    "added:",
+    "model_numbers_average": "{entry} lies in {windows} window(s): it receives g/K from each, added:",
+    "model_numbers_routed": "Every window's g routed to its arg-max (the other entries receive 0):",
+    "model_numbers_shared": "Every window's g shared as g/K among its entries, an entry in several windows adding "
+    "their shares:",
     "model_numbers_checked": "The same ∂L/∂x is what the chain rule through the whole model gives, entry by entry, "
     "and what torch's autograd gives in float64 (chainrule's tests compare them).",
     "model_checked": "SymPy differentiated each layer's definition with sympy.diff in index form (the sums over "
@@ -628,6 +643,19 @@ _MODEL_CHINESE = {
     "model_numbers_layernorm": "样本 {sample} 的 n = {n} 个特征，由 SymPy 以 40 位有效数字计算，显示 5 位；"
     "g 来自其后各层（沿这些层用数值应用链式法则得到）：",
     "model_numbers_worked": "按教科书的公式算出第一个分量：",
+    "model_numbers_conv": "第 {sample} 个样本、输入通道 0（卷积核 {kernel}、步长 {stride}、补零 {padding}），由 SymPy "
+    "以 40 位有效数字计算、显示 5 位；每个输出通道 o 的 g = ∂L/∂y 来自其后的各层，ĝ 是在 g 的分量之间插入 s − 1 个零、"
+    "四周补 K − 1 个零得到的，W[o,0] 是卷积核：",
+    "model_numbers_conv_worked": "按教科书的公式 {form}（二维时每个轴都如此）算出 {entry}：卷积核翻转，ĝ 为 0 的"
+    "乘积略去：",
+    "model_numbers_pool": "第 {sample} 个样本、通道 0（窗口 {kernel}、步长 {stride}），由 SymPy 以 40 位有效数字计算、"
+    "显示 5 位：该层的输入 x 与来自其后各层的 g = ∂L/∂y：",
+    "model_numbers_window": "{window} 的窗口中最大的分量是 {top}，所以 {window} 的 g 全部传给 {top}，"
+    "窗口中其他分量得到 0：",
+    "model_numbers_overlap": "{entry} 是两个重叠窗口中各自最大的分量：它接收两个窗口的 g 之和：",
+    "model_numbers_average": "{entry} 属于 {windows} 个窗口：它从每个窗口得到 g/K，各份相加：",
+    "model_numbers_routed": "每个窗口的 g 传给其最大分量（其他分量得到 0）：",
+    "model_numbers_shared": "每个窗口的 g 以 g/K 平分给其中各分量，属于多个窗口的分量把各份相加：",
     "model_numbers_checked": "沿整个模型逐个分量应用链式法则得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下"
     "也给出相同的值（chainrule 的测试对二者作了比对）。",
     "model_checked": "SymPy 用 sympy.diff 以下标形式（对符号大小求和）对每一层的定义求导；chainrule 的测试在大小为 "

@@ -2,9 +2,11 @@
 
 Each Chain's sides stand for expressions in the facts' symbols (or numbers); ``sides_equal`` writes them out at the
 sizes 2, 3, 5 and every index and shows the difference 0 (``_norm.vanishes``), the dense facts at symbolic sizes.
-The numbers (μ, σ̂, x̂, ∂L/∂x of a normalisation layer, computed by SymPy) are compared with torch autograd in
-float64 on the same model built from torch's own modules. Planted mistakes (a sign in a path term, a residual
-without its skip, the n − 1 variance in the worked numbers, a Chinese word swapped) must fail.
+The numbers (μ, σ̂, x̂, ∂L/∂x of a normalisation layer; g, ∂L/∂x, the flipped-kernel sum and the max's routing of a
+convolution or pooling layer, computed by SymPy) are compared with torch autograd in float64 on the same model built
+from torch's functions. Planted mistakes (a sign in a path term, a residual without its skip, the n − 1 variance in
+the worked numbers, the kernel not flipped, a max's g sent to another entry of its window, a Chinese word swapped)
+must fail.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from symbolic._model import (
     Act,
     AvgPool1d,
     BatchNorm,
+    Conv,
     Conv1d,
     Conv2d,
     Dropout,
     Flatten,
     LayerNorm,
     Linear,
+    MaxPool1d,
     MaxPool2d,
     Model,
+    Pool,
     Residual,
 )
 from symbolic._words import CHINESE, ENGLISH
@@ -53,8 +58,13 @@ CNN = Model(
     "mean",
 )
 CNN_1D = Model((2, 6), (Conv1d(2, 3, stride=2), AvgPool1d(2), Flatten(), Linear(1)), "half_sse")
-MODELS = {"batchnorm": BATCHNORM, "residual": RESIDUAL, "cnn": CNN, "cnn1d": CNN_1D}
-BATCHES = {"batchnorm": 4, "residual": 3, "cnn": None, "cnn1d": None}  # None: no worked numbers (conv has none)
+# one channel, a 2 × 2 kernel, windows of 2 × 2 moved by 1 (they overlap), and a length-7 input with stride 2
+OVERLAP = Model((1, 4, 4), (Conv2d(2, 2), Act("tanh"), MaxPool2d(2, stride=1), Flatten(), Linear(2)), "half_sse")
+STRIDED = Model((1, 7), (Conv1d(1, 3, stride=2), MaxPool1d(2, stride=1), Flatten(), Linear(1)), "half_sse", "mean")
+MODELS = {"batchnorm": BATCHNORM, "residual": RESIDUAL, "cnn": CNN, "cnn1d": CNN_1D, "overlap": OVERLAP}
+MODELS["strided"] = STRIDED
+# the batch each model's numbers are worked on
+BATCHES = {"batchnorm": 4, "residual": 3, "cnn": 2, "cnn1d": 2, "overlap": 1, "strided": 2}
 
 
 @functools.cache
@@ -161,6 +171,15 @@ class _Net(nn.Module):
             if isinstance(layer, LayerNorm):
                 return nn.functional.layer_norm(h, h.shape[1:], gamma, beta, eps=layer.eps)
             return nn.functional.batch_norm(h, None, None, gamma, beta, training=True, eps=layer.eps)
+        if isinstance(layer, Flatten):
+            return h.flatten(1)
+        if isinstance(layer, Conv):
+            convolve = nn.functional.conv1d if layer.dims == 1 else nn.functional.conv2d
+            weight, bias = self.values[f"W{placed.number}"], self.values.get(f"b{placed.number}")
+            return convolve(h, weight, bias, stride=layer.stride, padding=layer.padding)
+        if isinstance(layer, Pool):
+            pool = getattr(nn.functional, f"{layer.kind}_pool{layer.dims}d")
+            return pool(h, layer.kernel, layer.stride)
         (mask,) = placed.masks
         return h * self.values[mask] / (1 - layer.p)
 
@@ -177,8 +196,10 @@ def _autograd(model: Model, values):
     x = tensors["x"].clone().requires_grad_()
     net = _Net(model, tensors)
     out = net.run([q for q in model.placed if not q.inside], x)
-    difference = out - tensors["y"]
-    loss = 0.5 * (difference**2).sum()
+    if model.loss == "softmax_cross_entropy":
+        loss = -(tensors["y"] * nn.functional.log_softmax(out, dim=1)).sum()
+    else:
+        loss = 0.5 * ((out - tensors["y"]) ** 2).sum()
     if model.reduction == "mean":
         loss = loss / x.shape[0]
     loss.backward()
@@ -208,7 +229,73 @@ def test_the_convolution_page_flips_the_kernel_and_routes_the_max():
     assert len(pictures) == 2
 
 
-NORM_MODELS = [name for name in MODELS if BATCHES[name]]
+NORM_MODELS = [name for name in MODELS if any(isinstance(q.layer, (LayerNorm, BatchNorm)) for q in MODELS[name].placed)]
+WINDOW_MODELS = [name for name in MODELS if any(isinstance(q.layer, (Conv, Pool)) for q in MODELS[name].placed)]
+
+
+def _sample_channel(numbers, net, placed):
+    """The sample the page works (the first whose g is not all 0), channel 0: torch's g, ∂L/∂x and the input."""
+    sample = pages._first_sample(numbers.gradient(placed.position, "out"))
+    upstream = net.seen[f"out{placed.position}"].grad[sample]
+    local = net.local_gradient(placed)[sample, 0]
+    return sample, upstream, local, net.seen[f"in{placed.position}"][sample].detach()
+
+
+@pytest.mark.parametrize("name", WINDOW_MODELS)
+def test_the_window_numbers_are_torchs(name):
+    """g and ∂L/∂x of every convolution and pooling layer (forward-mode through SymPy's 40-digit forward pass),
+    the conv's textbook sum (ĝ with the flipped kernel) at the worked entry and the pooling's routing rule, each
+    against torch autograd in float64; the kernel not flipped and g sent to the wrong entry of its window fail."""
+    model = MODELS[name]
+    values = pages.example_values(model, BATCHES[name], seed=1)
+    net, numbers = _autograd(model, values), pages.ModelNumbers(model, values)
+    for placed in [q for q in model.placed if isinstance(q.layer, (Conv, Pool))]:
+        layer, shape, out_shape = placed.layer, placed.shape_in, placed.shape_out
+        sample, upstream, local, inputs = _sample_channel(numbers, net, placed)
+        found_out = numbers.gradient(placed.position, "out")[sample]
+        found_in = numbers.gradient(placed.position, "in")[sample]
+        assert [float(v) for v in found_out] == pytest.approx(upstream.flatten().tolist(), rel=1e-10, abs=1e-13)
+        assert [float(v) for v in found_in] == pytest.approx(
+            net.local_gradient(placed)[sample].flatten().tolist(), rel=1e-10, abs=1e-13
+        )
+        if isinstance(layer, Conv):
+            weight = numbers.parameters[f"W{placed.number}"]
+            kernel_shape = (layer.out_channels, shape[0], *layer.kernel)
+            spread = pages.conv_spread(layer, found_out, out_shape)
+            wrong = 0
+            for entry in pages._entries(shape[1:]):
+                terms = pages.conv_products(layer, spread, weight, kernel_shape, 0, entry)
+                assert float(sum(a * b for *_, a, b in terms)) == pytest.approx(
+                    float(local[entry]), rel=1e-10, abs=1e-13
+                )
+                unflipped = pages.conv_products(layer, spread, weight, kernel_shape, 0, entry, flipped=False)
+                wrong += float(sum(a * b for *_, a, b in unflipped)) != pytest.approx(float(local[entry]), abs=1e-6)
+            assert wrong, "the kernel not flipped gives the same numbers: the check could not see it"
+        else:
+            flat = [sympy.Float(v, 40) for v in inputs.flatten().tolist()]
+            routed = pages.pool_routed(layer, flat, found_out, shape, out_shape, 0)
+            assert [float(v) for v in routed] == pytest.approx(local.flatten().tolist(), rel=1e-10, abs=1e-13)
+            if layer.kind == "max":
+                misrouted = pages.pool_routed(layer, flat, found_out, shape, out_shape, 0, shift=1)
+                assert [float(v) for v in misrouted] != pytest.approx(local.flatten().tolist(), abs=1e-6)
+
+
+def test_the_window_numbers_are_on_the_page():
+    """The conv's worked entry (its few products), the max-pool's window, arg-max and two overlapping windows' g
+    added, in the text page; a pool's worked sum equals torch's ∂L/∂x at that entry."""
+    values = pages.example_values(OVERLAP, 1, seed=1)
+    text = pages.render_model(OVERLAP, "text", values=values)
+    numbers = text[text.index("In numbers") :]
+    assert "ĝ[1] = " in numbers and "W[1,0] = " in numbers and "· W[" in numbers
+    assert "y[0,0,0] = max(x[0,0,0], x[0,0,1], x[0,1,0], x[0,1,1])" in numbers
+    overlap = next(
+        c for c in _chains("overlap") if re.fullmatch(r"∂L/∂x\[0,\d,\d\]", c.terms[0].text) and "g[" in c.terms[1].text
+    )
+    net = _autograd(OVERLAP, values)
+    entry = tuple(int(v) for v in re.findall(r"\d", overlap.terms[0].text)[1:])
+    local = net.local_gradient(OVERLAP.placed[2])[0, 0]
+    assert float(overlap.terms[1].stands_for) == pytest.approx(float(local[entry]), rel=1e-10)
+    assert overlap.terms[1].text.count("g[") == 2
 
 
 @pytest.mark.parametrize("name", NORM_MODELS)
