@@ -561,8 +561,9 @@ _MODEL_ENGLISH = {
     "model_numbers_checked": "The same ∂L/∂x is what the chain rule through the whole model gives, entry by entry, "
     "and what torch's autograd gives in float64 (chainrule's tests compare them).",
     "model_checked": "SymPy differentiated each layer's definition with sympy.diff in index form (the sums over "
-    "symbolic sizes); chainrule's tests check that every side of every equation above equals the next, at the "
-    "sizes 2, 3 and 5, and compare the numbers with torch autograd.",
+    "symbolic sizes); chainrule's tests check that every side of every equation above equals the next, at "
+    "several concrete sizes (2, 3 and 5 for the normalisation, dropout and residual lines; the convolution's and "
+    "pooling's own sizes for theirs), and compare the numbers with torch autograd.",
 }
 
 _MODEL_CHINESE = {
@@ -658,8 +659,10 @@ _MODEL_CHINESE = {
     "model_numbers_shared": "每个窗口的 g 以 g/K 平分给其中各分量，属于多个窗口的分量把各份相加：",
     "model_numbers_checked": "沿整个模型逐个分量应用链式法则得到的 ∂L/∂x 与此相同，torch 的 autograd 在 float64 下"
     "也给出相同的值（chainrule 的测试对二者作了比对）。",
-    "model_checked": "SymPy 用 sympy.diff 以下标形式（对符号大小求和）对每一层的定义求导；chainrule 的测试在大小为 "
-    "2、3、5 时检查上面每个等式的各边依次相等，并把数值与 torch 的 autograd 作比对。",
+    "model_checked": "SymPy 用 sympy.diff 以下标形式（对符号大小求和）对每一层的定义求导；"
+    "chainrule 的测试在若干具体大小下（归一化、Dropout 和残差的等式取 2、3、5，"
+    "卷积和池化的等式取它们各自的大小）检查上面每个等式的各边依次相等，"
+    "并把数值与 torch 的 autograd 作比对。",
 }
 
 ENGLISH = MappingProxyType({**ENGLISH, **_MODEL_ENGLISH})
