@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not another install
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py and its modules beside this file
 
-from bench_cases import Case
+from bench_cases import Case, make_data
 from bench_measure import hardware, hardware_probes, lower_bound
 
 from numeric import REFERENCE_LOSSES, compile_gradients, to_torch
@@ -58,17 +58,9 @@ CASES = (  # bench.py's cases, under bench.py's labels (its memory child finds t
 
 
 def data(network: Network, batch: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(network.sizes[0], batch, generator=generator)
-    if network.loss == "cross_entropy":  # target distributions, one per sample
-        y = torch.softmax(torch.randn(network.sizes[-1], batch, generator=generator), dim=0)
-    else:
-        y = torch.rand(network.sizes[-1], batch, generator=generator)
-    params = {
-        name: torch.randn(*shape, generator=generator) / shape[1] ** 0.5
-        for name, shape in network.parameter_shapes.items()
-    }
-    return x, y, params
+    """bench.py's draw for the case (``make_data``): both benchmarks time the same tensors."""
+    drawn = make_data(Case("", network, batch))
+    return drawn.x, drawn.y, drawn.params
 
 
 def contenders(network: Network, x, y, params) -> tuple[dict[str, Callable[[], dict[str, torch.Tensor]]], object]:
